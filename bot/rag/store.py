@@ -1,0 +1,271 @@
+"""The Chroma index: client creation (embedded or server), versioned collections, ingest.
+
+Every build writes a new collection `<prefix>_v<n>` marked `state=building`, then flips it to
+`state=ready` in one metadata update: that flip is the atomic switch. Readers use the newest
+ready version; a crash mid-build leaves an ignored `building` collection that the next build
+removes. The previous ready version is kept until the next build so that a question that
+started on it can finish. Unchanged chunks are copied with their stored vectors, never
+re-embedded; the collection records which embedding model made its vectors.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import chromadb
+from chromadb.api import ClientAPI
+from chromadb.api.models.Collection import Collection
+from chromadb.config import Settings as ChromaSettings
+
+from bot.rag.chunking import chunk_document
+from bot.rag.embeddings import EmbeddingModel
+from bot.rag.errors import IndexUnavailableError
+from bot.rag.models import Chunk, IngestReport, SourceDocument, SourceInfo
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_WRITE_BATCH = 256
+
+
+def make_client(settings: Settings) -> ClientAPI:
+    """A Chroma server client when CHROMA_HOST is set, else the embedded on-disk store."""
+    chroma_settings = ChromaSettings(anonymized_telemetry=False)
+    try:
+        if settings.uses_chroma_server:
+            headers = {}
+            if settings.chroma_auth_header is not None:
+                headers["Authorization"] = settings.chroma_auth_header.get_secret_value()
+            return chromadb.HttpClient(
+                host=settings.chroma_host or "localhost",
+                port=settings.chroma_port,
+                ssl=settings.chroma_ssl,
+                headers=headers or None,
+                settings=chroma_settings,
+            )
+        settings.vectorstore_dir.mkdir(parents=True, exist_ok=True)
+        return chromadb.PersistentClient(path=str(settings.vectorstore_dir), settings=chroma_settings)
+    except Exception as exc:  # chromadb raises several types for an unreachable server
+        raise IndexUnavailableError(describe_store_error(settings, exc)) from exc
+
+
+def describe_store_error(settings: Settings, exc: BaseException) -> str:
+    where = (
+        f"the Chroma server at {settings.chroma_host}:{settings.chroma_port}"
+        if settings.uses_chroma_server
+        else f"the vector store in {settings.vectorstore_dir}"
+    )
+    return f"Cannot use {where}: {type(exc).__name__}: {exc}".rstrip(": ")
+
+
+@dataclass
+class IndexVersion:
+    """A read-only view of one ready collection: its chunks in memory for lexical search."""
+
+    name: str
+    collection: Collection
+    embedding_model: str
+    created_at: datetime
+    chunks: dict[str, Chunk] = field(default_factory=dict)
+
+    @property
+    def sources(self) -> dict[str, SourceInfo]:
+        counts: dict[str, int] = defaultdict(int)
+        titles: dict[str, str | None] = {}
+        for chunk in self.chunks.values():
+            counts[chunk.source] += 1
+            titles[chunk.source] = chunk.title
+        return {
+            name: SourceInfo(name=name, chunks=n, ingested_at=self.created_at, title=titles[name])
+            for name, n in sorted(counts.items())
+        }
+
+    def source_hashes(self) -> dict[str, str]:
+        return {c.source: c.source_hash for c in self.chunks.values()}
+
+
+def _chunk_from_record(chunk_id: str, text: str, meta: dict[str, Any]) -> Chunk:
+    return Chunk(
+        id=chunk_id,
+        source=str(meta["source"]),
+        index=int(meta["chunk_index"]),
+        start=int(meta["start"]),
+        end=int(meta["end"]),
+        text=text,
+        source_hash=str(meta["source_hash"]),
+        title=meta.get("title"),
+        url=meta.get("url"),
+    )
+
+
+def _version_number(name: str, prefix: str) -> int | None:
+    head, sep, tail = name.rpartition("_v")
+    if head != prefix or not sep or not tail.isdigit():
+        return None
+    return int(tail)
+
+
+class ChromaIndex:
+    """Finds, loads and builds index versions in one Chroma database."""
+
+    def __init__(self, client: ClientAPI, prefix: str, keep_previous: bool = True) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._keep_previous = keep_previous
+
+    @property
+    def client(self) -> ClientAPI:
+        return self._client
+
+    def _versions(self) -> list[tuple[int, Collection]]:
+        found = []
+        for collection in self._client.list_collections():
+            number = _version_number(collection.name, self._prefix)
+            if number is not None:
+                found.append((number, collection))
+        return sorted(found, key=lambda item: item[0])
+
+    def active_name(self) -> str | None:
+        """Name of the newest ready version, or None when nothing has been built."""
+        ready = [c for _, c in self._versions() if (c.metadata or {}).get("state") == "ready"]
+        return ready[-1].name if ready else None
+
+    def load(self, name: str | None = None) -> IndexVersion | None:
+        """The named (default: newest ready) version with its chunks loaded."""
+        name = name or self.active_name()
+        if name is None:
+            return None
+        collection = self._client.get_collection(name, embedding_function=None)
+        meta = collection.metadata or {}
+        records = collection.get(include=["documents", "metadatas"])
+        chunks = [
+            _chunk_from_record(i, d or "", m or {})
+            for i, d, m in zip(records["ids"], records["documents"] or [], records["metadatas"] or [])
+        ]
+        chunks.sort(key=lambda c: (c.source, c.index))
+        return IndexVersion(
+            name=name,
+            collection=collection,
+            embedding_model=str(meta.get("embedding_model", "")),
+            created_at=datetime.fromisoformat(str(meta.get("created_at", "1970-01-01T00:00:00+00:00"))),
+            chunks={c.id: c for c in chunks},
+        )
+
+    def build(
+        self,
+        documents: Sequence[SourceDocument],
+        embeddings: EmbeddingModel,
+        chunker: Callable[[SourceDocument], list[Chunk]],
+        current: IndexVersion | None,
+    ) -> tuple[IngestReport, str | None]:
+        """Make a new version from `documents`, reusing `current`'s vectors where possible.
+        Returns the report and the new version's name (None when nothing changed)."""
+        report = IngestReport(sources=len(documents))
+        reusable = current
+        if current is not None and current.embedding_model != embeddings.model_id:
+            report.reason = (
+                f"the index was built with {current.embedding_model or 'an unknown model'} "
+                f"and the bot now uses {embeddings.model_id}: re-indexing everything"
+            )
+            log.warning("%s", report.reason)
+            reusable = None
+        old_by_source: dict[str, dict[int, Chunk]] = defaultdict(dict)
+        if reusable is not None:
+            for chunk in reusable.chunks.values():
+                old_by_source[chunk.source][chunk.index] = chunk
+        new_chunks: list[Chunk] = []
+        for doc in documents:
+            chunks = chunker(doc)
+            old = old_by_source.get(doc.name, {})
+            for chunk in chunks:
+                previous = old.get(chunk.index)
+                if previous is None:
+                    report.added += 1
+                elif previous.id == chunk.id:
+                    report.unchanged += 1
+                else:
+                    report.updated += 1
+            report.removed += max(0, len(old) - len(chunks))
+            new_chunks.extend(chunks)
+        names = {doc.name for doc in documents}
+        report.removed += sum(len(c) for s, c in old_by_source.items() if s not in names)
+        if current is not None and reusable is not None and report.unchanged == len(new_chunks) and not report.removed:
+            return report, None  # nothing to do: the live version already is this index
+        if current is not None and reusable is None:
+            report.removed += len(current.chunks)  # old-model chunks all go
+        name = self._write_version(new_chunks, embeddings, reusable)
+        report.rebuilt = True
+        return report, name
+
+    def _write_version(
+        self, chunks: list[Chunk], embeddings: EmbeddingModel, reusable: IndexVersion | None
+    ) -> str:
+        self.drop_unfinished()
+        versions = self._versions()
+        number = (versions[-1][0] + 1) if versions else 1
+        name = f"{self._prefix}_v{number}"
+        created = datetime.now(UTC).isoformat()
+        collection = self._client.create_collection(
+            name,
+            configuration={"hnsw": {"space": "cosine"}},
+            metadata={"state": "building", "embedding_model": embeddings.model_id, "created_at": created},
+            embedding_function=None,
+        )
+        reuse_ids = [c.id for c in chunks if reusable is not None and c.id in reusable.chunks]
+        fresh = [c for c in chunks if reusable is None or c.id not in reusable.chunks]
+        started = time.perf_counter()
+        for lo in range(0, len(reuse_ids), _WRITE_BATCH):
+            batch = reuse_ids[lo:lo + _WRITE_BATCH]
+            assert reusable is not None
+            got = reusable.collection.get(ids=batch, include=["embeddings", "documents", "metadatas"])
+            collection.add(
+                ids=got["ids"], embeddings=got["embeddings"], documents=got["documents"],
+                metadatas=got["metadatas"],
+            )
+        for lo in range(0, len(fresh), _WRITE_BATCH):
+            batch_chunks = fresh[lo:lo + _WRITE_BATCH]
+            vectors = embeddings.encode([c.text for c in batch_chunks])
+            collection.add(
+                ids=[c.id for c in batch_chunks],
+                embeddings=vectors,
+                documents=[c.text for c in batch_chunks],
+                metadatas=[c.metadata() for c in batch_chunks],
+            )
+        collection.modify(
+            metadata={"state": "ready", "embedding_model": embeddings.model_id, "created_at": created}
+        )
+        log.info(
+            "index %s ready: %d chunks (%d embedded, %d reused) in %.2fs",
+            name, len(chunks), len(fresh), len(reuse_ids), time.perf_counter() - started,
+        )
+        self._prune(keep=name)
+        return name
+
+    def drop_unfinished(self) -> None:
+        """Remove versions left `building` by a crash or a failed build."""
+        for _, collection in self._versions():
+            if (collection.metadata or {}).get("state") != "ready":
+                log.info("removing unfinished index version %s", collection.name)
+                self._client.delete_collection(collection.name)
+
+    def _prune(self, keep: str) -> None:
+        """Delete all but the newest version and (if kept) the one before it."""
+        names = [c.name for _, c in self._versions()]
+        keep_set = {keep}
+        if self._keep_previous:
+            older = [n for n in names if n != keep]
+            if older:
+                keep_set.add(older[-1])
+        for name in names:
+            if name not in keep_set:
+                self._client.delete_collection(name)
+
+
+def chunker_for(settings: Settings) -> Callable[[SourceDocument], list[Chunk]]:
+    return lambda doc: chunk_document(doc, settings.chunk_size, settings.chunk_overlap)

@@ -1,0 +1,101 @@
+"""The one typed settings object: every knob of the bot, read from the environment or `.env`.
+
+Nothing else in the package reads the environment; a `Settings` instance is built once at the
+edge (CLI, bot start-up, tests) and passed in.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """All configuration. Field names map to upper-case environment variables."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # --- sources and index -------------------------------------------------------------
+    sources_dir: Path = Field(Path("sources"), description="Folder of .txt/.md source files.")
+    vectorstore_dir: Path = Field(Path("vectorstore"), description="On-disk Chroma location.")
+    collection_prefix: str = Field("sources", description="Prefix of the Chroma collections.")
+    prompts_dir: Path = Field(PROJECT_ROOT / "prompts", description="Prompt template folder.")
+    max_source_bytes: int = Field(5_000_000, ge=1, description="Larger source files are rejected.")
+
+    # --- Chroma server mode ---------------------------------------------------------------
+    chroma_host: str | None = None
+    chroma_port: int = 8000
+    chroma_ssl: bool = False
+    chroma_auth_header: SecretStr | None = Field(
+        None, description="Value of the Authorization header sent to the Chroma server."
+    )
+
+    # --- chunking and retrieval ---------------------------------------------------------
+    chunk_size: int = Field(800, ge=100, description="Target chunk length in characters.")
+    chunk_overlap: int = Field(160, ge=0, description="Characters of sentence overlap.")
+    top_k: int = Field(4, ge=1, le=20, description="Chunks given to the answerer.")
+    hybrid_search: bool = Field(True, description="Fuse dense and BM25 rankings (RRF).")
+
+    # --- embeddings --------------------------------------------------------------------
+    embedding_threads: int = Field(2, ge=1, le=64, description="onnxruntime threads.")
+    embedding_batch_size: int = Field(16, ge=1, le=256)
+
+    # --- answering ---------------------------------------------------------------------
+    llm_provider: Literal["extractive", "openai"] | None = Field(
+        None, description="Unset: openai when OPENAI_API_KEY or OPENAI_BASE_URL is set."
+    )
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    openai_model: str = "gpt-4o-mini"
+    openai_embedding_model: str | None = None
+    request_timeout: float = Field(30.0, gt=0)
+    max_retries: int = Field(2, ge=0, le=10)
+    max_output_tokens: int = Field(512, ge=16)
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    context_token_budget: int = Field(3000, ge=200, description="Max tokens of retrieved text.")
+    min_answer_score: float = Field(
+        0.55, description="Extractive answerer: best evidence below this is a refusal."
+    )
+    max_question_chars: int = Field(2000, ge=1)
+    summary_min_bullets: int = 3
+    summary_max_bullets: int = 6
+
+    # --- discord ------------------------------------------------------------------------
+    discord_token: SecretStr | None = None
+    discord_guild_id: int | None = None
+    allowed_channel_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
+    moderator_role_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
+    question_cooldown_seconds: float = Field(10.0, ge=0)
+    question_cooldown_count: int = Field(3, ge=1)
+
+    log_level: str = "INFO"
+
+    @field_validator("allowed_channel_ids", "moderator_role_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [int(part) for part in value.replace(";", ",").split(",") if part.strip()]
+        if isinstance(value, int):
+            return [value]
+        return value
+
+    @model_validator(mode="after")
+    def _choose_provider(self) -> Settings:
+        if self.llm_provider is None:
+            configured = self.openai_api_key is not None or bool(self.openai_base_url)
+            self.llm_provider = "openai" if configured else "extractive"
+        return self
+
+    @property
+    def provider(self) -> Literal["extractive", "openai"]:
+        assert self.llm_provider is not None
+        return self.llm_provider
+
+    @property
+    def uses_chroma_server(self) -> bool:
+        return bool(self.chroma_host)
