@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     context_token_budget: int = Field(3000, ge=200, description="Max tokens of retrieved text.")
     min_answer_score: float = Field(
-        0.55, description="Extractive answerer: best evidence below this is a refusal."
+        0.38, description="Extractive answerer: best evidence below this is a refusal."
     )
     max_question_chars: int = Field(2000, ge=1)
     summary_min_bullets: int = 3

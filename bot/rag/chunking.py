@@ -38,7 +38,8 @@ def chunk_id(source: str, index: int, text: str) -> str:
 
 def chunk_document(doc: SourceDocument, size: int, overlap: int) -> list[Chunk]:
     """Greedy packing of whole sentences up to `size` characters; each chunk after the first
-    starts with the trailing sentences (up to `overlap` characters) of the previous one."""
+    starts with the previous chunk's last sentence, and more of its trailing sentences while
+    they total at most `overlap` characters."""
     pieces = _pieces(split_sentences(doc.text), size)
     groups: list[list[Span]] = []
     current: list[Span] = []
@@ -47,7 +48,8 @@ def chunk_document(doc: SourceDocument, size: int, overlap: int) -> list[Chunk]:
             groups.append(current)
             carry: list[Span] = []
             for prev in reversed(current):
-                if current[-1].end - prev.start > overlap or len(carry) + 1 >= len(current):
+                too_long = carry and current[-1].end - prev.start > overlap  # always carry one
+                if too_long or len(carry) + 1 >= len(current):
                     break
                 carry.insert(0, prev)
             current = carry

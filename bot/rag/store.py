@@ -73,6 +73,7 @@ class IndexVersion:
     embedding_model: str
     created_at: datetime
     chunks: dict[str, Chunk] = field(default_factory=dict)
+    _texts: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def sources(self) -> dict[str, SourceInfo]:
@@ -85,6 +86,18 @@ class IndexVersion:
             name: SourceInfo(name=name, chunks=n, ingested_at=self.created_at, title=titles[name])
             for name, n in sorted(counts.items())
         }
+
+    def source_text(self, source: str) -> str:
+        """The source's normalised text, rebuilt from its chunks (they cover every sentence;
+        what lies between two chunks is whitespace)."""
+        cached = self._texts.get(source)
+        if cached is None:
+            pieces = sorted((c for c in self.chunks.values() if c.source == source), key=lambda c: c.start)
+            buffer = [" "] * (pieces[-1].end if pieces else 0)
+            for chunk in pieces:
+                buffer[chunk.start:chunk.end] = chunk.text
+            cached = self._texts[source] = "".join(buffer)
+        return cached
 
     def source_hashes(self) -> dict[str, str]:
         return {c.source: c.source_hash for c in self.chunks.values()}

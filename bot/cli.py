@@ -1,0 +1,177 @@
+"""The command line: ingest, ask, summary, sources, run (the Discord bot), eval and bench.
+
+Every command builds one Settings and one RagService and prints plain text (or JSON with
+`--json`). Errors a user can fix are printed as one line on stderr with a non-zero exit
+code, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from bot.rag.errors import RagError
+from bot.rag.models import Answer, Citation, Summary
+from bot.rag.service import RagService
+from bot.settings import Settings
+
+EXIT_USER_ERROR = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bot",
+        description="Answer questions about the source documents, with citations.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    ingest = commands.add_parser("ingest", help="(re)build the index from the sources folder")
+    ingest.add_argument("--sources", type=Path, help="sources folder (default: SOURCES_DIR or ./sources)")
+
+    ask = commands.add_parser("ask", help="answer a question (or one per line from stdin)")
+    ask.add_argument("question", nargs="?", help="the question; omit to read questions from stdin")
+    ask.add_argument("--json", action="store_true", help="one JSON object per question per line")
+
+    summary = commands.add_parser("summary", help="key points of one source or of all sources")
+    summary.add_argument("source", nargs="?", help="source file name (default: all sources)")
+    summary.add_argument("--json", action="store_true")
+
+    sources = commands.add_parser("sources", help="list the indexed sources")
+    sources.add_argument("--json", action="store_true")
+
+    commands.add_parser("run", help="run the Discord bot (needs DISCORD_TOKEN)")
+
+    evaluate = commands.add_parser("eval", help="measure answer and citation quality on a QA file")
+    evaluate.add_argument("file", type=Path, help="JSONL: id, question, answerable, answers, evidence")
+    evaluate.add_argument("--json", action="store_true")
+    evaluate.add_argument("--k", type=int, help="chunks retrieved per question (default: TOP_K)")
+    evaluate.add_argument("--no-baseline", action="store_true", help="skip the stock LangChain baseline")
+
+    bench = commands.add_parser("bench", help="measure speed and memory")
+    bench.add_argument("--json", action="store_true")
+    bench.add_argument("--scaled-chunks", type=int, default=2000, help="size of the scaled corpus")
+    bench.add_argument("--repeats", type=int, default=30, help="questions timed per figure")
+    return parser
+
+
+def format_citation(citation: Citation, width: int = 160) -> str:
+    quote = citation.quote if len(citation.quote) <= width else citation.quote[: width - 1] + "…"
+    return f"[{citation.n}] {citation.source}, characters {citation.start}–{citation.end}: {quote}"
+
+
+def format_answer(answer: Answer) -> str:
+    lines = [answer.answer]
+    if answer.citations:
+        lines.append("")
+        lines.extend(format_citation(c) for c in answer.citations)
+    return "\n".join(lines)
+
+
+def format_summary(summary: Summary) -> str:
+    title = f"Summary of {summary.source}" if summary.source else "Summary of all sources"
+    lines = [title + ":"]
+    lines.extend(f"- {b.text} " + "".join(f"[{n}]" for n in b.citations) for b in summary.bullets)
+    lines.append("")
+    lines.extend(f"[{c.n}] {c.source}, characters {c.start}–{c.end}" for c in summary.citations)
+    return "\n".join(lines)
+
+
+def _questions(argument: str | None) -> Iterable[str]:
+    if argument is not None:
+        yield argument
+        return
+    for line in sys.stdin:
+        if line.strip():
+            yield line.rstrip("\n")
+
+
+def cmd_ask(service: RagService, args: argparse.Namespace) -> int:
+    failures = 0
+    for question in _questions(args.question):
+        try:
+            answer = service.ask(question)
+        except RagError as exc:
+            if args.question is not None:
+                raise
+            failures += 1  # one bad line of a batch must not lose the others
+            if args.json:
+                print(json.dumps({"question": question, "error": str(exc)}), flush=True)
+            else:
+                print(f"error: {exc}", file=sys.stderr, flush=True)
+            continue
+        if args.json:
+            print(json.dumps(answer.to_dict(), ensure_ascii=False), flush=True)
+        else:
+            print(format_answer(answer) + ("\n" if args.question is None else ""), flush=True)
+    return EXIT_USER_ERROR if failures else 0
+
+
+def cmd_summary(service: RagService, args: argparse.Namespace) -> int:
+    summary = service.summary(args.source)
+    print(json.dumps(summary.to_dict(), ensure_ascii=False) if args.json else format_summary(summary))
+    return 0
+
+
+def cmd_sources(service: RagService, args: argparse.Namespace) -> int:
+    infos = service.sources()
+    if args.json:
+        print(json.dumps([
+            {"name": i.name, "title": i.title, "chunks": i.chunks, "ingested_at": i.ingested_at.isoformat()}
+            for i in infos
+        ]))
+        return 0
+    for info in infos:
+        when = info.ingested_at.strftime("%Y-%m-%d %H:%M UTC")
+        print(f"{info.name}\t{info.chunks} chunks\tlast ingested {when}")
+    return 0
+
+
+def cmd_ingest(service: RagService, args: argparse.Namespace) -> int:
+    report = service.ingest(args.sources)
+    print(str(report))
+    if report.reason:
+        print(f"note: {report.reason}")
+    return 0
+
+
+def configure_logging(settings: Settings, verbose: bool, command: str) -> None:
+    level = settings.log_level.upper() if (verbose or command == "run") else "WARNING"
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("chromadb", "httpx", "httpcore", "onnxruntime", "bm25s"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings()
+    except Exception as exc:  # pydantic's validation message names the bad variable
+        print(f"error: invalid configuration: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    configure_logging(settings, args.verbose, args.command)
+    try:
+        if args.command == "run":
+            from bot.discord_bot.app import run_bot
+
+            return run_bot(settings)
+        if args.command == "eval":
+            from bot.evaluation.cli import cmd_eval
+
+            return cmd_eval(settings, args)
+        if args.command == "bench":
+            from bot.evaluation.bench import cmd_bench
+
+            return cmd_bench(settings, args)
+        service = RagService(settings)
+        handlers = {"ask": cmd_ask, "summary": cmd_summary, "sources": cmd_sources, "ingest": cmd_ingest}
+        return handlers[args.command](service, args)
+    except RagError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        return 130

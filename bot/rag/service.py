@@ -1,0 +1,274 @@
+"""RagService: the one object the CLI, the Discord bot and the tests call.
+
+It owns the live index (a Chroma version plus its retriever and LCEL chain), ingest and
+reload (one at a time; the old index keeps serving until the new one is ready, and keeps
+serving if the reload fails), question validation, answering and summaries.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from langchain_chroma import Chroma
+from langchain_core.runnables import Runnable, RunnableLambda, RunnableParallel, RunnablePassthrough
+
+from bot.rag.embeddings import EmbeddingModel, build_embeddings
+from bot.rag.errors import (
+    IndexUnavailableError,
+    QuestionError,
+    RagError,
+    ReloadInProgressError,
+    SourceError,
+    UnknownSourceError,
+)
+from bot.rag.extractive import Corpus, ExtractiveAnswerer
+from bot.rag.models import Answer, Chunk, IngestReport, SourceInfo, Summary
+from bot.rag.prompts import Prompts
+from bot.rag.retrieval import HybridRetriever, LexicalIndex
+from bot.rag.sources import load_sources
+from bot.rag.store import ChromaIndex, IndexVersion, chunker_for, describe_store_error, make_client
+from bot.rag.summary import SummaryCache, extractive_summary
+from bot.rag.text import clean_invisible
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Answerer(Protocol):
+    """A back-end that turns retrieved chunks into a cited answer or a summary."""
+
+    provider: str
+
+    def answer(self, question: str, chunks: Sequence[Chunk], corpus: Corpus) -> Answer: ...
+
+
+@dataclass(frozen=True)
+class LiveIndex:
+    """Everything that answers from one index version; replaced whole on reload."""
+
+    version: IndexVersion
+    lexical: LexicalIndex
+    retriever: HybridRetriever
+    chain: Runnable[str, Answer]
+
+    def idf(self, term: str) -> float:
+        return self.lexical.idf(term)
+
+    def source_text(self, source: str) -> str:
+        return self.version.source_text(source)
+
+
+class RagService:
+    """Grounded question answering over the sources folder."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        embeddings: EmbeddingModel | None = None,
+        answerer: Answerer | None = None,
+    ) -> None:
+        self.settings = settings
+        self.prompts = Prompts.load(settings.prompts_dir)
+        self._embeddings = embeddings
+        self._answerer = answerer
+        self._index: ChromaIndex | None = None
+        self._live: LiveIndex | None = None
+        self._reload_lock = threading.Lock()
+        self._start_lock = threading.Lock()
+        self._summaries = SummaryCache()
+        self.last_reload: IngestReport | None = None
+
+    # --- parts, built on first use ---------------------------------------------------------
+    @property
+    def embeddings(self) -> EmbeddingModel:
+        if self._embeddings is None:
+            self._embeddings = build_embeddings(self.settings)
+        return self._embeddings
+
+    @property
+    def extractive(self) -> ExtractiveAnswerer:
+        if not isinstance(getattr(self, "_extractive", None), ExtractiveAnswerer):
+            self._extractive = ExtractiveAnswerer(
+                self.embeddings, self.settings.min_answer_score, self.prompts.refusal
+            )
+        return self._extractive
+
+    @property
+    def answerer(self) -> Answerer:
+        if self._answerer is None:
+            if self.settings.provider == "openai":
+                from bot.rag.llm import OpenAIAnswerer
+
+                self._answerer = OpenAIAnswerer(self.settings, self.prompts, self.extractive.vectors)
+            else:
+                self._answerer = self.extractive
+        return self._answerer
+
+    @property
+    def index(self) -> ChromaIndex:
+        if self._index is None:
+            self._index = ChromaIndex(make_client(self.settings), self.settings.collection_prefix)
+        return self._index
+
+    @property
+    def provider(self) -> str:
+        return self.answerer.provider
+
+    # --- index lifecycle -----------------------------------------------------------------
+    def start(self) -> LiveIndex:
+        """The live index: the newest ready version, built from the sources if none exists."""
+        live = self._live
+        if live is not None:
+            return live
+        with self._start_lock:
+            if self._live is None:
+                try:
+                    name = self.index.active_name()
+                    version = self.index.load(name) if name else None
+                except RagError:
+                    raise
+                except Exception as exc:
+                    raise IndexUnavailableError(describe_store_error(self.settings, exc)) from exc
+                if version is not None and version.embedding_model == self.embeddings.model_id:
+                    self._activate(version)
+                else:
+                    self.ingest()
+            assert self._live is not None
+            return self._live
+
+    def ingest(self, sources_dir: Path | None = None) -> IngestReport:
+        """Load the sources and make them the live index. On any error the live index (if
+        any) is left as it was and a RagError says what went wrong."""
+        if not self._reload_lock.acquire(blocking=False):
+            raise ReloadInProgressError("A reload is already running; try again when it finishes.")
+        try:
+            started = time.perf_counter()
+            documents = load_sources(sources_dir or self.settings.sources_dir, self.settings.max_source_bytes)
+            current = self._live.version if self._live is not None else None
+            try:
+                if current is None:
+                    name = self.index.active_name()
+                    current = self.index.load(name) if name else None
+                report, new_name = self.index.build(
+                    documents, self.embeddings, chunker_for(self.settings), current
+                )
+                if new_name is not None:
+                    version = self.index.load(new_name)
+                    assert version is not None
+                    self._activate(version)
+                elif self._live is None and current is not None:
+                    self._activate(current)
+            except RagError:
+                raise
+            except Exception as exc:
+                log.exception("ingest failed")
+                self._cleanup_after_failure()
+                raise IndexUnavailableError(
+                    f"Ingest failed ({describe_store_error(self.settings, exc)}); "
+                    + ("the previous index is still serving." if self._live else "no index is available yet.")
+                ) from exc
+            log.info("ingest: %s in %.2fs", report, time.perf_counter() - started)
+            self.last_reload = report
+            return report
+        finally:
+            self._reload_lock.release()
+
+    def _cleanup_after_failure(self) -> None:
+        try:
+            self.index.drop_unfinished()
+        except Exception:  # the store may be the thing that failed; nothing more to do
+            log.warning("could not remove an unfinished index version", exc_info=True)
+
+    def _activate(self, version: IndexVersion) -> None:
+        lexical = LexicalIndex(list(version.chunks.values()))
+        vectorstore = Chroma(
+            client=self.index.client,
+            collection_name=version.name,
+            embedding_function=self.embeddings,
+        )
+        retriever = HybridRetriever(
+            version=version,
+            vectorstore=vectorstore,
+            lexical=lexical,
+            embeddings=self.embeddings,
+            k=self.settings.top_k,
+            hybrid=self.settings.hybrid_search,
+        )
+        answerer = self.answerer
+
+        def answer(inputs: dict[str, Any]) -> Answer:
+            chunks = [version.chunks[str(d.metadata["chunk_id"])] for d in inputs["documents"]]
+            return answerer.answer(inputs["question"], chunks, live)
+
+        chain: Runnable[str, Answer] = RunnableParallel(
+            question=RunnablePassthrough(), documents=retriever
+        ) | RunnableLambda(answer)
+        live = LiveIndex(version, lexical, retriever, chain)
+        self._live = live
+        log.info("serving index %s (%d chunks)", version.name, len(version.chunks))
+
+    # --- questions -------------------------------------------------------------------------
+    def validate_question(self, question: str) -> str:
+        """The cleaned question, or a QuestionError saying what is wrong with it."""
+        cleaned = " ".join(clean_invisible(question or "").split())
+        if not cleaned:
+            raise QuestionError("Please type a question: the message was empty.")
+        limit = self.settings.max_question_chars
+        if len(cleaned) > limit:
+            raise QuestionError(
+                f"That question is {len(cleaned):,} characters long; the limit is {limit:,}. "
+                "Please shorten it."
+            )
+        return cleaned
+
+    def ask(self, question: str) -> Answer:
+        """A cited answer from the sources, or a plain refusal when they do not hold it."""
+        cleaned = self.validate_question(question)
+        live = self.start()
+        return live.chain.invoke(cleaned)
+
+    def retrieve(self, question: str) -> list[Chunk]:
+        live = self.start()
+        documents = live.retriever.invoke(self.validate_question(question))
+        return [live.version.chunks[str(d.metadata["chunk_id"])] for d in documents]
+
+    # --- sources and summaries -----------------------------------------------------------
+    def sources(self) -> list[SourceInfo]:
+        return list(self.start().version.sources.values())
+
+    def summary(self, source: str | None = None) -> Summary:
+        """Key points of one source (or all), each cited; cached per content and back-end."""
+        live = self.start()
+        chunks = sorted(live.version.chunks.values(), key=lambda c: (c.source, c.index))
+        if source is not None:
+            names = {c.source for c in chunks}
+            match = source if source in names else next((n for n in names if n.rsplit(".", 1)[0] == source), None)
+            if match is None:
+                raise UnknownSourceError(
+                    f"There is no source called {source!r}. Sources: {', '.join(sorted(names)) or 'none'}."
+                )
+            source = match
+            chunks = [c for c in chunks if c.source == source]
+        key = (source, self.answerer.provider, tuple(c.id for c in chunks))
+        cached = self._summaries.get(key)
+        if cached is not None:
+            return cached
+        summarise = getattr(self.answerer, "summarise", None)
+        if summarise is not None:
+            result = summarise(source, chunks)
+        else:
+            result = extractive_summary(
+                source, chunks, self.extractive.vectors, live.source_text,
+                self.settings.summary_min_bullets, self.settings.summary_max_bullets,
+            )
+        self._summaries.put(key, result)
+        return result
+
+
+__all__ = ["RagService", "SourceError", "QuestionError"]

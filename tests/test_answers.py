@@ -1,0 +1,89 @@
+"""Answers from the embedded default: the dev set's bar, citations, quotes, refusals."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from bot.rag.service import RagService
+from bot.rag.sources import load_source
+from bot.rag.text import match_key
+
+from tests.conftest import ARTICLE, DEV_SET, OWN_SET, read_jsonl
+
+
+def is_correct(item: dict, answer) -> bool:  # type: ignore[no-untyped-def]
+    if not item["answerable"]:
+        return not answer.answerable
+    text = match_key(answer.answer)
+    has_answer = any(match_key(a) in text for a in item["answers"])
+    cites_evidence = any(match_key(e) in match_key(c.quote) for c in answer.citations for e in item["evidence"])
+    return answer.answerable and has_answer and cites_evidence
+
+
+@pytest.mark.skipif(not DEV_SET.exists(), reason="the shared dev set is not next to this checkout")
+def test_dev_set_meets_the_bar(shared_service: RagService) -> None:
+    items = read_jsonl(DEV_SET)
+    answers = {i["id"]: shared_service.ask(i["question"]) for i in items}
+    answerable_ok = [i["id"] for i in items if i["answerable"] and is_correct(i, answers[i["id"]])]
+    refused_ok = [i["id"] for i in items if not i["answerable"] and is_correct(i, answers[i["id"]])]
+    assert len(answerable_ok) >= 9, answerable_ok
+    assert len(refused_ok) >= 3, refused_ok
+
+
+def test_own_question_set(shared_service: RagService) -> None:
+    items = read_jsonl(OWN_SET)
+    answerable = [i for i in items if i["answerable"]]
+    unanswerable = [i for i in items if not i["answerable"]]
+    assert len(items) >= 30 and len(unanswerable) >= 8
+    right = sum(is_correct(i, shared_service.ask(i["question"])) for i in answerable)
+    refused = sum(is_correct(i, shared_service.ask(i["question"])) for i in unanswerable)
+    assert right / len(answerable) >= 0.9
+    assert refused / len(unanswerable) >= 0.7
+
+
+def test_quotes_are_exact_substrings_of_the_stored_text(shared_service: RagService) -> None:
+    stored = load_source(ARTICLE, ARTICLE.name, 10_000_000).text
+    live = shared_service.start()
+    assert live.source_text(ARTICLE.name) == stored
+    for question in ["How many hostages were taken?", "Who is the IDF chief of staff?", "Who said an inquiry should wait?"]:
+        answer = shared_service.ask(question)
+        assert answer.answerable and answer.citations
+        for citation in answer.citations:
+            assert stored[citation.start:citation.end] == citation.quote
+            chunk = live.version.chunks[citation.chunk_id]
+            assert chunk.source == citation.source
+            assert chunk.start <= citation.end and citation.start <= chunk.end
+
+
+def test_citation_markers_match_the_citations(shared_service: RagService) -> None:
+    answer = shared_service.ask("Why did the intelligence chief resign?")
+    markers = [int(n) for n in re.findall(r"\[(\d+)\]", answer.answer)]
+    assert markers and sorted(set(markers)) == [c.n for c in answer.citations] == list(range(1, len(answer.citations) + 1))
+    for citation in answer.citations:
+        assert citation.quote in answer.answer  # extractive answers quote their evidence verbatim
+
+
+@pytest.mark.parametrize(
+    "question",
+    ["What is the capital of Australia?", "Give me a recipe for banana bread.", "Who won the 2018 World Cup?", "asdf qwerty zxcv"],
+)
+def test_off_topic_questions_are_refused(shared_service: RagService, question: str) -> None:
+    answer = shared_service.ask(question)
+    assert not answer.answerable
+    assert answer.citations == []
+    assert answer.answer == shared_service.prompts.refusal
+
+
+def test_summary_bullets_are_cited_source_sentences(shared_service: RagService) -> None:
+    summary = shared_service.summary()
+    stored = shared_service.start().source_text(ARTICLE.name)
+    settings = shared_service.settings
+    assert settings.summary_min_bullets <= len(summary.bullets) <= settings.summary_max_bullets
+    for bullet in summary.bullets:
+        assert bullet.text in stored
+        for n in bullet.citations:
+            citation = summary.citations[n - 1]
+            assert stored[citation.start:citation.end] == citation.quote
+    assert shared_service.summary("haliva-resignation") is shared_service.summary("haliva-resignation.txt")

@@ -1,0 +1,92 @@
+"""Bad input: a clear message, no traceback, and the existing index left serving."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.rag.errors import QuestionError, SourceError, UnknownSourceError
+from bot.rag.service import RagService
+from bot.settings import PROJECT_ROOT, Settings
+
+
+@pytest.mark.parametrize("question", ["", "   \n\t ", "\u200b\u200b"])
+def test_empty_question(service: RagService, question: str) -> None:
+    with pytest.raises(QuestionError, match="empty"):
+        service.ask(question)
+
+
+def test_question_over_the_limit(service: RagService) -> None:
+    with pytest.raises(QuestionError, match="2,000"):
+        service.ask("why " * 600)
+    assert service.ask("x" * 10 + " " + "Who is the IDF chief of staff?") is not None  # just under is fine
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("empty.txt", b"   \n", "empty"),
+        ("image.txt", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary"),
+        ("latin1.md", "caf\xe9".encode("latin-1"), "UTF-8"),
+    ],
+)
+def test_bad_source_file_keeps_the_old_index(
+    service: RagService, sources_dir: Path, name: str, content: bytes, message: str
+) -> None:
+    service.ingest()
+    live = service.index.active_name()
+    (sources_dir / name).write_bytes(content)
+    with pytest.raises(SourceError, match=message) as info:
+        service.ingest()
+    assert name in str(info.value)
+    assert service.index.active_name() == live
+    assert service.ask("How many hostages were taken back to Gaza?").answerable
+
+
+def test_missing_sources_folder(make_settings, embeddings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    service = RagService(make_settings(sources_dir=tmp_path / "nowhere"), embeddings=embeddings)
+    with pytest.raises(SourceError, match="does not exist"):
+        service.ingest()
+
+
+def test_unknown_summary_source(service: RagService) -> None:
+    with pytest.raises(UnknownSourceError, match="haliva-resignation.txt"):
+        service.summary("nope.txt")
+
+
+def run_cli(settings: Settings, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(settings.vectorstore_dir.parent),
+        "SOURCES_DIR": str(settings.sources_dir),
+        "VECTORSTORE_DIR": str(settings.vectorstore_dir),
+        "LLM_PROVIDER": "extractive",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args], input=stdin, capture_output=True, text=True,
+        env=env, cwd=PROJECT_ROOT, timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["ask", ""], "empty"),
+        (["ask", "why " * 600], "limit is 2,000"),
+        (["summary", "nope.txt"], "no source called"),
+    ],
+)
+def test_cli_errors_are_one_clear_line(settings: Settings, args: list[str], message: str) -> None:
+    result = run_cli(settings, *args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_cli_missing_sources_folder(settings: Settings, tmp_path: Path) -> None:
+    broken = settings.model_copy(update={"sources_dir": tmp_path / "missing"})
+    result = run_cli(broken, "ingest")
+    assert result.returncode == 2 and "does not exist" in result.stderr and "Traceback" not in result.stderr

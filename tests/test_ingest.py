@@ -1,0 +1,104 @@
+"""Ingest against a real on-disk Chroma with the real embedding model: stable ids,
+idempotent re-ingest, updates, removals, model changes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from bot.rag.embeddings import MiniLMEmbeddings
+from bot.rag.service import RagService
+from bot.settings import Settings
+
+
+class CountingEmbeddings(MiniLMEmbeddings):
+    """The real model, counting the texts it embeds (to prove nothing is re-embedded)."""
+
+    def __init__(self, model: MiniLMEmbeddings, model_id: str | None = None) -> None:
+        self.__dict__.update(model.__dict__)
+        if model_id:
+            self.model_id = model_id
+        self.embedded = 0
+
+    def encode(self, texts: list[str]):  # type: ignore[no-untyped-def]
+        self.embedded += len(texts)
+        return super().encode(texts)
+
+
+def test_first_ingest_then_unchanged_reingest_embeds_nothing(settings: Settings, embeddings: MiniLMEmbeddings) -> None:
+    counting = CountingEmbeddings(embeddings)
+    service = RagService(settings, embeddings=counting)
+    first = service.ingest()
+    assert first.added >= 4 and first.rebuilt
+    assert counting.embedded == first.added
+    name = service.index.active_name()
+
+    again = RagService(settings, embeddings=counting).ingest()
+    assert (again.added, again.updated, again.removed) == (0, 0, 0)
+    assert again.unchanged == first.added
+    assert not again.rebuilt
+    assert counting.embedded == first.added, "unchanged chunks must not be re-embedded"
+    assert service.index.active_name() == name
+
+
+def test_chunk_ids_are_the_same_in_a_fresh_store(make_settings: Callable[..., Settings], tmp_path: Path, embeddings: MiniLMEmbeddings) -> None:
+    one = RagService(make_settings(vectorstore_dir=tmp_path / "a"), embeddings=embeddings)
+    two = RagService(make_settings(vectorstore_dir=tmp_path / "b"), embeddings=embeddings)
+    one.ingest()
+    two.ingest()
+    assert sorted(one.start().version.chunks) == sorted(two.start().version.chunks)
+
+
+def test_changed_source_updates_and_removed_source_disappears(settings: Settings, sources_dir: Path, embeddings: MiniLMEmbeddings) -> None:
+    counting = CountingEmbeddings(embeddings)
+    service = RagService(settings, embeddings=counting)
+    service.ingest()
+    extra = sources_dir / "lighthouse.md"
+    extra.write_text(
+        "---\ntitle: The Lighthouse Keeper\n---\nThe old lighthouse on Skerry Point was painted "
+        "bright green in 1911. Its keeper, Ada Morrow, kept a log of every ship for forty years.\n",
+        encoding="utf-8",
+    )
+    report = service.ingest()
+    assert report.added == 1 and report.unchanged >= 4
+    assert counting.embedded == report.added + report.unchanged  # only the new chunk was embedded
+    answer = service.ask("What colour was the lighthouse on Skerry Point painted?")
+    assert answer.answerable and "green" in answer.answer
+    assert answer.citations[0].source == "lighthouse.md"
+    assert {s.name: s.title for s in service.sources()}["lighthouse.md"] == "The Lighthouse Keeper"
+
+    extra.write_text("The old lighthouse on Skerry Point was painted bright red in 1911.\n", encoding="utf-8")
+    report = service.ingest()
+    assert report.updated == 1
+    assert "red" in service.ask("What colour was the lighthouse on Skerry Point painted?").answer
+
+    extra.unlink()
+    report = service.ingest()
+    assert report.removed == 1
+    assert [s.name for s in service.sources()] == ["haliva-resignation.txt"]
+    assert all(c.source != "lighthouse.md" for c in service.retrieve("lighthouse Skerry Point painted"))
+    assert not service.ask("What colour was the lighthouse on Skerry Point painted?").answerable
+
+
+def test_a_different_embedding_model_triggers_a_full_reindex(settings: Settings, embeddings: MiniLMEmbeddings) -> None:
+    RagService(settings, embeddings=embeddings).ingest()
+    other = CountingEmbeddings(embeddings, model_id="another-model")
+    service = RagService(settings, embeddings=other)
+    service.start()  # finds the old index, sees the model differs, re-indexes everything
+    assert service.last_reload is not None and service.last_reload.reason
+    assert "another-model" in service.last_reload.reason
+    version = service.start().version
+    assert version.embedding_model == "another-model"
+    assert other.embedded == len(version.chunks)
+
+
+def test_an_interrupted_build_is_ignored_and_cleaned_up(settings: Settings, embeddings: MiniLMEmbeddings) -> None:
+    service = RagService(settings, embeddings=embeddings)
+    service.ingest()
+    live = service.index.active_name()
+    service.index.client.create_collection("sources_v99", metadata={"state": "building"})
+    assert service.index.active_name() == live
+    (settings.sources_dir / "new.txt").write_text("A new source about tide tables in Dover harbour.", encoding="utf-8")
+    service.ingest()
+    names = [c.name for c in service.index.client.list_collections()]
+    assert "sources_v99" not in names
