@@ -16,6 +16,7 @@ class Prompts:
     summary: ChatPromptTemplate
     excerpt: str  # format string with {n}, {source}, {text}
     refusal: str  # what the bot says when the sources do not hold the answer
+    uncited_note: str  # appended to a model answer that cites no retrieved chunk
 
     @classmethod
     def load(cls, folder: Path) -> Prompts:
@@ -35,4 +36,5 @@ class Prompts:
             ),
             excerpt=read("excerpt.txt"),
             refusal=read("refusal.txt"),
+            uncited_note=read("uncited_note.txt"),
         )

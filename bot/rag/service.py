@@ -261,7 +261,7 @@ class RagService:
             return cached
         summarise = getattr(self.answerer, "summarise", None)
         if summarise is not None:
-            result = summarise(source, chunks)
+            result = summarise(source, chunks, live)
         else:
             result = extractive_summary(
                 source, chunks, self.extractive.vectors, live.source_text,

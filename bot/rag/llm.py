@@ -1,0 +1,140 @@
+"""The OpenAI (or any OpenAI-compatible server) back-end: the prompts in `prompts/` piped
+into `ChatOpenAI` (LCEL), the reply's `[n]` markers checked against the retrieved chunks,
+and each remaining citation given the sentence of its chunk closest to the answer."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+
+import openai
+from langchain_core.output_parsers import StrOutputParser
+from langchain_core.runnables import Runnable
+from langchain_openai import ChatOpenAI
+
+from bot.rag.citations import best_sentence, cited_numbers, format_context, renumber_markers
+from bot.rag.errors import ModelError
+from bot.rag.extractive import Corpus, VectorCache
+from bot.rag.models import Answer, Chunk, Citation, Summary, SummaryBullet
+from bot.rag.prompts import Prompts
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+REFUSAL_SENTINEL = "NOT_IN_SOURCES"  # the prompt asks for exactly this when the answer is absent
+CHARS_PER_TOKEN = 4  # rough budget conversion; the budget is a ceiling, not an exact count
+
+
+def build_chat_model(settings: Settings) -> ChatOpenAI:
+    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "not-needed"
+    return ChatOpenAI(
+        model=settings.openai_model,
+        api_key=key,  # type: ignore[arg-type]
+        base_url=settings.openai_base_url,
+        timeout=settings.request_timeout,
+        max_retries=settings.max_retries,
+        temperature=settings.temperature,
+        max_completion_tokens=settings.max_output_tokens,
+        # Some OpenAI-compatible servers ignore max_completion_tokens; send both.
+        extra_body={"max_tokens": settings.max_output_tokens},
+    )
+
+
+def describe_model_error(exc: Exception, settings: Settings) -> str:
+    if isinstance(exc, openai.APITimeoutError):
+        return f"The language model did not answer within {settings.request_timeout:g} s. Please try again."
+    if isinstance(exc, openai.RateLimitError):
+        return "The language model is busy (rate limited). Please try again in a minute."
+    if isinstance(exc, openai.AuthenticationError):
+        return "The language model rejected the API key; an admin needs to check OPENAI_API_KEY."
+    if isinstance(exc, openai.APIConnectionError):
+        return "The language model cannot be reached right now. Please try again later."
+    if isinstance(exc, openai.APIStatusError):
+        return f"The language model returned an error (HTTP {exc.status_code}). Please try again later."
+    return f"The language model failed ({type(exc).__name__})."
+
+
+def within_budget(chunks: Sequence[Chunk], token_budget: int) -> list[Chunk]:
+    """The leading chunks (best first) whose text fits the context budget (at least one)."""
+    kept: list[Chunk] = []
+    used = 0
+    for chunk in chunks:
+        cost = len(chunk.text) // CHARS_PER_TOKEN + 1
+        if kept and used + cost > token_budget:
+            break
+        kept.append(chunk)
+        used += cost
+    return kept
+
+
+class OpenAIAnswerer:
+    """Answers and summaries written by a chat model, grounded in numbered excerpts."""
+
+    provider = "openai"
+
+    def __init__(self, settings: Settings, prompts: Prompts, vectors: VectorCache) -> None:
+        self._settings = settings
+        self._prompts = prompts
+        self._vectors = vectors
+        model = build_chat_model(settings)
+        self._answer_chain: Runnable = prompts.answer | model | StrOutputParser()
+        self._summary_chain: Runnable = prompts.summary | model | StrOutputParser()
+
+    def _invoke(self, chain: Runnable, inputs: dict[str, object]) -> str:
+        try:
+            return str(chain.invoke(inputs)).strip()
+        except openai.OpenAIError as exc:
+            log.warning("model call failed: %s", type(exc).__name__)
+            raise ModelError(describe_model_error(exc, self._settings)) from exc
+
+    def _citations(self, order: list[int], chunks: Sequence[Chunk], reference_text: str, corpus: Corpus) -> list[Citation]:
+        reference = self._vectors.get([reference_text])[0] if reference_text else None
+        citations = []
+        for new, old in enumerate(order, start=1):
+            chunk = chunks[old - 1]
+            span = best_sentence(chunk, reference, self._vectors.get)
+            text = corpus.source_text(chunk.source)
+            citations.append(Citation(new, chunk.source, chunk.id, span.start, span.end, text[span.start:span.end]))
+        return citations
+
+    def answer(self, question: str, chunks: Sequence[Chunk], corpus: Corpus) -> Answer:
+        chunks = within_budget(chunks, self._settings.context_token_budget)
+        if not chunks:
+            return Answer(question, self._prompts.refusal, False, [], self.provider)
+        reply = self._invoke(
+            self._answer_chain,
+            {"question": question, "context": format_context(chunks, self._prompts.excerpt)},
+        )
+        if not reply or REFUSAL_SENTINEL in reply:
+            return Answer(question, self._prompts.refusal, False, [], self.provider)
+        text, order = renumber_markers(reply, len(chunks))
+        dropped = [n for n in cited_numbers(reply) if not 1 <= n <= len(chunks)]
+        if dropped:
+            log.info("dropped %d citation marker(s) naming no retrieved chunk", len(dropped))
+        if not order:
+            note = self._prompts.uncited_note
+            return Answer(question, f"{text}\n{note}", True, [], self.provider, grounded=False)
+        plain = re.sub(r"\s*\[\d+\]", "", text)
+        return Answer(question, text, True, self._citations(order, chunks, plain, corpus), self.provider)
+
+    def summarise(self, source: str | None, chunks: Sequence[Chunk], corpus: Corpus) -> Summary:
+        chunks = within_budget(chunks, self._settings.context_token_budget)
+        reply = self._invoke(
+            self._summary_chain,
+            {
+                "scope": source or "all sources",
+                "context": format_context(chunks, self._prompts.excerpt),
+                "min_bullets": self._settings.summary_min_bullets,
+                "max_bullets": self._settings.summary_max_bullets,
+            },
+        )
+        lines = [line.strip()[1:].strip() for line in reply.splitlines() if line.strip()[:1] in "-*•"]
+        if not lines:
+            raise ModelError("The language model did not return a summary. Please try again.")
+        text, order = renumber_markers("\n".join(lines[: self._settings.summary_max_bullets]), len(chunks))
+        bullets = []
+        for line in text.splitlines():
+            numbers = [int(n) for n in re.findall(r"\[(\d+)\]", line)]
+            bullets.append(SummaryBullet(re.sub(r"\s*\[\d+\]", "", line).strip(), numbers))
+        return Summary(source, bullets, self._citations(order, chunks, re.sub(r"\s*\[\d+\]", "", text), corpus))
