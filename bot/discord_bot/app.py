@@ -1,0 +1,111 @@
+"""The bot object (commands.Bot with the cogs, command sync) and `python -m bot run`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.discord_bot.library import LibraryCog
+from bot.discord_bot.questions import QuestionsCog
+from bot.discord_bot.render import NO_MENTIONS, describe_error
+from bot.rag.errors import RagError
+from bot.rag.service import RagService
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+EXIT_CONFIG_ERROR = 2
+
+
+def bot_intents() -> discord.Intents:
+    intents = discord.Intents.none()
+    intents.guilds = True
+    intents.guild_messages = True
+    intents.message_content = True
+    return intents
+
+
+class SourceBot(commands.Bot):
+    """Holds the settings and the shared service; the cogs do the talking."""
+
+    def __init__(self, settings: Settings, service: RagService, **options: object) -> None:
+        super().__init__(
+            command_prefix=commands.when_mentioned,  # no prefix commands: questions go to the cog
+            intents=bot_intents(),
+            allowed_mentions=NO_MENTIONS,
+            help_command=None,
+            **options,  # type: ignore[arg-type]
+        )
+        self.settings = settings
+        self.service = service
+
+    async def setup_hook(self) -> None:
+        await self.add_cog(QuestionsCog(self))
+        await self.add_cog(LibraryCog(self))
+        if self.settings.discord_guild_id:
+            guild = discord.Object(id=self.settings.discord_guild_id)
+            self.tree.copy_global_to(guild=guild)
+            synced = await self.tree.sync(guild=guild)
+        else:
+            synced = await self.tree.sync()
+        log.info("synced %d slash command(s) %s", len(synced),
+                 f"to guild {self.settings.discord_guild_id}" if self.settings.discord_guild_id else "globally")
+
+    async def on_message(self, message: discord.Message) -> None:
+        """Questions are handled by QuestionsCog; there are no prefix commands."""
+
+    async def on_ready(self) -> None:
+        log.info("connected as %s (%s) to %d guild(s)", self.user, getattr(self.user, "id", "?"), len(self.guilds))
+
+    async def report_command_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+        """Check failures and errors of slash commands, as an ephemeral message."""
+        original = getattr(error, "original", error)
+        if isinstance(error, app_commands.CheckFailure):
+            text = str(error) if str(error) else "You can't use this command here."
+        else:
+            log.error("slash command /%s failed (guild=%s user=%s)", getattr(interaction.command, "name", "?"),
+                      interaction.guild_id, interaction.user.id, exc_info=original)
+            text = describe_error(original)
+        if interaction.response.is_done():
+            await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+        else:
+            await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+
+
+async def _serve(bot: SourceBot, token: str) -> None:
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(signum, lambda s=signum: (log.info("received %s, shutting down", signal.Signals(s).name), asyncio.ensure_future(bot.close())))
+        except (NotImplementedError, RuntimeError):  # not on this platform / not main thread
+            pass
+    async with bot:
+        await bot.start(token)
+
+
+def run_bot(settings: Settings) -> int:
+    if settings.discord_token is None or not settings.discord_token.get_secret_value().strip():
+        print("error: DISCORD_TOKEN is not set. Put it in the environment or in .env (see .env.example).", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+    service = RagService(settings)
+    try:
+        service.start()  # load the model and the index before going online
+    except RagError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+    log.info("answering with the %s back-end from %d source(s)", service.provider, len(service.sources()))
+    bot = SourceBot(settings, service)
+    try:
+        asyncio.run(_serve(bot, settings.discord_token.get_secret_value()))
+    except discord.LoginFailure:
+        print("error: Discord rejected DISCORD_TOKEN; copy the bot token again from the developer portal.", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+    except discord.PrivilegedIntentsRequired:
+        print("error: enable the Message Content intent for this bot in the Discord developer portal.", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+    return 0

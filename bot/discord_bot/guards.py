@@ -1,0 +1,57 @@
+"""Who may do what, and how often: the per-user question cooldown, the channel filter and
+the moderator check for /reload."""
+
+from __future__ import annotations
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.settings import Settings
+
+
+class CooldownHit(app_commands.CheckFailure):
+    """A member asked too often; `retry_after` seconds until the next question."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"You're asking too quickly; try again in {retry_after:.0f} s.")
+        self.retry_after = retry_after
+
+
+class NotModerator(app_commands.CheckFailure):
+    def __init__(self) -> None:
+        super().__init__("Only moderators (Manage Server or a moderator role) can reload the sources.")
+
+
+def _user_id(source: discord.Message | discord.Interaction) -> int:
+    return source.author.id if isinstance(source, discord.Message) else source.user.id
+
+
+class QuestionCooldown:
+    """At most `count` questions per `seconds` per member, shared by mentions and /ask."""
+
+    def __init__(self, settings: Settings) -> None:
+        cooldown = commands.Cooldown(settings.question_cooldown_count, settings.question_cooldown_seconds)
+        self._mapping: commands.CooldownMapping[discord.Message | discord.Interaction] = commands.CooldownMapping(
+            cooldown if settings.question_cooldown_seconds > 0 else None, _user_id
+        )
+
+    def retry_after(self, source: discord.Message | discord.Interaction) -> float | None:
+        """Seconds the member must wait, or None when the question may go ahead (and counts)."""
+        bucket = self._mapping.get_bucket(source)
+        return bucket.update_rate_limit() if bucket is not None else None
+
+
+def is_moderator(interaction: discord.Interaction, settings: Settings) -> bool:
+    """Manage Server in this channel, or one of the configured moderator roles."""
+    if interaction.permissions.manage_guild:
+        return True
+    roles = getattr(interaction.user, "roles", [])
+    return any(role.id in settings.moderator_role_ids for role in roles)
+
+
+def channel_allowed(channel: discord.abc.Messageable, settings: Settings) -> bool:
+    if not settings.allowed_channel_ids:
+        return True
+    ids = {getattr(channel, "id", None), getattr(channel, "parent_id", None)}
+    return bool(ids & set(settings.allowed_channel_ids))

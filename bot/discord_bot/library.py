@@ -1,0 +1,88 @@
+"""What the bot knows: /summary, /sources and the moderators' /reload."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.discord_bot.guards import NotModerator, is_moderator
+from bot.discord_bot.render import NO_MENTIONS, describe_error, render_reload, render_sources, render_summary
+from bot.rag.errors import RagError
+
+if TYPE_CHECKING:
+    from bot.discord_bot.app import SourceBot
+
+log = logging.getLogger(__name__)
+AUTOCOMPLETE_LIMIT = 25  # Discord shows at most 25 choices
+
+
+def moderators_only() -> app_commands.check:  # type: ignore[valid-type]
+    """Run-time check, for servers whose admins overrode the command's default permissions."""
+
+    def predicate(interaction: discord.Interaction) -> bool:
+        if not is_moderator(interaction, interaction.client.settings):  # type: ignore[attr-defined]
+            raise NotModerator()
+        return True
+
+    return app_commands.check(predicate)
+
+
+class LibraryCog(commands.Cog):
+    def __init__(self, bot: SourceBot) -> None:
+        self.bot = bot
+
+    @app_commands.command(name="summary", description="Key points of one source, or of all sources")
+    @app_commands.describe(source="Which source (default: all)")
+    async def summary(self, interaction: discord.Interaction, source: str | None = None) -> None:
+        await interaction.response.defer(thinking=True)
+        try:
+            summary = await asyncio.to_thread(self.bot.service.summary, source)
+        except Exception as exc:
+            if not isinstance(exc, RagError):
+                log.exception("/summary failed (guild=%s user=%s)", interaction.guild_id, interaction.user.id)
+            await interaction.delete_original_response()
+            await interaction.followup.send(describe_error(exc), ephemeral=True)
+            return
+        for reply in render_summary(summary):
+            await interaction.followup.send(reply.content, embed=reply.embed or discord.utils.MISSING, allowed_mentions=NO_MENTIONS)
+
+    @summary.autocomplete("source")
+    async def summary_source(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        infos = await asyncio.to_thread(self.bot.service.sources)
+        wanted = current.lower()
+        return [
+            app_commands.Choice(name=(info.title or info.name)[:100], value=info.name)
+            for info in infos
+            if wanted in info.name.lower() or wanted in (info.title or "").lower()
+        ][:AUTOCOMPLETE_LIMIT]
+
+    @app_commands.command(name="sources", description="List the sources I answer from")
+    async def sources(self, interaction: discord.Interaction) -> None:
+        infos = await asyncio.to_thread(self.bot.service.sources)
+        reply = render_sources(infos, self.bot.service.last_reload)
+        await interaction.response.send_message(reply.content, embed=reply.embed, allowed_mentions=NO_MENTIONS)
+
+    @app_commands.command(name="reload", description="Re-read the sources folder (moderators)")
+    @app_commands.default_permissions(manage_guild=True)
+    @app_commands.guild_only()
+    @moderators_only()
+    async def reload(self, interaction: discord.Interaction) -> None:
+        await interaction.response.send_message("Reloading the sources… I keep answering from the current index meanwhile.", ephemeral=True)
+        log.info("reload requested (guild=%s user=%s)", interaction.guild_id, interaction.user.id)
+        try:
+            report = await asyncio.to_thread(self.bot.service.ingest)
+        except RagError as exc:
+            log.warning("reload failed (guild=%s user=%s): %s", interaction.guild_id, interaction.user.id, exc)
+            await interaction.edit_original_response(
+                content=f"Reload failed: {exc}\nI'm still answering from the previous index.", allowed_mentions=NO_MENTIONS
+            )
+            return
+        await interaction.edit_original_response(content=render_reload(report), allowed_mentions=NO_MENTIONS)
+
+    async def cog_app_command_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+        await self.bot.report_command_error(interaction, error)

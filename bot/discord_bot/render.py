@@ -1,0 +1,116 @@
+"""Turning answers, summaries and errors into Discord messages within Discord's limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import discord
+
+from bot.rag.errors import ModelError, RagError
+from bot.rag.models import Answer, Citation, IngestReport, SourceInfo, Summary
+
+MESSAGE_LIMIT = 2000
+EMBED_DESCRIPTION_LIMIT = 4096
+EMBED_FIELD_LIMIT = 25
+EMBED_FIELD_NAME_LIMIT = 256
+EMBED_FIELD_VALUE_LIMIT = 1024
+EMBED_TOTAL_LIMIT = 6000
+QUOTE_CHARS = 300  # quotes in the sources embed are trimmed to this
+EMBED_COLOUR = discord.Colour.blurple()
+
+# Sent with every message: text echoed from users or sources never pings anyone.
+NO_MENTIONS = discord.AllowedMentions.none()
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One Discord message to send."""
+
+    content: str
+    embed: discord.Embed | None = None
+
+
+def trim(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def split_text(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
+    """Pieces of at most `limit` characters, cut at paragraph, line, sentence or word ends."""
+    pieces: list[str] = []
+    rest = text.strip()
+    while len(rest) > limit:
+        window = rest[:limit]
+        cut = max(window.rfind("\n\n"), window.rfind("\n"))
+        if cut < limit // 2:
+            cut = max(window.rfind(". "), window.rfind("! "), window.rfind("? "))
+            cut = cut + 1 if cut >= limit // 2 else window.rfind(" ")
+        if cut <= 0:
+            cut = limit
+        pieces.append(rest[:cut].rstrip())
+        rest = rest[cut:].lstrip()
+    if rest:
+        pieces.append(rest)
+    return pieces
+
+
+def sources_embed(citations: list[Citation], title: str = "Sources") -> discord.Embed | None:
+    if not citations:
+        return None
+    embed = discord.Embed(title=title, colour=EMBED_COLOUR)
+    total = len(title)
+    for citation in citations[:EMBED_FIELD_LIMIT]:
+        name = trim(f"[{citation.n}] {citation.source}", EMBED_FIELD_NAME_LIMIT)
+        value = trim(f"“{citation.quote}”", min(QUOTE_CHARS, EMBED_FIELD_VALUE_LIMIT))
+        if total + len(name) + len(value) > EMBED_TOTAL_LIMIT:
+            break
+        embed.add_field(name=name, value=value, inline=False)
+        total += len(name) + len(value)
+    return embed
+
+
+def _with_embed_last(texts: list[str], embed: discord.Embed | None) -> list[Reply]:
+    replies = [Reply(text) for text in texts] or [Reply("…")]
+    replies[-1] = Reply(replies[-1].content, embed)
+    return replies
+
+
+def render_answer(answer: Answer) -> list[Reply]:
+    return _with_embed_last(split_text(answer.answer), sources_embed(answer.citations))
+
+
+def render_summary(summary: Summary) -> list[Reply]:
+    heading = f"**Summary of {summary.source}**" if summary.source else "**Summary of all sources**"
+    lines = [heading] + [f"• {b.text} " + "".join(f"[{n}]" for n in b.citations) for b in summary.bullets]
+    return _with_embed_last(split_text("\n".join(lines)), sources_embed(summary.citations))
+
+
+def render_sources(infos: list[SourceInfo], last_reload: IngestReport | None) -> Reply:
+    embed = discord.Embed(title="What I know", colour=EMBED_COLOUR)
+    for info in infos[:EMBED_FIELD_LIMIT]:
+        when = discord.utils.format_dt(info.ingested_at, "R")
+        label = f"{info.title} ({info.name})" if info.title else info.name
+        embed.add_field(name=trim(label, EMBED_FIELD_NAME_LIMIT), value=f"{info.chunks} chunks · indexed {when}", inline=False)
+    if len(infos) > EMBED_FIELD_LIMIT:
+        embed.set_footer(text=f"…and {len(infos) - EMBED_FIELD_LIMIT} more")
+    elif last_reload is not None:
+        embed.set_footer(text=f"Last reload: {last_reload}")
+    return Reply(f"I answer from {len(infos)} source(s).", embed)
+
+
+def render_reload(report: IngestReport) -> str:
+    lines = [f"Reload done: {report}."]
+    if not report.rebuilt:
+        lines.append("Nothing changed, so the index was kept as it was.")
+    if report.reason:
+        lines.append(f"Note: {report.reason}")
+    return "\n".join(lines)
+
+
+def describe_error(error: BaseException) -> str:
+    """A plain message for a member; details stay in the log."""
+    if isinstance(error, ModelError):
+        return f"I couldn't get an answer from the language model: {error}"
+    if isinstance(error, RagError):
+        return str(error)
+    return "Something went wrong on my side while answering; it has been logged. Please try again."
