@@ -1,0 +1,65 @@
+"""The stock LangChain recipe a newcomer would write, for comparison: raw text files,
+RecursiveCharacterTextSplitter(1000, 200), Chroma with the same embeddings, plain
+similarity top-4. It answers with the same extractive answerer, so differences in the
+figures come from ingestion and retrieval alone."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+import chromadb
+from chromadb.config import Settings as ChromaSettings
+from langchain_chroma import Chroma
+from langchain_core.documents import Document
+from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+from bot.rag.embeddings import EmbeddingModel
+from bot.rag.extractive import ExtractiveAnswerer
+from bot.rag.models import Answer, Chunk
+from bot.rag.retrieval import LexicalIndex
+from bot.rag.sources import discover
+
+CHUNK_SIZE = 1000
+CHUNK_OVERLAP = 200
+
+
+class BaselinePipeline:
+    def __init__(self, sources_dir: Path, embeddings: EmbeddingModel, answerer: ExtractiveAnswerer, k: int = 4) -> None:
+        self._texts: dict[str, str] = {}
+        documents: list[Document] = []
+        for path in discover(sources_dir):
+            name = path.relative_to(sources_dir).as_posix()
+            self._texts[name] = path.read_text(encoding="utf-8", errors="replace")
+            documents.append(Document(page_content=self._texts[name], metadata={"source": name}))
+        splitter = RecursiveCharacterTextSplitter(chunk_size=CHUNK_SIZE, chunk_overlap=CHUNK_OVERLAP, add_start_index=True)
+        self.documents = splitter.split_documents(documents)
+        self.chunks: dict[str, Chunk] = {}
+        ids = []
+        for i, doc in enumerate(self.documents):
+            chunk_id = f"baseline-{i}"
+            start = int(doc.metadata["start_index"])
+            self.chunks[chunk_id] = Chunk(chunk_id, doc.metadata["source"], i, start, start + len(doc.page_content), doc.page_content, "")
+            doc.metadata["chunk_id"] = chunk_id
+            ids.append(chunk_id)
+        client = chromadb.EphemeralClient(settings=ChromaSettings(anonymized_telemetry=False))
+        self.store = Chroma.from_documents(
+            self.documents, embeddings, ids=ids, client=client,
+            collection_name=f"baseline_{uuid.uuid4().hex[:8]}",
+        )
+        self._lexical = LexicalIndex(list(self.chunks.values()))
+        self._answerer = answerer
+        self._k = k
+
+    def idf(self, term: str) -> float:
+        return self._lexical.idf(term)
+
+    def source_text(self, source: str) -> str:
+        return self._texts[source]
+
+    def retrieve(self, question: str) -> list[Chunk]:
+        return [self.chunks[d.metadata["chunk_id"]] for d in self.store.similarity_search(question, k=self._k)]
+
+    def ask(self, question: str, chunks: Sequence[Chunk] | None = None) -> Answer:
+        return self._answerer.answer(question, chunks if chunks is not None else self.retrieve(question), self)

@@ -1,0 +1,82 @@
+"""The eval metrics, checked against values computed by hand on a tiny fixture, and the
+`eval` command run end to end on a small QA file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bot.evaluation.metrics import QAItem, aggregate, load_qa, percentile, score_question
+from bot.rag.errors import RagError
+from bot.settings import Settings
+
+from tests.test_bad_input import run_cli
+
+ITEMS = [
+    QAItem("a", "Q1", True, ["253"], ["253 others were taken"]),
+    QAItem("b", "Q2", True, ["halevi"], ["herzi halevi"]),
+    QAItem("c", "Q3", True, ["passover"], ["festival of passover"]),
+    QAItem("u", "Q4", False),
+    QAItem("v", "Q5", False),
+]
+
+
+def test_metrics_match_hand_computed_values() -> None:
+    results = [
+        # evidence at rank 2; right answer; cites 2 chunks, 1 with evidence
+        score_question(ITEMS[0], ["nothing here", "and 253 others were taken back"], True, "It was 253 [1].",
+                       ["253 others were taken", "unrelated"], 0.010),
+        # evidence at rank 1; wrong answer; cites 1 chunk without evidence
+        score_question(ITEMS[1], ["lt gen Herzi  Halevi, and"], True, "Ronen Bar [1].", ["ronen bar"], 0.020),
+        # evidence not retrieved; refused (a false refusal)
+        score_question(ITEMS[2], ["a", "b"], False, "The sources don't say.", [], 0.030),
+        score_question(ITEMS[3], ["x"], False, "The sources don't say.", [], 0.040),  # right refusal
+        score_question(ITEMS[4], ["x"], True, "Something [1].", ["x"], 0.100),  # should have refused
+    ]
+    summary = aggregate(results, k=4)
+    assert summary["recall@4"] == pytest.approx(2 / 3)
+    assert summary["mrr"] == pytest.approx((1 / 2 + 1 + 0) / 3)
+    assert summary["answer_accuracy"] == pytest.approx(1 / 3)
+    assert summary["citation_precision"] == pytest.approx((1 / 2 + 0 / 1) / 2)  # over answers that cite
+    assert summary["citation_recall"] == pytest.approx(1 / 3)
+    assert summary["refusal_accuracy"] == pytest.approx(1 / 2)
+    assert summary["false_refusal_rate"] == pytest.approx(1 / 3)
+    assert summary["latency_p50_ms"] == pytest.approx(30.0)
+    assert summary["latency_p95_ms"] == pytest.approx(100.0)
+    assert (summary["questions"], summary["answerable"], summary["unanswerable"]) == (5, 3, 2)
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 21)]
+    assert percentile(values, 50) == 10.0 and percentile(values, 95) == 19.0 and percentile(values, 100) == 20.0
+
+
+def test_bad_qa_file_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"question": "q", "answerable": true}\nnot json\n', encoding="utf-8")
+    with pytest.raises(RagError, match="line 2"):
+        load_qa(path)
+
+
+def test_eval_command_on_a_small_set(settings: Settings, tmp_path: Path) -> None:
+    qa = tmp_path / "small.jsonl"
+    qa.write_text("\n".join(json.dumps(x) for x in [
+        {"id": "s1", "question": "How many hostages were taken back to Gaza?", "answerable": True,
+         "answers": ["253"], "evidence": ["253 others were taken back to gaza as hostages"]},
+        {"id": "s2", "question": "Who is the IDF chief of staff?", "answerable": True,
+         "answers": ["halevi"], "evidence": ["lt gen herzi halevi"]},
+        {"id": "s3", "question": "What is the capital of Australia?", "answerable": False, "answers": [], "evidence": []},
+    ]), encoding="utf-8")
+    result = run_cli(settings, "eval", str(qa), "--json", "--k", "3")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    ours, baseline = report["ours"]["summary"], report["baseline"]["summary"]
+    assert report["k"] == 3 and "recall@3" in ours
+    assert ours["recall@3"] == 1.0 and ours["answer_accuracy"] == 1.0 and ours["refusal_accuracy"] == 1.0
+    assert ours["citation_recall"] == 1.0 and ours["false_refusal_rate"] == 0.0
+    assert [q["id"] for q in report["ours"]["questions"]] == ["s1", "s2", "s3"]
+    assert baseline["questions"] == 3
+    text = run_cli(settings, "eval", str(qa), "--no-baseline")
+    assert "answer_accuracy" in text.stdout and "100%" in text.stdout
