@@ -90,7 +90,7 @@ async def followup(emulator: DiscordEmulator, token: str, after: int) -> dict:
 # --- mentions ---------------------------------------------------------------------------------
 async def test_mention_gets_a_cited_reply_to_that_message(emulator: DiscordEmulator, start_bot, shared_service: RagService, member: Member) -> None:  # type: ignore[no-untyped-def]
     await start_bot(shared_service)
-    assert set(emulator.commands) == {"ask", "summary", "sources", "reload"}
+    assert set(emulator.commands) == {"ask", "summary", "sources", "reload", "stats"}
     mark = len(emulator.calls)
     message = await emulator.inject_message(member, "How many hostages were taken back to Gaza?", mention_bot=True)
     await emulator.wait_for_call("POST", rf"/channels/{emulator.channel_id}/typing", after=mark)

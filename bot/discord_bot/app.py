@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
 
 import discord
+from collections.abc import AsyncIterator
+
 from discord import app_commands
 from discord.ext import commands
 
@@ -43,6 +46,34 @@ class SourceBot(commands.Bot):
         )
         self.settings = settings
         self.service = service
+        self.draining = False  # set on shutdown: new questions are turned away
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @contextlib.asynccontextmanager
+    async def tracked(self) -> AsyncIterator[None]:
+        """Marks a request in progress, so shutdown waits for it."""
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
+
+    async def shutdown(self, grace: float = 30.0) -> None:
+        """Stop taking questions, let the ones in flight finish (up to `grace` s), then close."""
+        if self.draining:
+            return
+        self.draining = True
+        log.info("shutting down: waiting for %d request(s) in flight", self._in_flight)
+        try:
+            await asyncio.wait_for(self._idle.wait(), grace)
+        except TimeoutError:
+            log.warning("shutdown: %d request(s) still running after %.0fs; closing anyway", self._in_flight, grace)
+        await self.close()
 
     async def setup_hook(self) -> None:
         await self.add_cog(QuestionsCog(self))
@@ -81,7 +112,7 @@ async def _serve(bot: SourceBot, token: str) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         try:
-            loop.add_signal_handler(signum, lambda s=signum: (log.info("received %s, shutting down", signal.Signals(s).name), asyncio.ensure_future(bot.close())))
+            loop.add_signal_handler(signum, lambda: asyncio.ensure_future(bot.shutdown()))
         except (NotImplementedError, RuntimeError):  # not on this platform / not main thread
             pass
     async with bot:
@@ -98,7 +129,8 @@ def run_bot(settings: Settings) -> int:
     except RagError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
-    log.info("answering with the %s back-end from %d source(s)", service.provider, len(service.sources()))
+    model = settings.openai_model if service.provider == "openai" else service.embeddings.model_id
+    log.info("answering with the %s back-end (%s) from %d source(s)", service.provider, model, len(service.sources()))
     bot = SourceBot(settings, service)
     try:
         asyncio.run(_serve(bot, settings.discord_token.get_secret_value()))

@@ -11,7 +11,14 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.discord_bot.guards import NotModerator, is_moderator
-from bot.discord_bot.render import NO_MENTIONS, describe_error, render_reload, render_sources, render_summary
+from bot.discord_bot.render import (
+    NO_MENTIONS,
+    describe_error,
+    render_reload,
+    render_sources,
+    render_stats,
+    render_summary,
+)
 from bot.rag.errors import RagError
 
 if TYPE_CHECKING:
@@ -83,6 +90,15 @@ class LibraryCog(commands.Cog):
             )
             return
         await interaction.edit_original_response(content=render_reload(report), allowed_mentions=NO_MENTIONS)
+
+    @app_commands.command(name="stats", description="Questions served since start (moderators)")
+    @app_commands.default_permissions(manage_guild=True)
+    @app_commands.guild_only()
+    @moderators_only()
+    async def stats(self, interaction: discord.Interaction) -> None:
+        snapshot = self.bot.service.stats.snapshot()
+        reply = render_stats(snapshot, self.bot.service.provider)
+        await interaction.response.send_message(reply, ephemeral=True, allowed_mentions=NO_MENTIONS)
 
     async def cog_app_command_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
         await self.bot.report_command_error(interaction, error)

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from bot.discord_bot.app import SourceBot
 
 log = logging.getLogger(__name__)
+RESTARTING = "I'm restarting; please ask again in a minute."
 
 
 class QuestionsCog(commands.Cog):
@@ -26,9 +27,9 @@ class QuestionsCog(commands.Cog):
         self.bot = bot
         self.cooldown = QuestionCooldown(bot.settings)
 
-    async def answer(self, question: str) -> list[Reply]:
+    async def answer(self, question: str, user: int) -> list[Reply]:
         """The rendered answer; the blocking work runs in a worker thread."""
-        answer = await asyncio.to_thread(self.bot.service.ask, question)
+        answer = await asyncio.to_thread(self.bot.service.ask, question, user)
         return render_answer(answer)
 
     # --- mentions --------------------------------------------------------------------------
@@ -46,6 +47,14 @@ class QuestionsCog(commands.Cog):
         if not self._addressed(message) or not channel_allowed(message.channel, self.bot.settings):
             return
         assert self.bot.user is not None
+        if self.bot.draining:
+            await message.reply(RESTARTING, allowed_mentions=NO_MENTIONS)
+            return
+        async with self.bot.tracked():
+            await self._answer_message(message)
+
+    async def _answer_message(self, message: discord.Message) -> None:
+        assert self.bot.user is not None
         question = re.sub(rf"<@!?{self.bot.user.id}>", " ", message.content).strip()
         retry = self.cooldown.retry_after(message)
         if retry:
@@ -54,7 +63,7 @@ class QuestionsCog(commands.Cog):
         try:
             self.bot.service.validate_question(question)
             async with message.channel.typing():
-                replies = await self.answer(question)
+                replies = await self.answer(question, message.author.id)
         except Exception as exc:
             if not isinstance(exc, RagError):
                 log.exception("answering a mention failed (guild=%s channel=%s message=%s)",
@@ -70,6 +79,13 @@ class QuestionsCog(commands.Cog):
     @app_commands.command(name="ask", description="Ask a question about the sources")
     @app_commands.describe(question="What do you want to know?")
     async def ask(self, interaction: discord.Interaction, question: str) -> None:
+        if self.bot.draining:
+            await interaction.response.send_message(RESTARTING, ephemeral=True)
+            return
+        async with self.bot.tracked():
+            await self._answer_interaction(interaction, question)
+
+    async def _answer_interaction(self, interaction: discord.Interaction, question: str) -> None:
         retry = self.cooldown.retry_after(interaction)
         if retry:
             raise CooldownHit(retry)
@@ -80,7 +96,7 @@ class QuestionsCog(commands.Cog):
             return
         await interaction.response.defer(thinking=True)
         try:
-            replies = await self.answer(question)
+            replies = await self.answer(question, interaction.user.id)
         except Exception as exc:
             if not isinstance(exc, RagError):
                 log.exception("/ask failed (guild=%s user=%s)", interaction.guild_id, interaction.user.id)

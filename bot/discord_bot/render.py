@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import discord
 
 from bot.rag.errors import ModelError, RagError
 from bot.rag.models import Answer, Citation, IngestReport, SourceInfo, Summary
+from bot.rag.stats import StatsSnapshot
 
 MESSAGE_LIMIT = 2000
 EMBED_DESCRIPTION_LIMIT = 4096
@@ -105,6 +107,17 @@ def render_reload(report: IngestReport) -> str:
     if report.reason:
         lines.append(f"Note: {report.reason}")
     return "\n".join(lines)
+
+
+def render_stats(stats: StatsSnapshot, provider: str) -> str:
+    since = discord.utils.format_dt(datetime.fromtimestamp(stats.started_at, UTC), "R")
+    rate = "—" if stats.refusal_rate is None else f"{stats.refusal_rate:.0%}"
+    p50 = "—" if stats.p50_latency_ms is None else f"{stats.p50_latency_ms:.0f} ms"
+    return (
+        f"Since start ({since}), back-end `{provider}`:\n"
+        f"• questions served: {stats.questions} ({stats.answered} answered, {stats.refused} refused, {stats.errors} failed)\n"
+        f"• refusal rate: {rate}\n• median answer time: {p50}"
+    )
 
 
 def describe_error(error: BaseException) -> str:

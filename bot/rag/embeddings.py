@@ -46,7 +46,7 @@ class MiniLMEmbeddings(Embeddings):
 
     model_id = MINILM_ID
 
-    def __init__(self, threads: int = 2, batch_size: int = 16) -> None:
+    def __init__(self, threads: int = 2, batch_size: int = 2) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
@@ -60,6 +60,9 @@ class MiniLMEmbeddings(Embeddings):
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        # The arena keeps buffers for every shape seen: without it peak memory stays ~300 MiB
+        # (measured: 390 MiB with it) at the same throughput for small batches.
+        options.enable_cpu_mem_arena = False
         self._session = ort.InferenceSession(
             str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
         )

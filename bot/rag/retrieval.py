@@ -16,6 +16,7 @@ from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
 from bot.rag.embeddings import EmbeddingModel
+from bot.rag.errors import IndexUnavailableError, RagError
 from bot.rag.models import Chunk
 from bot.rag.store import IndexVersion
 from bot.rag.text import content_terms
@@ -65,6 +66,16 @@ class HybridRetriever(BaseRetriever):
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun
     ) -> list[Document]:
+        try:
+            return self._search(query)
+        except RagError:
+            raise
+        except Exception as exc:  # chromadb raises many types when its server is unreachable
+            raise IndexUnavailableError(
+                f"The vector store cannot be reached right now ({type(exc).__name__}). Please try again shortly."
+            ) from exc
+
+    def _search(self, query: str) -> list[Document]:
         n = len(self.version.chunks)
         if n == 0:
             return []

@@ -33,6 +33,7 @@ from bot.rag.prompts import Prompts
 from bot.rag.retrieval import HybridRetriever, LexicalIndex
 from bot.rag.sources import load_sources
 from bot.rag.store import ChromaIndex, IndexVersion, chunker_for, describe_store_error, make_client
+from bot.rag.stats import QuestionStats
 from bot.rag.summary import SummaryCache, extractive_summary
 from bot.rag.text import clean_invisible
 from bot.settings import Settings
@@ -82,6 +83,7 @@ class RagService:
         self._reload_lock = threading.Lock()
         self._start_lock = threading.Lock()
         self._summaries = SummaryCache()
+        self.stats = QuestionStats()
         self.last_reload: IngestReport | None = None
 
     # --- parts, built on first use ---------------------------------------------------------
@@ -227,11 +229,20 @@ class RagService:
             )
         return cleaned
 
-    def ask(self, question: str) -> Answer:
-        """A cited answer from the sources, or a plain refusal when they do not hold it."""
+    def ask(self, question: str, user: int | str | None = None) -> Answer:
+        """A cited answer from the sources, or a plain refusal when they do not hold it.
+        `user` (e.g. a Discord user id) only goes, hashed, into the question log."""
         cleaned = self.validate_question(question)
-        live = self.start()
-        return live.chain.invoke(cleaned)
+        started = time.perf_counter()
+        try:
+            answer = self.start().chain.invoke(cleaned)
+        except RagError as exc:
+            self.stats.record(user=user, latency_s=time.perf_counter() - started, provider=self.provider,
+                              answerable=None, citations=0, error=type(exc).__name__)
+            raise
+        self.stats.record(user=user, latency_s=time.perf_counter() - started, provider=answer.provider,
+                          answerable=answer.answerable, citations=len(answer.citations))
+        return answer
 
     def retrieve(self, question: str) -> list[Chunk]:
         live = self.start()

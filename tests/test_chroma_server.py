@@ -1,0 +1,87 @@
+"""Server mode: the same ingest/ask/reload code against a real `chroma run` server."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from bot.rag.embeddings import MiniLMEmbeddings
+from bot.rag.errors import IndexUnavailableError
+from bot.rag.service import RagService
+from bot.settings import Settings
+
+from tests.chroma_server import ChromaServer, free_port
+
+
+@pytest.fixture(scope="module")
+def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChromaServer]:
+    server = ChromaServer(tmp_path_factory.mktemp("chroma-server")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def server_settings(make_settings: Callable[..., Settings], chroma_server: ChromaServer) -> Settings:
+    return make_settings(chroma_host="127.0.0.1", chroma_port=chroma_server.port,
+                         collection_prefix=f"t{uuid.uuid4().hex[:8]}")
+
+
+def test_ingest_ask_reload_against_the_server(server_settings: Settings, sources_dir: Path, embeddings: MiniLMEmbeddings) -> None:
+    service = RagService(server_settings, embeddings=embeddings)
+    assert service.settings.uses_chroma_server
+    first = service.ingest()
+    assert first.added >= 4
+    assert not server_settings.vectorstore_dir.exists(), "server mode writes nothing locally"
+    assert "253" in service.ask("How many hostages were taken back to Gaza?").answer
+    assert not service.ingest().rebuilt  # unchanged: nothing re-embedded
+    (sources_dir / "lighthouse.md").write_text("The old lighthouse on Skerry Point was painted bright green in 1911.\n", encoding="utf-8")
+    assert service.ingest().added == 1
+    assert "green" in service.ask("What colour was the lighthouse on Skerry Point painted?").answer
+
+
+def test_two_processes_share_one_index(server_settings: Settings, embeddings: MiniLMEmbeddings) -> None:
+    RagService(server_settings, embeddings=embeddings).ingest()
+    other = RagService(server_settings, embeddings=embeddings)  # e.g. a second shard
+    answer = other.ask("Who is the IDF chief of staff?")
+    assert "halevi" in answer.answer.lower()
+    assert other.last_reload is None, "the second process used the shared index, it did not rebuild it"
+
+
+def test_server_down_at_start_is_a_clear_error(make_settings: Callable[..., Settings], embeddings: MiniLMEmbeddings) -> None:
+    port = free_port()
+    settings = make_settings(chroma_host="127.0.0.1", chroma_port=port)
+    with pytest.raises(IndexUnavailableError, match=f"Chroma server at 127.0.0.1:{port}"):
+        RagService(settings, embeddings=embeddings).ask("Who is the IDF chief of staff?")
+
+
+def test_cli_with_server_down(make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings(chroma_host="127.0.0.1", chroma_port=free_port())
+    import subprocess
+    import sys
+
+    from bot.settings import PROJECT_ROOT
+
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(settings.vectorstore_dir.parent), "SOURCES_DIR": str(settings.sources_dir),
+           "CHROMA_HOST": "127.0.0.1", "CHROMA_PORT": str(settings.chroma_port), "LLM_PROVIDER": "extractive"}
+    result = subprocess.run([sys.executable, "-m", "bot", "ask", "Who is the IDF chief of staff?"], env=env,
+                            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "Chroma server" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_server_going_away_mid_traffic_then_recovering(make_settings: Callable[..., Settings], embeddings: MiniLMEmbeddings, tmp_path: Path) -> None:
+    server = ChromaServer(tmp_path / "own-server").start()
+    try:
+        settings = make_settings(chroma_host="127.0.0.1", chroma_port=server.port)
+        service = RagService(settings, embeddings=embeddings)
+        service.ingest()
+        assert service.ask("How many hostages were taken back to Gaza?").answerable
+        server.stop()
+        with pytest.raises(IndexUnavailableError, match="cannot be reached"):
+            service.ask("How many hostages were taken back to Gaza?")
+        server.start()
+        assert "253" in service.ask("How many hostages were taken back to Gaza?").answer
+    finally:
+        server.stop()
