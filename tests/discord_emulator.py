@@ -94,6 +94,8 @@ class DiscordEmulator:
         self.sockets: list[web.WebSocketResponse] = []
         self.sessions = 0
         self.resumes = 0
+        self.heartbeat_interval_ms = 41250
+        self.heartbeats: list[float] = []  # when each client heartbeat arrived
         self._seq = 0
         self._sent: list[dict[str, Any]] = []  # dispatched events, for RESUME replay
         self._runner: web.AppRunner | None = None
@@ -136,7 +138,7 @@ class DiscordEmulator:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         self.sockets.append(ws)
-        await ws.send_json({"op": 10, "d": {"heartbeat_interval": 41250}, "s": None, "t": None})
+        await ws.send_json({"op": 10, "d": {"heartbeat_interval": self.heartbeat_interval_ms}, "s": None, "t": None})
         try:
             async for msg in ws:
                 if msg.type != WSMsgType.TEXT:
@@ -144,6 +146,7 @@ class DiscordEmulator:
                 payload = json.loads(msg.data)
                 op = payload["op"]
                 if op == 1:
+                    self.heartbeats.append(time.monotonic())
                     await ws.send_json({"op": 11, "d": None, "s": None, "t": None})
                 elif op == 2:
                     self.sessions += 1
