@@ -185,3 +185,13 @@ async def test_graceful_shutdown_finishes_answers_in_flight(emulator: DiscordEmu
     answer = emulator.calls_to("POST", rf"/webhooks/\d+/{interaction.token}", after=mark)
     assert answer and "halevi" in answer[0].body["content"].lower()
     assert bot.is_closed()
+
+
+async def test_the_discord_token_never_reaches_the_logs(emulator: DiscordEmulator, start_bot, shared_service: RagService, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def] # noqa: F811
+    caplog.set_level(logging.DEBUG)
+    await start_bot(shared_service)  # logs in with "test-token"
+    member = emulator.member("alice")
+    mark = len(emulator.calls)
+    await emulator.inject_message(member, "Who is the IDF chief of staff?", mention_bot=True)
+    await emulator.wait_for_call("POST", r"/channels/\d+/messages", after=mark)
+    assert caplog.records and "test-token" not in caplog.text
