@@ -90,7 +90,30 @@ def _questions(argument: str | None) -> Iterable[str]:
             yield line.rstrip("\n")
 
 
+def print_streamed(service: RagService, question: str) -> None:
+    """Print the answer as it is written (streaming back-ends), then its citations."""
+    printed = ""
+    for item in service.stream(question):
+        if isinstance(item, Answer):
+            if item.answer.startswith(printed):
+                sys.stdout.write(item.answer[len(printed):])
+            else:  # markers were renumbered after the fact: show the final text whole
+                sys.stdout.write(("\n\n" if printed else "") + item.answer)
+            sys.stdout.write("\n")
+            if item.citations:
+                print("\n" + "\n".join(format_citation(c) for c in item.citations))
+            sys.stdout.flush()
+            return
+        if item.startswith(printed):
+            sys.stdout.write(item[len(printed):])
+            sys.stdout.flush()
+            printed = item
+
+
 def cmd_ask(service: RagService, args: argparse.Namespace) -> int:
+    if args.question is not None and not args.json:
+        print_streamed(service, args.question)
+        return 0
     failures = 0
     for question in _questions(args.question):
         try:

@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     moderator_role_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
     question_cooldown_seconds: float = Field(10.0, ge=0)
     question_cooldown_count: int = Field(3, ge=1)
+    stream_edit_interval: float = Field(
+        1.0, ge=0.0, description="Seconds between edits of a message while a model answer streams in."
+    )
 
     log_level: str = "INFO"
 

@@ -300,6 +300,15 @@ class DiscordEmulator:
                 message["message_reference"] = body["message_reference"]
             self.messages[message["id"]] = message
             return json_response(message)
+        if method == "PATCH" and (m := re.fullmatch(r"/channels/(\d+)/messages/(\d+)", path)):
+            message = self.messages.get(m.group(2))
+            if message is None:
+                return error(404, 10008, "Unknown Message")
+            problem = self._check_message(body, edit=True)
+            if problem:
+                return problem
+            message.update({k: body[k] for k in ("content", "embeds") if k in body})
+            return json_response(message)
         if method == "POST" and (m := re.fullmatch(r"/interactions/(\d+)/([\w-]+)/callback", path)):
             return self._callback(m.group(2), body)
         if (m := re.fullmatch(rf"/webhooks/{app}/([\w-]+)(/messages/(@original|\d+))?", path)):

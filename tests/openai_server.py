@@ -1,14 +1,22 @@
-"""A local OpenAI-compatible HTTP server for tests (chat completions, plain and streamed).
+"""A local OpenAI-compatible HTTP server for tests: chat completions (plain and SSE
+streaming) and embeddings, with fault injection.
 
-The HTTP layer, the `openai` client and LangChain's ChatOpenAI are all real; only the
-model is scripted, because no real chat model can run in CI here: each test sets
-`server.reply` (a function of the request's messages) and can read `server.requests`.
+The HTTP layer, the `openai` client and LangChain's ChatOpenAI are all real; the model is
+not, because no chat model can run in CI here. By default it answers *from the numbered
+excerpts it receives*: the excerpt sharing the most words with the question, first
+sentence, cited by its number — or NOT_IN_SOURCES when no excerpt shares a content word.
+So a test checks that the prompt carried the right chunks. Tests may set `server.reply`.
+Faults: `delay`, `fail_next` (status, retry-after), `malformed` (invalid JSON body),
+`truncate_stream` (the SSE stream stops mid-answer, without [DONE]).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import math
+import re
 import socket
 import threading
 import time
@@ -18,13 +26,44 @@ from typing import Any
 from aiohttp import web
 
 Reply = Callable[[list[dict[str, Any]]], str]
+_STOP = set("a an the of to in on and or is was were who what when where which how why did do does has have had for by with as at from that this it its".split())
+
+
+def _words(text: str) -> set[str]:
+    return {w for w in re.findall(r"[a-z0-9]+", text.lower()) if w not in _STOP}
+
+
+def answer_from_excerpts(messages: list[dict[str, Any]]) -> str:
+    """A stand-in model that reads the prompt: the best-overlapping excerpt's first sentence."""
+    prompt = messages[-1]["content"]
+    question = prompt.rsplit("Question:", 1)[-1]
+    excerpts = re.findall(r"^\[(\d+)\] \(.*?\)\n(.*?)(?=\n\n\[\d+\] \(|\n\nQuestion:)", prompt, re.M | re.S)
+    scored = sorted(((len(_words(question) & _words(text)), int(n), text) for n, text in excerpts), reverse=True)
+    if not scored or scored[0][0] == 0:
+        return "NOT_IN_SOURCES"
+    _, number, text = scored[0]
+    best = max(re.split(r"(?<=[.!?])\s+", text), key=lambda sentence: len(_words(question) & _words(sentence)))
+    return f"According to the sources, {best.rstrip('.')} [{number}]."
+
+
+def embed_text(text: str, dims: int = 64) -> list[float]:
+    """A deterministic bag-of-words embedding (hashing trick), unit length."""
+    vector = [0.0] * dims
+    for word in _words(text):
+        vector[int(hashlib.md5(word.encode()).hexdigest(), 16) % dims] += 1.0
+    norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+    return [v / norm for v in vector]
 
 
 class OpenAICompatibleServer:
     def __init__(self) -> None:
-        self.reply: Reply = lambda messages: "NOT_IN_SOURCES"
+        self.reply: Reply = answer_from_excerpts
         self.delay = 0.0  # seconds to wait before answering (to test timeouts)
-        self.status = 200  # set to 429/500 to test error handling
+        self.status = 200  # set to 429/500 to fail every request
+        self.fail_next: list[tuple[int, float | None]] = []  # (status, retry-after) for the next requests
+        self.malformed = False  # answer with a body that is not JSON
+        self.truncate_stream = False  # stop a stream half-way, without [DONE]
+        self.stream_chunk_delay = 0.0  # seconds between streamed pieces
         self.requests: list[dict[str, Any]] = []
         self._loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
@@ -51,6 +90,7 @@ class OpenAICompatibleServer:
     async def _start(self) -> None:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/embeddings", self._embeddings)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
@@ -60,8 +100,14 @@ class OpenAICompatibleServer:
         self.requests.append({"body": body, "headers": dict(request.headers)})
         if self.delay:
             await asyncio.sleep(self.delay)
+        if self.fail_next:
+            status, retry_after = self.fail_next.pop(0)
+            headers = {"retry-after": str(retry_after)} if retry_after is not None else {}
+            return web.json_response({"error": {"message": "injected failure", "type": "server_error"}}, status=status, headers=headers)
         if self.status != 200:
             return web.json_response({"error": {"message": "scripted failure", "type": "server_error"}}, status=self.status)
+        if self.malformed:
+            return web.Response(text='{"id": "chatcmpl-test", "choices": [', content_type="application/json")
         text = self.reply(body["messages"])
         created = int(time.time())
         if not body.get("stream"):
@@ -72,7 +118,12 @@ class OpenAICompatibleServer:
             })
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
-        for i, word in enumerate(text.split(" ")):
+        words = text.split(" ")
+        for i, word in enumerate(words):
+            if self.truncate_stream and i == len(words) // 2:
+                return response  # the connection ends without [DONE]
+            if self.stream_chunk_delay:
+                await asyncio.sleep(self.stream_chunk_delay)
             chunk = {
                 "id": "chatcmpl-test", "object": "chat.completion.chunk", "created": created, "model": body["model"],
                 "choices": [{"index": 0, "delta": {"content": (" " if i else "") + word}, "finish_reason": None}],
@@ -82,3 +133,13 @@ class OpenAICompatibleServer:
                 "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
         await response.write(f"data: {json.dumps(done)}\n\ndata: [DONE]\n\n".encode())
         return response
+
+    async def _embeddings(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.requests.append({"body": body, "headers": dict(request.headers)})
+        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        return web.json_response({
+            "object": "list", "model": body["model"],
+            "data": [{"object": "embedding", "index": i, "embedding": embed_text(t)} for i, t in enumerate(texts)],
+            "usage": {"prompt_tokens": 1, "total_tokens": 1},
+        })

@@ -3,17 +3,22 @@ OpenAI-compatible server whose model is scripted (see tests/openai_server.py).""
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from bot.rag.errors import ModelError
+from bot.rag.models import Answer
 from bot.rag.embeddings import MiniLMEmbeddings
 from bot.rag.service import RagService
-from bot.settings import Settings
+from bot.settings import PROJECT_ROOT, Settings
 
-from tests.openai_server import OpenAICompatibleServer
+from tests.openai_server import OpenAICompatibleServer, answer_from_excerpts
 
 
 @pytest.fixture
@@ -86,3 +91,81 @@ def test_summary_from_the_model(llm_service: RagService, server: OpenAICompatibl
     assert [b.text for b in summary.bullets] == ["The intelligence chief resigned.", "Hostages were taken.", "Lapid praised it."]
     assert [b.citations for b in summary.bullets] == [[1], [2], [1]]
     assert [c.n for c in summary.citations] == [1, 2]
+
+
+# --- the computed stand-in model, faults, streaming, budget, embeddings ---------------------------
+def test_cli_ask_json_with_the_openai_provider(settings: Settings, server: OpenAICompatibleServer) -> None:
+    server.reply = answer_from_excerpts
+    result = run_cli_with(settings, server, "ask", "--json", stdin="How many hostages were taken back to Gaza?\nWhat is the capital of Peru?\n")
+    assert result.returncode == 0, result.stderr
+    first, second = (json.loads(line) for line in result.stdout.splitlines())
+    assert "253" in first["answer"] and first["answerable"]
+    assert first["citations"] and "253 others were taken back to gaza" in first["citations"][0]["quote"]
+    assert re.search(r"\[1\]", first["answer"])
+    assert second["answerable"] is False and second["citations"] == []
+
+
+def test_cli_streams_the_answer(settings: Settings, server: OpenAICompatibleServer) -> None:
+    server.stream_chunk_delay = 0.01
+    result = run_cli_with(settings, server, "ask", "Who is the IDF chief of staff?")
+    assert result.returncode == 0, result.stderr
+    assert "herzi halevi" in result.stdout.lower() and "[1] haliva-resignation.txt, characters" in result.stdout
+    assert any(r["body"].get("stream") for r in server.requests), "the CLI asked for a streamed answer"
+
+
+def test_429_with_retry_after_is_retried(llm_service: RagService, server: OpenAICompatibleServer) -> None:
+    llm_service.settings.max_retries = 2
+    llm_service._answerer = None  # rebuilt with retries
+    server.fail_next = [(429, 0.2), (500, None)]
+    started = time.monotonic()
+    answer = llm_service.ask("How many hostages were taken back to Gaza?")
+    assert "253" in answer.answer
+    assert len(server.requests) == 3 and time.monotonic() - started >= 0.2  # honoured retry-after
+
+
+@pytest.mark.parametrize("fault", ["timeout", "malformed", "truncated", "429", "500"])
+def test_each_fault_is_a_clear_message_and_the_next_question_works(llm_service: RagService, server: OpenAICompatibleServer, fault: str) -> None:
+    if fault == "timeout":
+        server.delay = 3
+    elif fault == "malformed":
+        server.malformed = True
+    elif fault == "truncated":
+        server.truncate_stream = True
+    else:
+        server.status = int(fault)
+    with pytest.raises(ModelError) as info:
+        list(llm_service.stream("How many hostages were taken back to Gaza?"))
+    assert str(info.value) and "Traceback" not in str(info.value)
+    server.delay, server.malformed, server.truncate_stream, server.status = 0, False, False, 200
+    assert "253" in llm_service.ask("How many hostages were taken back to Gaza?").answer
+
+
+def test_stream_yields_growing_text_then_the_answer(llm_service: RagService) -> None:
+    items = list(llm_service.stream("Who is the IDF chief of staff?"))
+    partials, final = items[:-1], items[-1]
+    assert isinstance(final, Answer) and len(partials) >= 3
+    assert all(b.startswith(a) for a, b in zip(partials, partials[1:]))
+    assert final.answer.startswith(partials[-1].rstrip(" .").split(" [")[0])
+
+
+def test_context_is_trimmed_to_the_token_budget(make_settings: Callable[..., Settings], embeddings: MiniLMEmbeddings, server: OpenAICompatibleServer) -> None:
+    settings = make_settings(llm_provider="openai", openai_base_url=server.base_url, context_token_budget=250, max_retries=0)
+    RagService(settings, embeddings=embeddings).ask("How many hostages were taken back to Gaza?")
+    assert excerpt_numbers(server.requests[-1]["body"]["messages"]) == [1]
+
+
+def test_openai_embeddings_build_their_own_index(make_settings: Callable[..., Settings], server: OpenAICompatibleServer) -> None:
+    settings = make_settings(llm_provider="openai", openai_base_url=server.base_url, openai_embedding_model="test-embed", max_retries=0)
+    service = RagService(settings)
+    answer = service.ask("How many hostages were taken back to Gaza?")
+    assert service.start().version.embedding_model == "openai:test-embed"
+    assert any(r["body"].get("model") == "test-embed" for r in server.requests)
+    assert "253" in answer.answer
+
+
+def run_cli_with(settings: Settings, server: OpenAICompatibleServer, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(settings.vectorstore_dir.parent), "SOURCES_DIR": str(settings.sources_dir),
+           "VECTORSTORE_DIR": str(settings.vectorstore_dir), "OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-test",
+           "MAX_RETRIES": "0"}
+    return subprocess.run([sys.executable, "-m", "bot", *args], input=stdin, capture_output=True, text=True,
+                          env=env, cwd=PROJECT_ROOT, timeout=120)

@@ -1,10 +1,13 @@
-"""Questions: @mentions (or replies to the bot) in channels and threads, and /ask."""
+"""Questions: @mentions (or replies to the bot) in channels and threads, and /ask. Answers
+from a streaming back-end appear progressively (edits throttled); others arrive whole."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import discord
@@ -12,14 +15,17 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.discord_bot.guards import CooldownHit, QuestionCooldown, channel_allowed
-from bot.discord_bot.render import NO_MENTIONS, Reply, describe_error, render_answer
+from bot.discord_bot.render import MESSAGE_LIMIT, NO_MENTIONS, Reply, describe_error, render_answer, trim
 from bot.rag.errors import QuestionError, RagError
+from bot.rag.models import Answer
 
 if TYPE_CHECKING:
     from bot.discord_bot.app import SourceBot
 
 log = logging.getLogger(__name__)
 RESTARTING = "I'm restarting; please ask again in a minute."
+WRITING = " …"  # shown after a partial answer while it is still being written
+_DONE = object()
 
 
 class QuestionsCog(commands.Cog):
@@ -27,10 +33,44 @@ class QuestionsCog(commands.Cog):
         self.bot = bot
         self.cooldown = QuestionCooldown(bot.settings)
 
-    async def answer(self, question: str, user: int) -> list[Reply]:
-        """The rendered answer; the blocking work runs in a worker thread."""
-        answer = await asyncio.to_thread(self.bot.service.ask, question, user)
-        return render_answer(answer)
+    async def stream(self, question: str, user: int) -> AsyncIterator[str | Answer]:
+        """The service's answer stream, produced in a worker thread (the event loop stays free)."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[object] = asyncio.Queue()
+
+        def produce() -> None:
+            try:
+                for item in self.bot.service.stream(question, user):
+                    loop.call_soon_threadsafe(queue.put_nowait, item)
+            except BaseException as exc:  # handed to the event loop and raised there
+                loop.call_soon_threadsafe(queue.put_nowait, exc)
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, _DONE)
+
+        worker = asyncio.ensure_future(asyncio.to_thread(produce))
+        try:
+            while (item := await queue.get()) is not _DONE:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item  # type: ignore[misc]
+        finally:
+            await worker
+
+    async def answer_progressively(
+        self, question: str, user: int, show: Callable[[str], Awaitable[None]]
+    ) -> tuple[list[Reply], bool]:
+        """Consume the stream, calling `show` with partial text at most every interval.
+        Returns the rendered final answer and whether anything partial was shown."""
+        interval = self.bot.settings.stream_edit_interval
+        shown, last = False, 0.0
+        async for item in self.stream(question, user):
+            if isinstance(item, Answer):
+                return render_answer(item), shown
+            now = time.monotonic()
+            if item.strip() and now - last >= interval:
+                await show(trim(item, MESSAGE_LIMIT - len(WRITING)) + WRITING)
+                shown, last = True, now
+        raise RagError("The answer stream ended without an answer.")
 
     # --- mentions --------------------------------------------------------------------------
     def _addressed(self, message: discord.Message) -> bool:
@@ -46,7 +86,6 @@ class QuestionsCog(commands.Cog):
     async def on_message(self, message: discord.Message) -> None:
         if not self._addressed(message) or not channel_allowed(message.channel, self.bot.settings):
             return
-        assert self.bot.user is not None
         if self.bot.draining:
             await message.reply(RESTARTING, allowed_mentions=NO_MENTIONS)
             return
@@ -60,18 +99,33 @@ class QuestionsCog(commands.Cog):
         if retry:
             await message.reply(str(CooldownHit(retry)), allowed_mentions=NO_MENTIONS)
             return
+        sent: discord.Message | None = None
+
+        async def show(partial: str) -> None:
+            nonlocal sent
+            if sent is None:
+                sent = await message.reply(partial, allowed_mentions=NO_MENTIONS)
+            else:
+                await sent.edit(content=partial, allowed_mentions=NO_MENTIONS)
+
         try:
             self.bot.service.validate_question(question)
             async with message.channel.typing():
-                replies = await self.answer(question, message.author.id)
+                replies, _ = await self.answer_progressively(question, message.author.id, show)
         except Exception as exc:
             if not isinstance(exc, RagError):
                 log.exception("answering a mention failed (guild=%s channel=%s message=%s)",
                               message.guild and message.guild.id, message.channel.id, message.id)
-            await message.reply(describe_error(exc), allowed_mentions=NO_MENTIONS)
+            if sent is not None:
+                await sent.edit(content=describe_error(exc), allowed_mentions=NO_MENTIONS)
+            else:
+                await message.reply(describe_error(exc), allowed_mentions=NO_MENTIONS)
             return
         first, *rest = replies
-        await message.reply(first.content, embed=first.embed, allowed_mentions=NO_MENTIONS)
+        if sent is not None:
+            await sent.edit(content=first.content, embed=first.embed, allowed_mentions=NO_MENTIONS)
+        else:
+            await message.reply(first.content, embed=first.embed, allowed_mentions=NO_MENTIONS)
         for reply in rest:
             await message.channel.send(reply.content, embed=reply.embed, allowed_mentions=NO_MENTIONS)
 
@@ -95,15 +149,24 @@ class QuestionsCog(commands.Cog):
             await interaction.response.send_message(str(exc), ephemeral=True)
             return
         await interaction.response.defer(thinking=True)
+
+        async def show(partial: str) -> None:
+            await interaction.edit_original_response(content=partial, allowed_mentions=NO_MENTIONS)
+
         try:
-            replies = await self.answer(question, interaction.user.id)
+            replies, shown = await self.answer_progressively(question, interaction.user.id, show)
         except Exception as exc:
             if not isinstance(exc, RagError):
                 log.exception("/ask failed (guild=%s user=%s)", interaction.guild_id, interaction.user.id)
             await interaction.delete_original_response()
             await interaction.followup.send(describe_error(exc), ephemeral=True)
             return
-        for reply in replies:
+        first, *rest = replies
+        if shown:
+            await interaction.edit_original_response(content=first.content, embed=first.embed, allowed_mentions=NO_MENTIONS)
+        else:
+            await interaction.followup.send(first.content, embed=first.embed or discord.utils.MISSING, allowed_mentions=NO_MENTIONS)
+        for reply in rest:
             await interaction.followup.send(reply.content, embed=reply.embed or discord.utils.MISSING, allowed_mentions=NO_MENTIONS)
 
     async def cog_app_command_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:

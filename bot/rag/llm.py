@@ -4,9 +4,12 @@ and each remaining citation given the sentence of its chunk closest to the answe
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+
+import httpx
 
 import openai
 from langchain_core.output_parsers import StrOutputParser
@@ -23,6 +26,7 @@ from bot.settings import Settings
 log = logging.getLogger(__name__)
 
 REFUSAL_SENTINEL = "NOT_IN_SOURCES"  # the prompt asks for exactly this when the answer is absent
+_UNCLOSED_MARKER = re.compile(r"\s*\[[\d,; ]*$")  # "[1" at the end of a partial reply
 CHARS_PER_TOKEN = 4  # rough budget conversion; the budget is a ceiling, not an exact count
 
 
@@ -55,6 +59,21 @@ def describe_model_error(exc: Exception, settings: Settings) -> str:
     return f"The language model failed ({type(exc).__name__})."
 
 
+@contextlib.contextmanager
+def model_errors(settings: Settings) -> Iterator[None]:
+    """Any failure of the model call becomes a ModelError with a plain message."""
+    try:
+        yield
+    except ModelError:
+        raise
+    except openai.OpenAIError as exc:
+        log.warning("model call failed: %s", type(exc).__name__)
+        raise ModelError(describe_model_error(exc, settings)) from exc
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:  # cut-off stream, unreadable reply
+        log.warning("model reply unreadable: %s", type(exc).__name__)
+        raise ModelError("The language model's reply was cut off or unreadable. Please try again.") from exc
+
+
 def within_budget(chunks: Sequence[Chunk], token_budget: int) -> list[Chunk]:
     """The leading chunks (best first) whose text fits the context budget (at least one)."""
     kept: list[Chunk] = []
@@ -79,14 +98,12 @@ class OpenAIAnswerer:
         self._vectors = vectors
         model = build_chat_model(settings)
         self._answer_chain: Runnable = prompts.answer | model | StrOutputParser()
+        self._answer_messages: Runnable = prompts.answer | model  # streamed: keeps finish_reason
         self._summary_chain: Runnable = prompts.summary | model | StrOutputParser()
 
     def _invoke(self, chain: Runnable, inputs: dict[str, object]) -> str:
-        try:
+        with model_errors(self._settings):
             return str(chain.invoke(inputs)).strip()
-        except openai.OpenAIError as exc:
-            log.warning("model call failed: %s", type(exc).__name__)
-            raise ModelError(describe_model_error(exc, self._settings)) from exc
 
     def _citations(self, order: list[int], chunks: Sequence[Chunk], reference_text: str, corpus: Corpus) -> list[Citation]:
         reference = self._vectors.get([reference_text])[0] if reference_text else None
@@ -98,14 +115,40 @@ class OpenAIAnswerer:
             citations.append(Citation(new, chunk.source, chunk.id, span.start, span.end, text[span.start:span.end]))
         return citations
 
+    def _inputs(self, question: str, chunks: Sequence[Chunk]) -> dict[str, object]:
+        return {"question": question, "context": format_context(chunks, self._prompts.excerpt)}
+
     def answer(self, question: str, chunks: Sequence[Chunk], corpus: Corpus) -> Answer:
         chunks = within_budget(chunks, self._settings.context_token_budget)
         if not chunks:
             return Answer(question, self._prompts.refusal, False, [], self.provider)
-        reply = self._invoke(
-            self._answer_chain,
-            {"question": question, "context": format_context(chunks, self._prompts.excerpt)},
-        )
+        reply = self._invoke(self._answer_chain, self._inputs(question, chunks))
+        return self._finish(question, reply, chunks, corpus)
+
+    def stream(self, question: str, chunks: Sequence[Chunk], corpus: Corpus) -> Iterator[str | Answer]:
+        """The answer as it is written (each item: the cleaned text so far), then the Answer."""
+        chunks = within_budget(chunks, self._settings.context_token_budget)
+        if not chunks:
+            yield Answer(question, self._prompts.refusal, False, [], self.provider)
+            return
+        reply = ""
+        finished = False
+        with model_errors(self._settings):
+            for message in self._answer_messages.stream(self._inputs(question, chunks)):
+                finished = finished or bool(message.response_metadata.get("finish_reason"))
+                reply += message.text
+                head = reply.lstrip()[: len(REFUSAL_SENTINEL)]
+                if REFUSAL_SENTINEL.startswith(head):
+                    continue  # may be the refusal sentinel: show nothing yet
+                visible = _UNCLOSED_MARKER.sub("", reply)
+                yield renumber_markers(visible, len(chunks))[0]
+        if not finished:  # the stream ended without the model saying it was done
+            log.warning("model stream ended without a finish reason")
+            raise ModelError("The language model's answer was cut off. Please try again.")
+        yield self._finish(question, reply.strip(), chunks, corpus)
+
+    def _finish(self, question: str, reply: str, chunks: Sequence[Chunk], corpus: Corpus) -> Answer:
+        """The Answer for a complete reply: refusal, or text with its markers checked."""
         if not reply or REFUSAL_SENTINEL in reply:
             return Answer(question, self._prompts.refusal, False, [], self.provider)
         text, order = renumber_markers(reply, len(chunks))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -243,6 +243,26 @@ class RagService:
         self.stats.record(user=user, latency_s=time.perf_counter() - started, provider=answer.provider,
                           answerable=answer.answerable, citations=len(answer.citations))
         return answer
+
+    def stream(self, question: str, user: int | str | None = None) -> Iterator[str | Answer]:
+        """Like `ask`, but yields the answer text as it is written (back-ends that can
+        stream), always ending with the final Answer."""
+        cleaned = self.validate_question(question)
+        started = time.perf_counter()
+        try:
+            live = self.start()
+            chunks = [live.version.chunks[str(d.metadata["chunk_id"])] for d in live.retriever.invoke(cleaned)]
+            streamer = getattr(self.answerer, "stream", None)
+            items = streamer(cleaned, chunks, live) if streamer else iter([self.answerer.answer(cleaned, chunks, live)])
+            for item in items:
+                if isinstance(item, Answer):
+                    self.stats.record(user=user, latency_s=time.perf_counter() - started, provider=item.provider,
+                                      answerable=item.answerable, citations=len(item.citations))
+                yield item
+        except RagError as exc:
+            self.stats.record(user=user, latency_s=time.perf_counter() - started, provider=self.provider,
+                              answerable=None, citations=0, error=type(exc).__name__)
+            raise
 
     def retrieve(self, question: str) -> list[Chunk]:
         live = self.start()
