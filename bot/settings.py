@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     moderator_role_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
     question_cooldown_seconds: float = Field(10.0, ge=0)
     question_cooldown_count: int = Field(3, ge=1)
+    discord_api_base: str | None = Field(
+        None, description="Discord REST base URL (default: Discord's); for a REST proxy or an emulator."
+    )
+    discord_gateway_url: str | None = Field(None, description="Gateway URL override, e.g. ws://127.0.0.1:9000/.")
     stream_edit_interval: float = Field(
         1.0, ge=0.0, description="Seconds between edits of a message while a model answer streams in."
     )

@@ -9,6 +9,7 @@ import signal
 import sys
 
 import discord
+import yarl
 from collections.abc import AsyncIterator
 
 from discord import app_commands
@@ -131,6 +132,10 @@ def run_bot(settings: Settings) -> int:
         return EXIT_CONFIG_ERROR
     model = settings.openai_model if service.provider == "openai" else service.embeddings.model_id
     log.info("answering with the %s back-end (%s) from %d source(s)", service.provider, model, len(service.sources()))
+    if settings.discord_api_base:
+        discord.http.Route.BASE = settings.discord_api_base.rstrip("/")
+    if settings.discord_gateway_url:
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord_gateway_url)
     bot = SourceBot(settings, service)
     try:
         asyncio.run(_serve(bot, settings.discord_token.get_secret_value()))

@@ -29,7 +29,7 @@ from bot.rag.text import Span, content_terms, split_sentences, words
 DENSE_WEIGHT = 0.6
 LEXICAL_WEIGHT = 0.4
 CONTEXT_DISCOUNT = 0.9  # a sentence scored with its predecessor as context counts a bit less
-SECOND_SENTENCE_MARGIN = 0.05  # a runner-up this close to the best is shown too
+SECOND_SENTENCE_MARGIN = 0.03  # a runner-up this close to the best is shown too
 MAX_SENTENCES = 2
 
 _NUMBER_WORDS = set(
