@@ -312,7 +312,7 @@ class DiscordEmulator:
         if method == "POST" and (m := re.fullmatch(r"/interactions/(\d+)/([\w-]+)/callback", path)):
             return self._callback(m.group(2), body)
         if (m := re.fullmatch(rf"/webhooks/{app}/([\w-]+)(/messages/(@original|\d+))?", path)):
-            token, target = m.group(1), m.group(3)
+            token = m.group(1)
             if token not in self.interactions:
                 return error(404, 10015, "Unknown Webhook")
             if method == "DELETE":

@@ -15,7 +15,6 @@ from bot.discord_bot.app import SourceBot
 from bot.discord_bot.render import MESSAGE_LIMIT, render_answer, split_text
 from bot.rag.models import Answer, Citation
 from bot.rag.service import RagService
-from bot.settings import Settings
 
 from tests.discord_emulator import MANAGE_GUILD, DiscordEmulator, Member
 

@@ -94,6 +94,14 @@ class SourceBot(commands.Bot):
     async def on_ready(self) -> None:
         log.info("connected as %s (%s) to %d guild(s)", self.user, getattr(self.user, "id", "?"), len(self.guilds))
 
+    async def fail_deferred(self, interaction: discord.Interaction, error: Exception) -> None:
+        """After a deferred response: replace the "thinking…" message by a private error."""
+        if not isinstance(error, RagError):
+            log.error("/%s failed (guild=%s user=%s)", getattr(interaction.command, "name", "?"),
+                      interaction.guild_id, interaction.user.id, exc_info=error)
+        await interaction.delete_original_response()
+        await interaction.followup.send(describe_error(error), ephemeral=True, allowed_mentions=NO_MENTIONS)
+
     async def report_command_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
         """Check failures and errors of slash commands, as an ephemeral message."""
         original = getattr(error, "original", error)

@@ -13,7 +13,6 @@ from discord.ext import commands
 from bot.discord_bot.guards import NotModerator, is_moderator
 from bot.discord_bot.render import (
     NO_MENTIONS,
-    describe_error,
     render_reload,
     render_sources,
     render_stats,
@@ -50,10 +49,7 @@ class LibraryCog(commands.Cog):
         try:
             summary = await asyncio.to_thread(self.bot.service.summary, source)
         except Exception as exc:
-            if not isinstance(exc, RagError):
-                log.exception("/summary failed (guild=%s user=%s)", interaction.guild_id, interaction.user.id)
-            await interaction.delete_original_response()
-            await interaction.followup.send(describe_error(exc), ephemeral=True)
+            await self.bot.fail_deferred(interaction, exc)
             return
         for reply in render_summary(summary):
             await interaction.followup.send(reply.content, embed=reply.embed or discord.utils.MISSING, allowed_mentions=NO_MENTIONS)

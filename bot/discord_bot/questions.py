@@ -156,10 +156,7 @@ class QuestionsCog(commands.Cog):
         try:
             replies, shown = await self.answer_progressively(question, interaction.user.id, show)
         except Exception as exc:
-            if not isinstance(exc, RagError):
-                log.exception("/ask failed (guild=%s user=%s)", interaction.guild_id, interaction.user.id)
-            await interaction.delete_original_response()
-            await interaction.followup.send(describe_error(exc), ephemeral=True)
+            await self.bot.fail_deferred(interaction, exc)
             return
         first, *rest = replies
         if shown:
