@@ -16,7 +16,7 @@ from bot.rag.service import RagService
 from bot.settings import PROJECT_ROOT, Settings
 
 ARTICLE = PROJECT_ROOT / "sources" / "haliva-resignation.txt"
-DEV_SET = PROJECT_ROOT.parent / "shared" / "eval" / "haliva_dev.jsonl"
+DEV_SET = PROJECT_ROOT / "tests" / "data" / "haliva_dev.jsonl"  # a copy of the team's shared dev set
 OWN_SET = PROJECT_ROOT / "tests" / "data" / "haliva_own.jsonl"
 
 

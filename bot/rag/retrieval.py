@@ -1,11 +1,12 @@
 """Retrieval: a LangChain retriever fusing Chroma's dense ranking with BM25 (reciprocal rank
 fusion), over one index version. Each returned Document carries its chunk id, its rank
-and its dense similarity in metadata."""
+and its dense similarity (None for a chunk only BM25 found) in metadata."""
 
 from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable
 
 import bm25s
 import numpy as np
@@ -15,7 +16,6 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
-from bot.rag.embeddings import EmbeddingModel
 from bot.rag.errors import IndexUnavailableError, RagError
 from bot.rag.models import Chunk
 from bot.rag.store import IndexVersion
@@ -59,7 +59,7 @@ class HybridRetriever(BaseRetriever):
     version: IndexVersion
     vectorstore: Chroma
     lexical: LexicalIndex
-    embeddings: EmbeddingModel
+    query_vector: Callable[[str], np.ndarray]  # the question's unit vector (cached: the answerer needs it too)
     k: int = 4
     hybrid: bool = True
 
@@ -80,7 +80,7 @@ class HybridRetriever(BaseRetriever):
         if n == 0:
             return []
         fetch = min(n, max(self.k * 3, 10))
-        vector = np.asarray(self.embeddings.encode([query])[0], dtype=np.float32)
+        vector = np.asarray(self.query_vector(query), dtype=np.float32)
         dense = self.vectorstore.similarity_search_by_vector_with_relevance_scores(
             vector.tolist(), k=fetch
         )
@@ -92,11 +92,6 @@ class HybridRetriever(BaseRetriever):
             for rank, (chunk_id, _) in enumerate(self.lexical.search(query, fetch)):
                 fused[chunk_id] += 1.0 / (RRF_K + rank + 1)
         ranked = [cid for cid, _ in fused.most_common() if cid in self.version.chunks][: self.k]
-        missing = [cid for cid in ranked if cid not in similarity]
-        if missing:  # lexical-only hits: compute their dense similarity from stored vectors
-            got = self.version.collection.get(ids=missing, include=["embeddings"])
-            for cid, emb in zip(got["ids"], got["embeddings"]):
-                similarity[cid] = float(np.dot(vector, np.asarray(emb, dtype=np.float32)))
         documents = []
         for rank, cid in enumerate(ranked, start=1):
             chunk = self.version.chunks[cid]
@@ -104,12 +99,7 @@ class HybridRetriever(BaseRetriever):
                 Document(
                     id=cid,
                     page_content=chunk.text,
-                    metadata={**chunk.metadata(), "chunk_id": cid, "rank": rank, "similarity": similarity.get(cid, 0.0)},
+                    metadata={**chunk.metadata(), "chunk_id": cid, "rank": rank, "similarity": similarity.get(cid)},
                 )
             )
         return documents
-
-
-def chunk_of(document: Document, version: IndexVersion) -> Chunk:
-    """The Chunk behind a retrieved Document."""
-    return version.chunks[str(document.metadata["chunk_id"])]

@@ -24,7 +24,6 @@ from bot.rag.errors import (
     QuestionError,
     RagError,
     ReloadInProgressError,
-    SourceError,
     UnknownSourceError,
 )
 from bot.rag.extractive import Corpus, ExtractiveAnswerer
@@ -198,7 +197,7 @@ class RagService:
             version=version,
             vectorstore=vectorstore,
             lexical=lexical,
-            embeddings=self.embeddings,
+            query_vector=lambda text: self.extractive.vectors.get([text])[0],
             k=self.settings.top_k,
             hybrid=self.settings.hybrid_search,
         )
@@ -301,5 +300,3 @@ class RagService:
         self._summaries.put(key, result)
         return result
 
-
-__all__ = ["RagService", "SourceError", "QuestionError"]

@@ -99,8 +99,6 @@ class IndexVersion:
             cached = self._texts[source] = "".join(buffer)
         return cached
 
-    def source_hashes(self) -> dict[str, str]:
-        return {c.source: c.source_hash for c in self.chunks.values()}
 
 
 def _chunk_from_record(chunk_id: str, text: str, meta: dict[str, Any]) -> Chunk:
