@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     chroma_auth_header: SecretStr | None = Field(
         None, description="Value of the Authorization header sent to the Chroma server."
     )
+    index_refresh_seconds: float = Field(
+        30.0, ge=0.0, description="Server mode: how often to look for an index another process published (0: never)."
+    )
 
     # --- chunking and retrieval ---------------------------------------------------------
     chunk_size: int = Field(800, ge=100, description="Target chunk length in characters.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -48,6 +49,18 @@ def test_two_processes_share_one_index(server_settings: Settings, embeddings: Mi
     answer = other.ask("Who is the IDF chief of staff?")
     assert "halevi" in answer.answer.lower()
     assert other.last_reload is None, "the second process used the shared index, it did not rebuild it"
+
+
+def test_a_reload_by_one_process_reaches_the_others(server_settings: Settings, sources_dir: Path, embeddings: MiniLMEmbeddings) -> None:
+    reloader = RagService(server_settings, embeddings=embeddings)
+    reloader.ingest()
+    follower = RagService(server_settings.model_copy(update={"index_refresh_seconds": 0.01}), embeddings=embeddings)
+    assert not follower.ask("What colour was the lighthouse on Skerry Point painted?").answerable
+    (sources_dir / "lighthouse.md").write_text("The old lighthouse on Skerry Point was painted bright green in 1911.\n", encoding="utf-8")
+    reloader.ingest()
+    time.sleep(0.02)
+    assert "green" in follower.ask("What colour was the lighthouse on Skerry Point painted?").answer
+    assert follower.start().version.name == reloader.start().version.name
 
 
 def test_server_down_at_start_is_a_clear_error(make_settings: Callable[..., Settings], embeddings: MiniLMEmbeddings) -> None:

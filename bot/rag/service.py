@@ -77,7 +77,9 @@ class RagService:
         self.prompts = Prompts.load(settings.prompts_dir)
         self._embeddings = embeddings
         self._answerer = answerer
+        self._extractive: ExtractiveAnswerer | None = None
         self._index: ChromaIndex | None = None
+        self._checked_at = time.monotonic()
         self._live: LiveIndex | None = None
         self._reload_lock = threading.Lock()
         self._start_lock = threading.Lock()
@@ -94,7 +96,7 @@ class RagService:
 
     @property
     def extractive(self) -> ExtractiveAnswerer:
-        if not isinstance(getattr(self, "_extractive", None), ExtractiveAnswerer):
+        if self._extractive is None:
             self._extractive = ExtractiveAnswerer(
                 self.embeddings, self.settings.min_answer_score, self.prompts.refusal
             )
@@ -126,7 +128,7 @@ class RagService:
         """The live index: the newest ready version, built from the sources if none exists."""
         live = self._live
         if live is not None:
-            return live
+            return self._follow_other_processes(live)
         with self._start_lock:
             if self._live is None:
                 try:
@@ -142,6 +144,28 @@ class RagService:
                     self.ingest()
             assert self._live is not None
             return self._live
+
+    def _follow_other_processes(self, live: LiveIndex) -> LiveIndex:
+        """With a shared Chroma server, another process may have reloaded: switch to the
+        newest ready version (checked at most every INDEX_REFRESH_SECONDS)."""
+        interval = self.settings.index_refresh_seconds
+        if not self.settings.uses_chroma_server or not interval or time.monotonic() - self._checked_at < interval:
+            return live
+        if not self._start_lock.acquire(blocking=False):
+            return live  # another thread is already checking
+        try:
+            self._checked_at = time.monotonic()
+            name = self.index.active_name()
+            if name and name != live.version.name and not self._reload_lock.locked():
+                version = self.index.load(name)
+                if version is not None and version.embedding_model == self.embeddings.model_id:
+                    log.info("another process published index %s: switching to it", name)
+                    self._activate(version)
+        except Exception as exc:  # keep serving what we have; the query reports a dead server
+            log.warning("could not check for a newer index: %s", type(exc).__name__)
+        finally:
+            self._start_lock.release()
+        return self._live or live
 
     def ingest(self, sources_dir: Path | None = None) -> IngestReport:
         """Load the sources and make them the live index. On any error the live index (if
