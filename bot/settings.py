@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     openai_base_url: str | None = None
     openai_model: str = "gpt-4o-mini"
     openai_embedding_model: str | None = None
+    openai_structured_output: Literal["auto", "off"] = Field(
+        "auto", description="auto: ask for JSON-schema answers, falling back to text where unsupported."
+    )
     request_timeout: float = Field(30.0, gt=0)
     max_retries: int = Field(2, ge=0, le=10)
     max_output_tokens: int = Field(512, ge=16)

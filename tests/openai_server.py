@@ -64,6 +64,7 @@ class OpenAICompatibleServer:
         self.malformed = False  # answer with a body that is not JSON
         self.truncate_stream = False  # stop a stream half-way, without [DONE]
         self.stream_chunk_delay = 0.0  # seconds between streamed pieces
+        self.json_schema = True  # False: answer response_format json_schema with HTTP 500, as llama.cpp does
         self.requests: list[dict[str, Any]] = []
         self._loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
@@ -109,6 +110,12 @@ class OpenAICompatibleServer:
         if self.malformed:
             return web.Response(text='{"id": "chatcmpl-test", "choices": [', content_type="application/json")
         text = self.reply(body["messages"])
+        if (body.get("response_format") or {}).get("type") == "json_schema":
+            if not self.json_schema:
+                return web.json_response({"error": {"message": "json_schema not supported"}}, status=500)
+            numbers = [int(n) for n in re.findall(r"\[(\d+)\]", text)]
+            text = json.dumps({"answerable": text != "NOT_IN_SOURCES", "answer": text if text != "NOT_IN_SOURCES" else "",
+                               "citations": numbers})
         created = int(time.time())
         if not body.get("stream"):
             return web.json_response({

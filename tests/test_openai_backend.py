@@ -115,7 +115,8 @@ def test_cli_streams_the_answer(settings: Settings, server: OpenAICompatibleServ
 
 def test_429_with_retry_after_is_retried(llm_service: RagService, server: OpenAICompatibleServer) -> None:
     llm_service.settings.max_retries = 2
-    llm_service._answerer = None  # rebuilt with retries
+    llm_service.settings.openai_structured_output = "off"  # the retried request is the text one
+    llm_service._answerer = None  # rebuilt with these settings
     server.fail_next = [(429, 0.2), (500, None)]
     started = time.monotonic()
     answer = llm_service.ask("How many hostages were taken back to Gaza?")
@@ -169,3 +170,22 @@ def run_cli_with(settings: Settings, server: OpenAICompatibleServer, *args: str,
            "MAX_RETRIES": "0"}
     return subprocess.run([sys.executable, "-m", "bot", *args], input=stdin, capture_output=True, text=True,
                           env=env, cwd=PROJECT_ROOT, timeout=120)
+
+
+def test_structured_output_where_the_server_supports_it(llm_service: RagService, server: OpenAICompatibleServer) -> None:
+    answer = llm_service.ask("How many hostages were taken back to Gaza?")
+    request = server.requests[-1]["body"]
+    assert request["response_format"]["type"] == "json_schema"
+    assert set(request["response_format"]["json_schema"]["schema"]["properties"]) == {"answerable", "answer", "citations"}
+    assert "253" in answer.answer and answer.citations and len(server.requests) == 1
+    refused = llm_service.ask("What is the capital of Peru?")
+    assert not refused.answerable and refused.answer == llm_service.prompts.refusal
+
+
+def test_text_fallback_where_structured_output_is_unsupported(llm_service: RagService, server: OpenAICompatibleServer) -> None:
+    server.json_schema = False  # like llama.cpp's server: HTTP 500 for json_schema
+    first = llm_service.ask("How many hostages were taken back to Gaza?")
+    assert "253" in first.answer and first.citations
+    assert [("response_format" in r["body"]) for r in server.requests] == [True, False]
+    llm_service.ask("Who is the IDF chief of staff?")
+    assert "response_format" not in server.requests[-1]["body"] and len(server.requests) == 3  # not asked again

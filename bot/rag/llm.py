@@ -12,9 +12,11 @@ from collections.abc import Iterator, Sequence
 import httpx
 
 import openai
+from langchain_core.exceptions import OutputParserException
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.runnables import Runnable
 from langchain_openai import ChatOpenAI
+from pydantic import BaseModel, Field, ValidationError
 
 from bot.rag.citations import best_sentence, cited_numbers, format_context, renumber_markers
 from bot.rag.errors import ModelError
@@ -30,14 +32,26 @@ _UNCLOSED_MARKER = re.compile(r"\s*\[[\d,; ]*$")  # "[1" at the end of a partial
 CHARS_PER_TOKEN = 4  # rough budget conversion; the budget is a ceiling, not an exact count
 
 
-def build_chat_model(settings: Settings) -> ChatOpenAI:
+class GroundedAnswer(BaseModel):
+    """The structured reply asked of servers that support JSON-schema output."""
+
+    answerable: bool = Field(description="false when the excerpts do not contain the answer")
+    answer: str = Field(description="the answer, with the [n] number of its excerpt after each fact")
+    citations: list[int] = Field(description="numbers of the excerpts the answer uses")
+
+
+# Statuses with which a server says it cannot do JSON-schema output (llama.cpp answers 500).
+_NO_STRUCTURED_OUTPUT = {400, 404, 415, 422, 500, 501}
+
+
+def build_chat_model(settings: Settings, retries: int | None = None) -> ChatOpenAI:
     key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "not-needed"
     return ChatOpenAI(
         model=settings.openai_model,
         api_key=key,  # type: ignore[arg-type]
         base_url=settings.openai_base_url,
         timeout=settings.request_timeout,
-        max_retries=settings.max_retries,
+        max_retries=settings.max_retries if retries is None else retries,
         temperature=settings.temperature,
         max_completion_tokens=settings.max_output_tokens,
         # Some OpenAI-compatible servers ignore max_completion_tokens; send both.
@@ -99,6 +113,12 @@ class OpenAIAnswerer:
         model = build_chat_model(settings)
         self._answer_chain: Runnable = prompts.answer | model | StrOutputParser()
         self._answer_messages: Runnable = prompts.answer | model  # streamed: keeps finish_reason
+        # JSON-schema output is tried first where the server supports it (one attempt, no
+        # retries: a server that cannot do it falls back to the text protocol at once).
+        self._structured_ok: bool | None = None if settings.openai_structured_output == "auto" else False
+        self._structured_chain: Runnable = prompts.answer | build_chat_model(settings, retries=0).with_structured_output(
+            GroundedAnswer, method="json_schema"
+        )
         self._summary_chain: Runnable = prompts.summary | model | StrOutputParser()
 
     def _invoke(self, chain: Runnable, inputs: dict[str, object]) -> str:
@@ -122,8 +142,39 @@ class OpenAIAnswerer:
         chunks = within_budget(chunks, self._settings.context_token_budget)
         if not chunks:
             return Answer(question, self._prompts.refusal, False, [], self.provider)
+        structured = self._try_structured(question, chunks)
+        if structured is not None:
+            if not structured.answerable:
+                return Answer(question, self._prompts.refusal, False, [], self.provider)
+            reply = structured.answer.strip()
+            if not cited_numbers(reply):  # markers only in the list: put them after the text
+                reply += " " + "".join(f"[{n}]" for n in dict.fromkeys(structured.citations))
+            return self._finish(question, reply.strip(), chunks, corpus)
         reply = self._invoke(self._answer_chain, self._inputs(question, chunks))
         return self._finish(question, reply, chunks, corpus)
+
+    def _try_structured(self, question: str, chunks: Sequence[Chunk]) -> GroundedAnswer | None:
+        """The JSON-schema reply, or None to use the text protocol (unsupported or failed)."""
+        if self._structured_ok is False:
+            return None
+        try:
+            result = self._structured_chain.invoke(self._inputs(question, chunks))
+        except openai.APIStatusError as exc:
+            if exc.status_code in _NO_STRUCTURED_OUTPUT:
+                log.info("the model server does not do JSON-schema output (HTTP %s): using text", exc.status_code)
+                self._structured_ok = False
+            return None
+        except (openai.OpenAIError, httpx.HTTPError):
+            return None  # timeouts, rate limits: the text path retries and reports
+        except (OutputParserException, ValidationError, ValueError):
+            log.info("the model server's JSON output was unusable: using text")
+            self._structured_ok = False
+            return None
+        if not isinstance(result, GroundedAnswer):
+            self._structured_ok = False
+            return None
+        self._structured_ok = True
+        return result
 
     def stream(self, question: str, chunks: Sequence[Chunk], corpus: Corpus) -> Iterator[str | Answer]:
         """The answer as it is written (each item: the cleaned text so far), then the Answer."""
