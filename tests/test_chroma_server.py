@@ -63,11 +63,17 @@ def test_a_reload_by_one_process_reaches_the_others(server_settings: Settings, s
     assert follower.start().version.name == reloader.start().version.name
 
 
-def test_server_down_at_start_is_a_clear_error(make_settings: Callable[..., Settings], embeddings: MiniLMEmbeddings) -> None:
+def test_server_down_at_start_is_a_clear_error_then_recovers(make_settings: Callable[..., Settings], embeddings: MiniLMEmbeddings, tmp_path: Path) -> None:
     port = free_port()
     settings = make_settings(chroma_host="127.0.0.1", chroma_port=port)
+    service = RagService(settings, embeddings=embeddings)
     with pytest.raises(IndexUnavailableError, match=f"Chroma server at 127.0.0.1:{port}"):
-        RagService(settings, embeddings=embeddings).ask("Who is the IDF chief of staff?")
+        service.ask("Who is the IDF chief of staff?")
+    server = ChromaServer(tmp_path / "late-server", port=port).start()
+    try:
+        assert "halevi" in service.ask("Who is the IDF chief of staff?").answer.lower()
+    finally:
+        server.stop()
 
 
 def test_cli_with_server_down(make_settings: Callable[..., Settings]) -> None:
