@@ -191,6 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return cmd_bench(settings, args)
         service = RagService(settings)
+        if args.command != "ingest":
+            service.refresh()  # answer from what the sources folder holds now
         handlers = {"ask": cmd_ask, "summary": cmd_summary, "sources": cmd_sources, "ingest": cmd_ingest}
         return handlers[args.command](service, args)
     except RagError as exc:

@@ -47,3 +47,17 @@ def test_ingest_sources_and_summary(settings: Settings) -> None:
     assert listing.stdout.startswith("haliva-resignation.txt\t") and "chunks" in listing.stdout
     summary = json.loads(run_cli(settings, "summary", "--json").stdout)
     assert summary["bullets"] and all(b["citations"] for b in summary["bullets"])
+
+
+def test_ask_sees_an_edited_source_without_a_manual_ingest(settings: Settings) -> None:
+    assert run_cli(settings, "ask", "Who is the IDF chief of staff?").returncode == 0
+    (settings.sources_dir / "lighthouse.md").write_text("The old lighthouse on Skerry Point was painted bright green in 1911.\n", encoding="utf-8")
+    result = run_cli(settings, "ask", "What colour was the lighthouse on Skerry Point painted?")
+    assert "green" in result.stdout
+
+
+def test_ask_keeps_answering_when_a_source_breaks(settings: Settings) -> None:
+    assert run_cli(settings, "ingest").returncode == 0
+    (settings.sources_dir / "broken.txt").write_bytes(b"\x00\x01binary")
+    result = run_cli(settings, "ask", "How many hostages were taken back to Gaza?")
+    assert result.returncode == 0 and "253" in result.stdout

@@ -134,7 +134,7 @@ def run_bot(settings: Settings) -> int:
         return EXIT_CONFIG_ERROR
     service = RagService(settings)
     try:
-        service.start()  # load the model and the index before going online
+        service.refresh()  # load the model, bring the index up to date, before going online
     except RagError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG_ERROR

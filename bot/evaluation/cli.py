@@ -56,6 +56,7 @@ def run_items(
 
 def evaluate(settings: Settings, items: Sequence[QAItem], k: int, baseline: bool) -> dict[str, Any]:
     service = RagService(settings.model_copy(update={"top_k": k}))
+    service.refresh()
     live = service.start()
     ours = run_items(items, service.retrieve, service.ask, lambda cid: live.version.chunks[cid].text, "ours")
     report: dict[str, Any] = {

@@ -24,6 +24,7 @@ from bot.rag.errors import (
     QuestionError,
     RagError,
     ReloadInProgressError,
+    SourceError,
     UnknownSourceError,
 )
 from bot.rag.extractive import Corpus, ExtractiveAnswerer
@@ -144,6 +145,18 @@ class RagService:
                     self.ingest()
             assert self._live is not None
             return self._live
+
+    def refresh(self) -> IngestReport | None:
+        """Bring the index up to date with the sources folder (nothing is re-embedded when
+        nothing changed). If the sources cannot be read but an index exists, keep serving
+        it and log why; with no index at all, raise."""
+        try:
+            return self.ingest()
+        except SourceError as exc:
+            if self._live is None and self.index.active_name() is None:
+                raise
+            log.warning("sources not re-read, answering from the existing index: %s", exc)
+            return None
 
     def _follow_other_processes(self, live: LiveIndex) -> LiveIndex:
         """With a shared Chroma server, another process may have reloaded: switch to the
