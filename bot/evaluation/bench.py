@@ -43,6 +43,8 @@ QUESTIONS = [
     "Who said a full inquiry should wait until the war is over?",
     "What is the capital of Australia?",
 ]
+# Each timed question is asked once (cached question vectors would flatter the figures).
+PHRASINGS = ["{q}", "Please tell me: {q}", "Quick question. {q}", "According to the article, {q}"]
 FILLER_WORDS = {
     "adj": "northern quiet ancient busy coastal narrow wooden modern flooded rural".split(),
     "noun": "harbour council library orchard railway market bridge museum ferry school".split(),
@@ -87,15 +89,16 @@ def measure_corpus(label: str, sources: Path, work: Path, embeddings: EmbeddingM
     ingest_s, report = timed(service.ingest)
     reingest_s, again = timed(lambda: RagService(base, embeddings=embeddings).ingest())
     assert again.added == 0 and not again.rebuilt
-    questions = QUESTIONS * max(1, repeats // len(QUESTIONS))
-    service.ask(questions[0])
-    retrieval = [timed(lambda q=q: service.retrieve(q))[0] for q in questions]
+    questions = [p.format(q=q) for p in PHRASINGS for q in QUESTIONS][: max(len(QUESTIONS), repeats)]
+    service.ask("What is this article about?")  # warm-up
     answers = [timed(lambda q=q: service.ask(q))[0] for q in questions]
+    unseen = [q.upper() for q in questions]  # same meaning, not in the question-vector cache
+    retrieval = [timed(lambda q=q: service.retrieve(q))[0] for q in unseen]
 
     baseline_build_s, pipeline = timed(lambda: BaselinePipeline(sources, embeddings, service.extractive, base.top_k))
-    pipeline.ask(questions[0])
-    base_retrieval = [timed(lambda q=q: pipeline.retrieve(q))[0] for q in questions]
+    pipeline.ask("What is this article about?")
     base_answers = [timed(lambda q=q: pipeline.ask(q))[0] for q in questions]
+    base_retrieval = [timed(lambda q=q: pipeline.retrieve(q))[0] for q in unseen]
 
     cold = cold_start(base, repeats=3)
     return {
