@@ -165,7 +165,7 @@ def cmd_ingest(service: RagService, args: argparse.Namespace) -> int:
 def configure_logging(settings: Settings, verbose: bool, command: str) -> None:
     level = settings.log_level.upper() if (verbose or command == "run") else "WARNING"
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    for noisy in ("chromadb", "httpx", "httpcore", "onnxruntime", "bm25s"):
+    for noisy in ("chromadb", "httpx", "httpcore", "openai", "onnxruntime", "bm25s"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -12,7 +14,7 @@ import pytest
 from bot.rag.embeddings import MiniLMEmbeddings
 from bot.rag.errors import IndexUnavailableError
 from bot.rag.service import RagService
-from bot.settings import Settings
+from bot.settings import PROJECT_ROOT, Settings
 
 from tests.chroma_server import ChromaServer, free_port
 
@@ -78,11 +80,6 @@ def test_server_down_at_start_is_a_clear_error_then_recovers(make_settings: Call
 
 def test_cli_with_server_down(make_settings: Callable[..., Settings]) -> None:
     settings = make_settings(chroma_host="127.0.0.1", chroma_port=free_port())
-    import subprocess
-    import sys
-
-    from bot.settings import PROJECT_ROOT
-
     env = {"PATH": "/usr/bin:/bin", "HOME": str(settings.vectorstore_dir.parent), "SOURCES_DIR": str(settings.sources_dir),
            "CHROMA_HOST": "127.0.0.1", "CHROMA_PORT": str(settings.chroma_port), "LLM_PROVIDER": "extractive"}
     result = subprocess.run([sys.executable, "-m", "bot", "ask", "Who is the IDF chief of staff?"], env=env,
