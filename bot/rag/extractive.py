@@ -30,6 +30,7 @@ DENSE_WEIGHT = 0.6
 LEXICAL_WEIGHT = 0.4
 CONTEXT_DISCOUNT = 0.9  # a sentence scored with its predecessor as context counts a bit less
 SECOND_SENTENCE_MARGIN = 0.03  # a runner-up this close to the best is shown too
+PERSON_PREFERENCE_MARGIN = 0.1  # "who": a sentence naming a titled person wins unless this much worse
 MAX_SENTENCES = 2
 
 _NUMBER_WORDS = set(
@@ -55,6 +56,8 @@ _MONTHS = "january february march april may june july august september october n
 # A day of a month ("7 october", "october 7"): a date, not a quantity.
 _DAY_OF_MONTH = re.compile(rf"\b\d{{1,2}}(st|nd|rd|th)? (of )?({_MONTHS.replace(' ', '|')})\b|\b({_MONTHS.replace(' ', '|')}) \d{{1,2}}\b", re.I)
 _TIME_UNIT_ASKED = re.compile(r"\bhow many (seconds|minutes|hours|days|weeks|months|years|decades)\b", re.I)
+# "When will he retire?" - "once his successor is selected": an event can answer "when".
+_TEMPORAL_CLAUSES = {"once", "until", "after", "before", "since", "following"}
 _ASKS_DATE = re.compile(
     r"\bwhen\b|\b(what|which) (date|day|year|month|time)\b|\bin what year\b|\bwhat time\b", re.I
 )
@@ -109,7 +112,7 @@ def has_answer_type(kind: str | None, sentence: str, question: str) -> bool:
         return any(w in _PERSON_MARKERS for w in tokens)
     if kind == "number":
         return any(w[0].isdigit() or w in _NUMBER_WORDS for w in tokens)
-    return any(w[0].isdigit() or w in _DATE_WORDS for w in tokens)
+    return any(w[0].isdigit() or w in _DATE_WORDS or w in _TEMPORAL_CLAUSES for w in tokens)
 
 
 @dataclass(frozen=True)
@@ -201,6 +204,20 @@ def lexical_overlap(question_terms: set[str], text: str, idf: Callable[[str], fl
     return sum(idf(t) for t in question_terms if t in present) / total if total else 0.0
 
 
+def _pairs_with_previous(cand: Candidate, dense: float, q_terms: set[str]) -> bool:
+    """Whether the sentence may be read together with the one before it. It may when it
+    continues it ("He also ...") or when it adds no question words of its own that the one
+    before lacks (the sentence before sets the scene, this one holds the answer). Two
+    sentences about different subjects are not glued into one answer."""
+    assert cand.previous is not None
+    if continues_previous(cand.span.text):
+        return True
+    if dense < WINDOW_MIN_DENSE:
+        return False
+    own = set(content_terms(cand.span.text)) & q_terms
+    return own <= set(content_terms(cand.previous.text))
+
+
 def score_candidates(
     question: str,
     question_vector: np.ndarray,
@@ -228,7 +245,7 @@ def score_candidates(
         score, lexical = combined(dense, cand.span.text)
         typed = has_answer_type(kind, cand.span.text, question)
         with_previous = False
-        if cand.previous is not None and (dense >= WINDOW_MIN_DENSE or continues_previous(cand.span.text)):
+        if cand.previous is not None and _pairs_with_previous(cand, dense, q_terms):
             window = f"{cand.previous.text} {cand.span.text}"
             window_score, window_lexical = combined(float(window_sim[window]), window)
             window_score *= CONTEXT_DISCOUNT
@@ -248,8 +265,10 @@ def select_evidence(
     """The sentences to show (in source order), or [] to refuse. Numbers, dates and ages
     must be present; a person is preferred but not required (names need no title)."""
     typed = [s for s in scored if s.typed]
-    if kind == "person" and (not typed or typed[0].score < threshold):
-        typed = sorted(scored, key=lambda s: (-s.score, s.candidate.position))
+    if kind == "person":
+        overall = sorted(scored, key=lambda s: (-s.score, s.candidate.position))
+        if not typed or typed[0].score < max(threshold, overall[0].score - PERSON_PREFERENCE_MARGIN):
+            typed = overall  # the answer may be an organisation or a name without a title
     if not typed or typed[0].score < threshold:
         return []
     best = typed[0]
