@@ -180,8 +180,19 @@ def candidates_of(chunks: Sequence[Chunk], source_text: Callable[[str], str]) ->
                 continue
             if (chunk.source, span.start) not in seen:
                 seen.add((chunk.source, span.start))
-                out.append(Candidate(chunk, span, spans[i - 1] if i else None, len(out)))
+                out.append(Candidate(chunk, span, _context_before(spans, i, source_text(chunk.source)), len(out)))
     return out
+
+
+def _context_before(spans: Sequence[Span], i: int, text: str) -> Span | None:
+    """The sentence before spans[i], reaching one further back when that sentence itself
+    continues its predecessor (a quote running over two sentences, "I will ...")."""
+    if i == 0:
+        return None
+    start = spans[i - 1].start
+    if i >= 2 and continues_previous(spans[i - 1].text):
+        start = spans[i - 2].start
+    return Span(start, spans[i - 1].end, text[start:spans[i - 1].end])
 
 
 def starts_with_pronoun(sentence: str) -> bool:
