@@ -24,7 +24,7 @@ import numpy as np
 from bot.rag.citations import span_citation
 from bot.rag.embeddings import EmbeddingModel
 from bot.rag.models import Answer, Chunk, Citation
-from bot.rag.text import Span, content_terms, split_sentences, words
+from bot.rag.text import STOPWORDS, Span, content_terms, split_sentences, words
 
 DENSE_WEIGHT = 0.6
 LEXICAL_WEIGHT = 0.4
@@ -32,6 +32,7 @@ CONTEXT_DISCOUNT = 0.9  # a sentence scored with its predecessor as context coun
 SECOND_SENTENCE_MARGIN = 0.03  # a runner-up this close to the best is shown too
 PERSON_PREFERENCE_MARGIN = 0.1  # "who": a sentence naming a titled person wins unless this much worse
 MAX_SENTENCES = 2
+FULL_COVERAGE = 0.999
 
 _NUMBER_WORDS = set(
     """one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen
@@ -93,6 +94,25 @@ def expected_answer_type(question: str) -> str | None:
     return None
 
 
+def names_someone_new(sentence: str, asked: set[str]) -> bool:
+    """Whether the sentence names a titled person ("maj gen aharon haliva", "mr netanyahu")
+    who is not already named in the question."""
+    tokens = words(sentence)
+    for i, token in enumerate(tokens):
+        if token not in _PERSON_MARKERS:
+            continue
+        name = []
+        for following in tokens[i + 1:i + 5]:
+            if following in _PERSON_MARKERS:
+                continue
+            if following in STOPWORDS or len(name) == 3:
+                break
+            name.append(following)
+        if name and not set(name) & asked:
+            return True
+    return False
+
+
 def has_answer_type(kind: str | None, sentence: str, question: str) -> bool:
     """Whether `sentence` holds a value of the kind asked for that the question lacks."""
     if kind is None:
@@ -107,9 +127,9 @@ def has_answer_type(kind: str | None, sentence: str, question: str) -> bool:
             return bool(re.search(rf"\b(\d+|{'|'.join(_NUMBER_WORDS)})[- ]{unit.group(1)[:-1]}s?\b", sentence, re.I))
         sentence = _DAY_OF_MONTH.sub(" ", sentence)
     asked = set(words(question))
-    tokens = [w for w in words(sentence) if w not in asked]
     if kind == "person":
-        return any(w in _PERSON_MARKERS for w in tokens)
+        return names_someone_new(sentence, asked)
+    tokens = [w for w in words(sentence) if w not in asked]
     if kind == "number":
         return any(w[0].isdigit() or w in _NUMBER_WORDS for w in tokens)
     return any(w[0].isdigit() or w in _DATE_WORDS or w in _TEMPORAL_CLAUSES for w in tokens)
@@ -279,7 +299,10 @@ def select_evidence(
     if kind == "person":
         overall = sorted(scored, key=lambda s: (-s.score, s.candidate.position))
         if not typed or typed[0].score < max(threshold, overall[0].score - PERSON_PREFERENCE_MARGIN):
-            typed = overall  # the answer may be an organisation or a name without a title
+            # The answer may be an organisation or a name without a title; such a sentence
+            # must then hold every word of the question ("Who warned against an assault on
+            # Rafah?" - "The US and UN have warned an all-out assault on Rafah").
+            typed = [s for s in overall if s.lexical >= FULL_COVERAGE]
     if not typed or typed[0].score < threshold:
         return []
     best = typed[0]
