@@ -1,0 +1,58 @@
+"""The answer-type rules of the extractive answerer, on sentences of their own."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.rag.extractive import continues_previous, expected_answer_type, has_answer_type, names_someone_new
+
+
+@pytest.mark.parametrize(
+    ("question", "kind"),
+    [
+        ("How old is the minister?", "age"),
+        ("In what year was the bridge built?", "year"),
+        ("How many ferries run?", "number"),
+        ("When did the ferry leave?", "date"),
+        ("Who repainted the lighthouse?", "person"),
+        ("Why was the bridge closed?", None),
+    ],
+)
+def test_expected_answer_type(question: str, kind: str | None) -> None:
+    assert expected_answer_type(question) == kind
+
+
+@pytest.mark.parametrize(
+    ("kind", "sentence", "question", "holds"),
+    [
+        ("number", "The ferry carried 40 people on 7 october.", "How many people did the ferry carry?", True),
+        ("number", "The ferry sank on 7 october.", "How many people did the ferry carry?", False),  # a date, not a count
+        ("number", "He said so 10 days later.", "How many years did he serve?", False),  # days are not years
+        ("number", "He served for 12 years.", "How many years did he serve?", True),
+        ("year", "The bridge opened in 1911.", "In what year did the bridge open?", True),
+        ("year", "The bridge opened on monday.", "In what year did the bridge open?", False),
+        ("age", "The keeper, 64-year-old Ada Morrow, retired.", "How old is the keeper?", True),
+        ("age", "The keeper retired after 40 years.", "How old is the keeper?", False),
+        ("date", "He will retire once a successor is chosen.", "When will he retire?", True),
+        ("date", "He decided to stay on for the war.", "When did he resign?", False),
+    ],
+)
+def test_has_answer_type(kind: str, sentence: str, question: str, holds: bool) -> None:
+    assert has_answer_type(kind, sentence, question) is holds
+
+
+def test_a_person_must_be_someone_the_question_does_not_name() -> None:
+    asked = {"who", "has", "been", "named", "as", "haliva", "s", "successor"}
+    assert not names_someone_new("the idf said major general aharon haliva would retire", asked)
+    assert names_someone_new("the chief of staff, lt gen herzi halevi, and others", {"who", "is", "the", "chief"})
+    assert names_someone_new("the prime minister, benjamin netanyahu, said", {"who", "is", "the", "prime", "minister"})
+    assert not names_someone_new("the us and un have warned", {"who", "warned"})
+
+
+@pytest.mark.parametrize(
+    ("sentence", "continues"),
+    [("He also called for an inquiry.", True), ('"Everything I did," he added.', True),
+     ("However, his departure is expected.", True), ("The idf said he would retire.", False)],
+)
+def test_continues_previous(sentence: str, continues: bool) -> None:
+    assert continues_previous(sentence) is continues
