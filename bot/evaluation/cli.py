@@ -65,11 +65,7 @@ def evaluate(settings: Settings, items: Sequence[QAItem], k: int, baseline: bool
     }
     if baseline:
         pipeline = BaselinePipeline(settings.sources_dir, service.embeddings, service.extractive, k)
-
-        def ask_baseline(question: str) -> Answer:
-            return pipeline.ask(question)
-
-        theirs = run_items(items, pipeline.retrieve, ask_baseline, lambda cid: pipeline.chunks[cid].text, "baseline")
+        theirs = run_items(items, pipeline.retrieve, pipeline.ask, lambda cid: pipeline.chunks[cid].text, "baseline")
         report["baseline"] = {"summary": aggregate(theirs, k), "questions": [r.to_dict() for r in theirs]}
     return report
 

@@ -5,7 +5,7 @@ appearance, and attaching to each the exact quote (with offsets) it stands for."
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -60,7 +60,9 @@ def renumber_markers(text: str, valid: int) -> tuple[str, list[int]]:
     return re.sub(r"(\[\d+\]) (?=\[)", r"\1", rewritten), order
 
 
-def best_sentence(chunk: Chunk, reference: np.ndarray | None, vectors_of) -> Span:  # type: ignore[no-untyped-def]
+def best_sentence(
+    chunk: Chunk, reference: np.ndarray | None, vectors_of: Callable[[Sequence[str]], np.ndarray]
+) -> Span:
     """The sentence of `chunk` closest to `reference` (absolute offsets), or the whole chunk."""
     sentences = [Span(chunk.start + s.start, chunk.start + s.end, s.text) for s in split_sentences(chunk.text)]
     if reference is None or len(sentences) <= 1:

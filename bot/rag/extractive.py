@@ -51,7 +51,7 @@ _ASKS_NUMBER = re.compile(
     r"\bhow (many|much|long|far|often|large|big)\b|\bwhat (number|percentage|proportion|share|amount)\b",
     re.I,
 )
-_ASKS_YEAR = re.compile(r"\b(what|which|in what) year\b|\bwhat year\b", re.I)
+_ASKS_YEAR = re.compile(r"\b(what|which) year\b", re.I)
 _YEAR = re.compile(r"\b(1[5-9]\d\d|20\d\d)\b")
 _MONTHS = "january february march april may june july august september october november december jan feb mar apr jun jul aug sep sept oct nov dec"
 # A day of a month ("7 october", "october 7"): a date, not a quantity.

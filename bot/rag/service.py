@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from langchain_chroma import Chroma
+from langchain_core.documents import Document
 from langchain_core.runnables import Runnable, RunnableLambda, RunnableParallel, RunnablePassthrough
 
 from bot.rag.embeddings import EmbeddingModel, build_embeddings
@@ -63,6 +64,10 @@ class LiveIndex:
 
     def source_text(self, source: str) -> str:
         return self.version.source_text(source)
+
+    def chunks_of(self, documents: Sequence[Document]) -> list[Chunk]:
+        """The chunks behind documents the retriever returned."""
+        return [self.version.chunks[str(d.metadata["chunk_id"])] for d in documents]
 
 
 class RagService:
@@ -241,8 +246,7 @@ class RagService:
         answerer = self.answerer
 
         def answer(inputs: dict[str, Any]) -> Answer:
-            chunks = [version.chunks[str(d.metadata["chunk_id"])] for d in inputs["documents"]]
-            return answerer.answer(inputs["question"], chunks, live)
+            return answerer.answer(inputs["question"], live.chunks_of(inputs["documents"]), live)
 
         chain: Runnable[str, Answer] = RunnableParallel(
             question=RunnablePassthrough(), documents=retriever
@@ -273,12 +277,21 @@ class RagService:
         try:
             answer = self.start().chain.invoke(cleaned)
         except RagError as exc:
-            self.stats.record(user=user, latency_s=time.perf_counter() - started, provider=self.provider,
-                              answerable=None, citations=0, error=type(exc).__name__)
+            self._record(user, started, error=exc)
             raise
-        self.stats.record(user=user, latency_s=time.perf_counter() - started, provider=answer.provider,
-                          answerable=answer.answerable, citations=len(answer.citations))
+        self._record(user, started, answer=answer)
         return answer
+
+    def _record(self, user: int | str | None, started: float, answer: Answer | None = None,
+                error: RagError | None = None) -> None:
+        """Count the question and write its log line."""
+        self.stats.record(
+            user=user, latency_s=time.perf_counter() - started,
+            provider=answer.provider if answer else self.provider,
+            answerable=answer.answerable if answer else None,
+            citations=len(answer.citations) if answer else 0,
+            error=type(error).__name__ if error else None,
+        )
 
     def stream(self, question: str, user: int | str | None = None) -> Iterator[str | Answer]:
         """Like `ask`, but yields the answer text as it is written (back-ends that can
@@ -287,23 +300,20 @@ class RagService:
         started = time.perf_counter()
         try:
             live = self.start()
-            chunks = [live.version.chunks[str(d.metadata["chunk_id"])] for d in live.retriever.invoke(cleaned)]
+            chunks = live.chunks_of(live.retriever.invoke(cleaned))
             streamer = getattr(self.answerer, "stream", None)
             items = streamer(cleaned, chunks, live) if streamer else iter([self.answerer.answer(cleaned, chunks, live)])
             for item in items:
                 if isinstance(item, Answer):
-                    self.stats.record(user=user, latency_s=time.perf_counter() - started, provider=item.provider,
-                                      answerable=item.answerable, citations=len(item.citations))
+                    self._record(user, started, answer=item)
                 yield item
         except RagError as exc:
-            self.stats.record(user=user, latency_s=time.perf_counter() - started, provider=self.provider,
-                              answerable=None, citations=0, error=type(exc).__name__)
+            self._record(user, started, error=exc)
             raise
 
     def retrieve(self, question: str) -> list[Chunk]:
         live = self.start()
-        documents = live.retriever.invoke(self.validate_question(question))
-        return [live.version.chunks[str(d.metadata["chunk_id"])] for d in documents]
+        return live.chunks_of(live.retriever.invoke(self.validate_question(question)))
 
     # --- sources and summaries -----------------------------------------------------------
     def sources(self) -> list[SourceInfo]:
