@@ -1,6 +1,7 @@
 """The command line: ingest, ask, summary, sources, run (the Discord bot), eval and bench.
 
-Every command builds one Settings and one RagService and prints plain text (or JSON with
+Each sub-command names its handler with `set_defaults(func=...)`. Every command builds one
+Settings (and, for the ones that read the index, one RagService) and prints plain text (or JSON with
 `--json`). Errors a user can fix are printed as one line on stderr with a non-zero exit
 code, never as a traceback.
 """
@@ -8,6 +9,7 @@ code, never as a traceback.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import logging
 import sys
@@ -17,46 +19,73 @@ from pathlib import Path
 from bot.rag.errors import RagError
 from bot.rag.models import Answer, Citation, Summary
 from bot.rag.service import RagService
+from bot.rag.stats import configure_question_log
 from bot.settings import Settings
 
 EXIT_USER_ERROR = 2
 
 
+def program_name() -> str:
+    """What the user typed: `python -m bot` or the `sourcebot` console script."""
+    invoked = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    return "python -m bot" if invoked in {"", "__main__.py", "-c"} else invoked
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m bot",
+        prog=program_name(),
         description="Answer questions about the source documents, with citations.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    as_json = "print JSON instead of text"
 
     ingest = commands.add_parser("ingest", help="(re)build the index from the sources folder")
     ingest.add_argument("--sources", type=Path, help="sources folder (default: SOURCES_DIR or ./sources)")
+    ingest.set_defaults(func=cmd_ingest, needs_index=False)
 
     ask = commands.add_parser("ask", help="answer a question (or one per line from stdin)")
     ask.add_argument("question", nargs="?", help="the question; omit to read questions from stdin")
     ask.add_argument("--json", action="store_true", help="one JSON object per question per line")
+    ask.set_defaults(func=cmd_ask)
 
     summary = commands.add_parser("summary", help="key points of one source or of all sources")
     summary.add_argument("source", nargs="?", help="source file name (default: all sources)")
-    summary.add_argument("--json", action="store_true")
+    summary.add_argument("--json", action="store_true", help=as_json)
+    summary.set_defaults(func=cmd_summary)
 
     sources = commands.add_parser("sources", help="list the indexed sources")
-    sources.add_argument("--json", action="store_true")
+    sources.add_argument("--json", action="store_true", help=as_json)
+    sources.set_defaults(func=cmd_sources)
 
-    commands.add_parser("run", help="run the Discord bot (needs DISCORD_TOKEN)")
+    run = commands.add_parser("run", help="run the Discord bot (needs DISCORD_TOKEN)")
+    run.set_defaults(func=cmd_run, needs_service=False)
 
     evaluate = commands.add_parser("eval", help="measure answer and citation quality on a QA file")
     evaluate.add_argument("file", type=Path, help="JSONL: id, question, answerable, answers, evidence")
-    evaluate.add_argument("--json", action="store_true")
+    evaluate.add_argument("--json", action="store_true", help=as_json)
     evaluate.add_argument("--k", type=int, help="chunks retrieved per question (default: TOP_K)")
     evaluate.add_argument("--no-baseline", action="store_true", help="skip the stock LangChain baseline")
+    evaluate.set_defaults(func=cmd_eval, needs_service=False)
 
     bench = commands.add_parser("bench", help="measure speed and memory")
-    bench.add_argument("--json", action="store_true")
+    bench.add_argument("--json", action="store_true", help=as_json)
     bench.add_argument("--scaled-chunks", type=int, default=2000, help="size of the scaled corpus")
     bench.add_argument("--repeats", type=int, default=30, help="questions timed per figure")
+    bench.set_defaults(func=cmd_bench, needs_service=False)
     return parser
+
+
+def package_version() -> str:
+    try:
+        return importlib.metadata.version("sourcebot")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def format_citation(citation: Citation, width: int = 160) -> str:
@@ -150,7 +179,7 @@ def cmd_sources(service: RagService, args: argparse.Namespace) -> int:
         return 0
     for info in infos:
         when = info.ingested_at.strftime("%Y-%m-%d %H:%M UTC")
-        print(f"{info.name}\t{info.chunks} chunks\tlast ingested {when}")
+        print(f"{info.name}\t{plural(info.chunks, 'chunk')}\tlast ingested {when}")
     return 0
 
 
@@ -162,9 +191,28 @@ def cmd_ingest(service: RagService, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.discord_bot.app import run_bot
+
+    return run_bot(settings)
+
+
+def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.evaluation.cli import cmd_eval as run_eval
+
+    return run_eval(settings, args)
+
+
+def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.evaluation.bench import cmd_bench as run_bench
+
+    return run_bench(settings, args)
+
+
 def configure_logging(settings: Settings, verbose: bool, command: str) -> None:
     level = settings.log_level.upper() if (verbose or command == "run") else "WARNING"
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    configure_question_log()
     for noisy in ("chromadb", "httpx", "httpcore", "openai", "onnxruntime", "bm25s"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
@@ -178,23 +226,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USER_ERROR
     configure_logging(settings, args.verbose, args.command)
     try:
-        if args.command == "run":
-            from bot.discord_bot.app import run_bot
-
-            return run_bot(settings)
-        if args.command == "eval":
-            from bot.evaluation.cli import cmd_eval
-
-            return cmd_eval(settings, args)
-        if args.command == "bench":
-            from bot.evaluation.bench import cmd_bench
-
-            return cmd_bench(settings, args)
+        if not getattr(args, "needs_service", True):
+            return int(args.func(settings, args))
         service = RagService(settings)
-        if args.command != "ingest":
+        if getattr(args, "needs_index", True):
             service.refresh()  # answer from what the sources folder holds now
-        handlers = {"ask": cmd_ask, "summary": cmd_summary, "sources": cmd_sources, "ingest": cmd_ingest}
-        return handlers[args.command](service, args)
+        return int(args.func(service, args))
     except RagError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR

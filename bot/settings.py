@@ -6,6 +6,7 @@ edge (CLI, bot start-up, tests) and passed in.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -15,10 +16,23 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+def home_dir() -> Path:
+    """The folder relative paths in the settings resolve against: SOURCEBOT_HOME; else the
+    current folder when it holds a `.env`; else the project checkout; else the current folder."""
+    if home := os.environ.get("SOURCEBOT_HOME"):
+        return Path(home).expanduser().resolve()
+    cwd = Path.cwd()
+    if (cwd / ".env").is_file() or not (PROJECT_ROOT / "pyproject.toml").is_file():
+        return cwd
+    return PROJECT_ROOT
+
+
 class Settings(BaseSettings):
     """All configuration. Field names map to upper-case environment variables."""
 
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_file=(PROJECT_ROOT / ".env", ".env"), env_file_encoding="utf-8", extra="ignore"
+    )
 
     # --- sources and index -------------------------------------------------------------
     sources_dir: Path = Field(Path("sources"), description="Folder of .txt/.md source files.")
@@ -26,6 +40,24 @@ class Settings(BaseSettings):
     collection_prefix: str = Field("sources", description="Prefix of the Chroma collections.")
     prompts_dir: Path = Field(PROJECT_ROOT / "prompts", description="Prompt template folder.")
     max_source_bytes: int = Field(5_000_000, ge=1, description="Larger source files are rejected.")
+    data_dir: Path = Field(Path("data"), description="Uploaded files and the SQLite database live here.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL of the state database (default: SQLite file in DATA_DIR)."
+    )
+
+    # --- web sources ----------------------------------------------------------------------
+    allow_private_urls: str = Field(
+        "false",
+        description="true: web sources may resolve to private/loopback addresses; or a comma list of "
+        "networks to allow (e.g. 127.0.0.1/32). Default false (SSRF protection).",
+    )
+    fetch_user_agent: str = Field(
+        "sourcebot/0.1 (documentation indexer; honours robots.txt)", description="User-Agent of web fetches."
+    )
+    fetch_timeout: float = Field(15.0, gt=0, description="Seconds per web page request.")
+    crawl_max_pages: int = Field(50, ge=1, le=5000, description="Default page limit of a crawl.")
+    crawl_max_depth: int = Field(3, ge=0, le=20, description="Default link depth of a crawl.")
+    crawl_timeout: float = Field(300.0, gt=0, description="Seconds a whole crawl may take.")
 
     # --- Chroma server mode ---------------------------------------------------------------
     chroma_host: str | None = None
@@ -98,6 +130,14 @@ class Settings(BaseSettings):
         if isinstance(value, int):
             return [value]
         return value
+
+    @model_validator(mode="after")
+    def _resolve_paths(self) -> Settings:
+        home = home_dir()
+        for name in ("sources_dir", "vectorstore_dir", "data_dir", "prompts_dir"):
+            path = getattr(self, name).expanduser()
+            setattr(self, name, path if path.is_absolute() else home / path)
+        return self
 
     @model_validator(mode="after")
     def _choose_provider(self) -> Settings:

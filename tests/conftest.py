@@ -1,27 +1,26 @@
 """Shared fixtures: the real embedding model (loaded once), a temp sources folder holding
-the seed article, and settings/services pointing at a temp on-disk Chroma."""
+the seed article, settings/services pointing at a temp on-disk Chroma, the local
+OpenAI-compatible server, and the Discord emulator with a bot connected to it."""
 
 from __future__ import annotations
 
-import json
+import asyncio
 import shutil
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import discord
 import pytest
+import yarl
 
+from bot.discord_bot.app import SourceBot
 from bot.rag.embeddings import MiniLMEmbeddings
 from bot.rag.service import RagService
-from bot.settings import PROJECT_ROOT, Settings
-
-ARTICLE = PROJECT_ROOT / "sources" / "haliva-resignation.txt"
-DEV_SET = PROJECT_ROOT / "tests" / "data" / "haliva_dev.jsonl"  # a copy of the team's shared dev set
-OWN_SET = PROJECT_ROOT / "tests" / "data" / "haliva_own.jsonl"
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+from bot.settings import Settings
+from tests.discord_emulator import MANAGE_GUILD, DiscordEmulator, Member
+from tests.helpers import ARTICLE, StartBot
+from tests.openai_server import OpenAICompatibleServer
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +45,7 @@ def make_settings(tmp_path: Path, sources_dir: Path) -> Callable[..., Settings]:
             "llm_provider": "extractive",
         }
         values.update(overrides)
-        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+        return Settings(_env_file=None, **values)
 
     return make
 
@@ -68,9 +67,66 @@ def shared_service(tmp_path_factory: pytest.TempPathFactory, embeddings: MiniLME
     (root / "sources").mkdir()
     shutil.copy(ARTICLE, root / "sources" / ARTICLE.name)
     settings = Settings(
-        _env_file=None, sources_dir=root / "sources", vectorstore_dir=root / "vectorstore",  # type: ignore[call-arg]
+        _env_file=None, sources_dir=root / "sources", vectorstore_dir=root / "vectorstore",
         llm_provider="extractive",
     )
     service = RagService(settings, embeddings=embeddings)
     service.start()
     return service
+
+
+@pytest.fixture
+def server() -> Iterator[OpenAICompatibleServer]:
+    server = OpenAICompatibleServer().start()
+    yield server
+    server.stop()
+
+
+# --- Discord: the emulator and a bot connected to it ------------------------------------
+ORIGINAL_BASE = discord.http.Route.BASE
+ORIGINAL_GATEWAY = discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[DiscordEmulator]:
+    emu = DiscordEmulator()
+    await emu.start()
+    emu.point_client_here()
+    yield emu
+    await emu.stop()
+    rejected = [(c.method, c.path, c.status) for c in emu.calls if c.status >= 400]
+    assert rejected == [], "the bot broke a Discord rule"
+    discord.http.Route.BASE = ORIGINAL_BASE
+    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = ORIGINAL_GATEWAY or yarl.URL("wss://gateway.discord.gg/")
+
+
+@pytest.fixture
+async def start_bot(emulator: DiscordEmulator) -> AsyncIterator[StartBot]:
+    running: list[tuple[SourceBot, asyncio.Task[None]]] = []
+
+    async def start(service: RagService, **overrides: Any) -> SourceBot:
+        settings = service.settings.model_copy(update={
+            "discord_guild_id": int(emulator.guild_id), "question_cooldown_count": 100, **overrides,
+        })
+        bot = SourceBot(settings, service, guild_ready_timeout=0.05)
+        await bot.login("test-token")
+        task = asyncio.create_task(bot.connect())
+        await asyncio.wait_for(bot.wait_until_ready(), 10)
+        running.append((bot, task))
+        return bot
+
+    yield start
+    for bot, task in running:
+        await bot.close()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+@pytest.fixture
+def member(emulator: DiscordEmulator) -> Member:
+    return emulator.member("alice")
+
+
+@pytest.fixture
+def moderator(emulator: DiscordEmulator) -> Member:
+    return emulator.member("mod", permissions=MANAGE_GUILD | (1 << 10) | (1 << 11))

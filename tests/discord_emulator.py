@@ -1,121 +1,201 @@
-"""A local emulator of Discord's REST API and gateway, enough for the unmodified discord.py
-client to log in, sync slash commands, receive messages and interactions, and answer them.
+"""A local emulator of Discord's REST API, gateway and attachment CDN, enough for the
+unmodified discord.py client to log in, sync slash commands (groups and subcommands), receive
+messages (guild and DM) and interactions (commands and autocomplete) in several guilds, and
+answer them.
 
-It enforces the Discord rules the bot must respect (2,000-character messages, no empty
-messages, the 3-second first-response deadline, no double acknowledgement, default member
-permissions on commands, options checked against the synced schema) and records every REST
-call so tests can assert on what a member would see.
+It enforces the Discord rules the bot must respect (2,000-character messages, embed limits, no
+empty messages, the 3-second first-response deadline, no double acknowledgement, default member
+permissions on commands, options checked against the synced schema, channel permission
+overwrites -> 403 50013, the ephemeral flag fixed by the first response, gateway intents) and
+records every REST call so tests can assert on what a member would see. Payload shapes and rule
+checks live in tests/discord_payloads.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
+import copy
 import json
+import mimetypes
 import re
 import time
-from dataclasses import dataclass, field
+import urllib.parse
 from typing import Any
 
 import discord
 import yarl
 from aiohttp import WSMsgType, web
 
-MANAGE_GUILD = 1 << 5
-EVERYONE_PERMISSIONS = (1 << 10) | (1 << 11) | (1 << 16) | (1 << 31)  # view, send, read history, use app commands
+from tests import discord_payloads as P
+from tests.discord_payloads import (  # noqa: F401  (re-exported: tests import them from here)
+    ADMINISTRATOR,
+    ALL_PERMISSIONS,
+    ATTACH_FILES,
+    BOT_PERMISSIONS,
+    EMBED_LINKS,
+    EPHEMERAL,
+    EVERYONE_PERMISSIONS,
+    MANAGE_GUILD,
+    READ_MESSAGE_HISTORY,
+    SEND_MESSAGES,
+    USE_APPLICATION_COMMANDS,
+    VIEW_CHANNEL,
+    Call,
+    Expectation,
+    Guild,
+    Interaction,
+    Member,
+    error,
+    json_response,
+    snowflake,
+)
+
 INTERACTION_DEADLINE = 3.0
-_ids = itertools.count(1_300_000_000_000_000_000)
-
-
-def snowflake() -> str:
-    return str(next(_ids))
-
-
-def json_response(data: Any, status: int = 200) -> web.Response:
-    # discord.py only decodes an exact "application/json" (no charset suffix).
-    return web.Response(body=json.dumps(data).encode(), status=status, headers={"Content-Type": "application/json"})
-
-
-def error(status: int, code: int, message: str) -> web.Response:
-    return json_response({"code": code, "message": message}, status)
-
-
-@dataclass
-class Call:
-    method: str
-    path: str
-    body: Any
-    at: float
-    status: int = 0
-
-
-@dataclass
-class Member:
-    user: dict[str, Any]
-    roles: list[str] = field(default_factory=list)
-    permissions: int = EVERYONE_PERMISSIONS
-
-    @property
-    def id(self) -> str:
-        return str(self.user["id"])
-
-    def payload(self, with_permissions: bool = False) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "user": self.user, "roles": self.roles, "flags": 0, "joined_at": "2024-01-01T00:00:00+00:00",
-            "deaf": False, "mute": False, "nick": None, "avatar": None,
-        }
-        if with_permissions:
-            data["permissions"] = str(self.permissions)
-        return data
-
-
-@dataclass
-class Interaction:
-    id: str
-    token: str
-    created: float
-    command: str
-    acknowledged: bool = False
-    late: bool = False
+UPLOAD_LIMIT = 10 * 1024 * 1024
+_DEFAULT: Any = object()
 
 
 class DiscordEmulator:
     def __init__(self) -> None:
         self.app_id = snowflake()
-        self.guild_id = snowflake()
-        self.channel_id = snowflake()
-        self.moderator_role_id = snowflake()
         self.bot_user = self.user("sourcebot", bot=True, user_id=self.app_id)
         self.owner = self.user("owner")
+        self.guilds: dict[str, Guild] = {}
+        self.channels: dict[str, dict[str, Any]] = {}  # every channel, DMs included
         self.calls: list[Call] = []
-        self.commands: dict[str, dict[str, Any]] = {}
-        self.messages: dict[str, dict[str, Any]] = {}
+        self.cdn_calls: list[Call] = []
+        self.messages: dict[str, dict[str, Any]] = {}  # channel messages (not ephemeral ones), in order
         self.interactions: dict[str, Interaction] = {}
+        self.files: dict[str, tuple[str, bytes, str]] = {}  # attachment id -> (filename, bytes, content type)
+        self.expectations: list[Expectation] = []
+        self.dms_closed: set[str] = set()
         self.sockets: list[web.WebSocketResponse] = []
         self.sessions = 0
         self.resumes = 0
+        self.intents: int | None = None  # from IDENTIFY
         self.heartbeat_interval_ms = 41250
         self.heartbeats: list[float] = []  # when each client heartbeat arrived
+        self._commands: dict[str | None, dict[str, dict[str, Any]]] = {}  # scope (None: global) -> name -> command
+        self._command_ids: dict[tuple[str | None, str], str] = {}
+        self._users: dict[str, dict[str, Any]] = {self.app_id: self.bot_user}
+        self._dms: dict[str, str] = {}  # user id -> DM channel id
         self._seq = 0
         self._sent: list[dict[str, Any]] = []  # dispatched events, for RESUME replay
+        self._outbox: list[tuple[str, Any]] = []
+        self._identified = False
+        self._flush_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._runner: web.AppRunner | None = None
         self._changed = asyncio.Condition()
         self.port = 0
+        self.guild_id = self.add_guild("Test Server", channel="questions")
+        self.channel_id = self.guilds[self.guild_id].default_channel
+        self.moderator_role_id = self.add_role(self.guild_id, "Moderators", EVERYONE_PERMISSIONS)
 
     # --- fixtures of the world -------------------------------------------------------------
     @staticmethod
     def user(name: str, bot: bool = False, user_id: str | None = None) -> dict[str, Any]:
-        return {"id": user_id or snowflake(), "username": name, "discriminator": "0", "avatar": None,
-                "global_name": name, "bot": bot, "public_flags": 0}
+        return P.user(name, bot, user_id)
 
-    def member(self, name: str, permissions: int = EVERYONE_PERMISSIONS, roles: list[str] | None = None) -> Member:
-        return Member(self.user(name), roles or [], permissions)
+    def member(self, name: str, permissions: int = EVERYONE_PERMISSIONS, roles: list[str] | None = None,
+               guild: str | None = None) -> Member:
+        gid = guild or self.guild_id
+        member = Member(self.user(name), roles or [], permissions, gid)
+        unknown = [r for r in member.roles if r not in self.guilds[gid].roles]
+        if unknown:
+            raise ValueError(f"roles {unknown} are not roles of guild {gid}")
+        self.guilds[gid].members[member.id] = member
+        self._users[member.id] = member.user
+        return member
+
+    def add_guild(self, name: str, *, channel: str = "general", owner: dict[str, Any] | None = None) -> str:
+        """A guild the bot is in, with @everyone and one text channel (Guild.default_channel).
+        Added after READY, it reaches the client as GUILD_CREATE (the bot joined it)."""
+        gid = snowflake()
+        self.guilds[gid] = Guild(gid, name, (owner or self.owner)["id"])
+        self.guilds[gid].roles[gid] = P.role(gid, "@everyone", EVERYONE_PERMISSIONS)
+        self.guilds[gid].default_channel = self._new_channel(gid, channel, 0)
+        # A join has no `unavailable` key (false would mean "back from an outage": guild_available).
+        self._announce("GUILD_CREATE", lambda: {k: v for k, v in self._guild(gid).items() if k != "unavailable"})
+        return gid
+
+    def add_channel(self, guild: str, name: str, type: int = 0, **extra: Any) -> str:
+        """A guild channel (0 text, 2 voice, 4 category, 5 announcement, 15 forum); `extra` goes into
+        the channel object (topic=, parent_id=, nsfw=, permission_overwrites=...)."""
+        cid = self._new_channel(guild, name, type, **extra)
+        self._announce("CHANNEL_CREATE", lambda: self.channels[cid])
+        return cid
+
+    def add_role(self, guild: str, name: str, permissions: int = 0, *, position: int = 1) -> str:
+        rid = snowflake()
+        self.guilds[guild].roles[rid] = P.role(rid, name, permissions, position)
+        self._announce("GUILD_ROLE_CREATE", lambda: {"guild_id": guild, "role": self.guilds[guild].roles[rid]})
+        return rid
+
+    def set_overwrite(self, channel_id: str, target_id: str, *, allow: int = 0, deny: int = 0) -> None:
+        """A channel permission overwrite for a role (or @everyone, id == guild id) or a member."""
+        ch = self.channels[str(channel_id)]
+        kind = 0 if target_id in self.guilds[ch["guild_id"]].roles else 1
+        ch["permission_overwrites"] = [o for o in ch["permission_overwrites"] if o["id"] != target_id] + [
+            {"id": target_id, "type": kind, "allow": str(allow), "deny": str(deny)}]
+        self._announce("CHANNEL_UPDATE", lambda: ch)
+
+    def deny_bot(self, channel_id: str, permissions: int = SEND_MESSAGES) -> None:
+        """Deny the bot `permissions` in a channel: posting there then gets 403 50013 like Discord."""
+        self.set_overwrite(channel_id, self.app_id, deny=permissions)
+
+    def dm_channel(self, user: Member | dict[str, Any]) -> str:
+        """The DM channel (type 1) between the bot and this user."""
+        u = user.user if isinstance(user, Member) else user
+        self._users.setdefault(u["id"], u)
+        if u["id"] not in self._dms:
+            cid = snowflake()
+            self._dms[u["id"]] = cid
+            self.channels[cid] = P.dm_channel(cid, u)
+        return self._dms[u["id"]]
+
+    def attachment(self, filename: str, data: bytes, *, content_type: str | None = None) -> dict[str, Any]:
+        """Serve `data` from the emulator's CDN (after start()) and return the attachment object
+        Discord sends. Like Discord, spaces in the filename become underscores."""
+        if not self.port:
+            raise RuntimeError("start() the emulator before making attachments: their URLs need its port")
+        aid, filename = snowflake(), filename.replace(" ", "_")
+        content_type = content_type or mimetypes.guess_type(filename)[0] or "application/octet-stream"
+        self.files[aid] = (filename, data, content_type)
+        base, quoted = f"http://127.0.0.1:{self.port}", urllib.parse.quote(filename)
+        return P.attachment(aid, filename, len(data), f"{base}/attachments/{aid}/{quoted}",
+                            f"{base}/media/attachments/{aid}/{quoted}", content_type)
+
+    def _new_channel(self, guild: str, name: str, type: int, **extra: Any) -> str:
+        cid = snowflake()
+        self.channels[cid] = P.channel(cid, guild, name, type, len(self.guilds[guild].channels), **extra)
+        self.guilds[guild].channels.append(cid)
+        return cid
+
+    # --- permissions -----------------------------------------------------------------------
+    def permissions(self, member: Member, channel_id: str | None = None) -> int:
+        """What Discord computes for a member: base permissions and roles, then channel overwrites."""
+        guild = self.guilds[member.guild_id or self.guild_id]
+        base = member.permissions
+        for rid in member.roles:
+            base |= int(guild.roles[rid]["permissions"])
+        if base & ADMINISTRATOR or member.id == guild.owner_id:
+            return ALL_PERMISSIONS
+        if channel_id is None:
+            return base
+        return P.permissions_in(base, self.channels[channel_id]["permission_overwrites"], everyone_id=guild.id,
+                                role_ids=member.roles, member_id=member.id)
+
+    def _bot_member(self, guild: str) -> Member:
+        return Member(self.bot_user, [], BOT_PERMISSIONS, guild)
 
     # --- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
         app = web.Application()
         app.router.add_get("/", self._gateway)
         app.router.add_route("*", "/api/v10/{path:.*}", self._rest)
+        app.router.add_get("/attachments/{id}/{filename}", self._cdn)
+        app.router.add_get("/media/attachments/{id}/{filename}", self._cdn)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -125,6 +205,8 @@ class DiscordEmulator:
     async def stop(self) -> None:
         for ws in list(self.sockets):
             await ws.close()
+        for task in list(self._tasks):
+            task.cancel()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -150,8 +232,11 @@ class DiscordEmulator:
                     await ws.send_json({"op": 11, "d": None, "s": None, "t": None})
                 elif op == 2:
                     self.sessions += 1
+                    self.intents = payload["d"].get("intents")
+                    self._identified = True
                     await self._send(ws, "READY", self._ready())
-                    await self._send(ws, "GUILD_CREATE", self._guild())
+                    for gid in self.guilds:
+                        await self._send(ws, "GUILD_CREATE", self._guild(gid))
                 elif op == 6:
                     self.resumes += 1
                     last = payload["d"].get("seq") or 0
@@ -159,188 +244,436 @@ class DiscordEmulator:
                         if event["s"] > last:
                             await ws.send_json(event)
                     await self._send(ws, "RESUMED", {})
+                elif op == 8:  # request guild members: one chunk with everyone
+                    d = payload["d"]
+                    for gid in d["guild_id"] if isinstance(d["guild_id"], list) else [d["guild_id"]]:
+                        await self._send(ws, "GUILD_MEMBERS_CHUNK", {
+                            "guild_id": str(gid), "members": self._member_payloads(str(gid), everyone=True),
+                            "chunk_index": 0, "chunk_count": 1, "not_found": [], "nonce": d.get("nonce")})
         finally:
             if ws in self.sockets:
                 self.sockets.remove(ws)
         return ws
 
-    async def _send(self, ws: web.WebSocketResponse, event: str, data: Any) -> None:
+    async def _send(self, ws: web.WebSocketResponse | None, event: str, data: Any) -> None:
         self._seq += 1
         frame = {"op": 0, "t": event, "s": self._seq, "d": data}
-        self._sent.append(frame)
-        await ws.send_json(frame)
+        self._sent.append(frame)  # kept for RESUME even when no socket is connected right now
+        if ws is not None and not ws.closed:
+            try:
+                await ws.send_json(frame)
+            except (ConnectionError, RuntimeError):
+                pass
 
     async def dispatch(self, event: str, data: Any) -> None:
         for _ in range(200):  # wait for a connected socket (e.g. during a reconnect)
             if self.sockets:
                 break
             await asyncio.sleep(0.01)
+        await self.settle()
         await self._send(self.sockets[-1], event, data)
+
+    def _announce(self, event: str, data: Any) -> None:
+        """Queue a gateway event caused by a change of the world (only once a client is connected)."""
+        if not self._identified:
+            return
+        self._outbox.append((event, data() if callable(data) else data))
+        try:
+            task = asyncio.get_running_loop().create_task(self.settle())
+        except RuntimeError:
+            return
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def settle(self) -> None:
+        """Send the queued gateway events (channel/guild/role changes, echoes of the bot's messages)."""
+        async with self._flush_lock:
+            while self._outbox:
+                event, data = self._outbox.pop(0)
+                await self._send(self.sockets[-1] if self.sockets else None, event, data)
 
     async def request_reconnect(self) -> None:
         """Op 7: the client must reconnect and RESUME."""
         ws = self.sockets[-1]
         await ws.send_json({"op": 7, "d": None, "s": None, "t": None})
 
+    def _wants(self, intent: int) -> bool:
+        return self.intents is None or bool(self.intents & intent)
+
     def _ready(self) -> dict[str, Any]:
         return {
-            "v": 10, "user": self.bot_user, "guilds": [{"id": self.guild_id, "unavailable": True}],
+            "v": 10, "user": self.bot_user, "guilds": [{"id": gid, "unavailable": True} for gid in self.guilds],
             "session_id": f"session-{self.sessions}", "resume_gateway_url": f"ws://127.0.0.1:{self.port}/",
             "application": {"id": self.app_id, "flags": 0}, "private_channels": [], "relationships": [],
         }
 
-    def _guild(self) -> dict[str, Any]:
-        role = lambda rid, name, perms: {  # noqa: E731
-            "id": rid, "name": name, "permissions": str(perms), "position": 0, "color": 0, "hoist": False,
-            "managed": False, "mentionable": False, "flags": 0,
-        }
+    def _member_payloads(self, gid: str, everyone: bool) -> list[dict[str, Any]]:
+        members = [self._bot_member(gid)] + (list(self.guilds[gid].members.values()) if everyone else [])
+        return [m.payload() for m in members]
+
+    def _guild(self, guild_id: str | None = None) -> dict[str, Any]:
+        guild = self.guilds[guild_id or self.guild_id]
         return {
-            "id": self.guild_id, "name": "Test Server", "owner_id": self.owner["id"], "unavailable": False,
-            "member_count": 3, "large": False, "features": [], "emojis": [], "stickers": [], "threads": [],
-            "voice_states": [], "presences": [], "stage_instances": [], "guild_scheduled_events": [],
-            "roles": [role(self.guild_id, "@everyone", EVERYONE_PERMISSIONS), role(self.moderator_role_id, "Moderators", EVERYONE_PERMISSIONS)],
-            "channels": [{"id": self.channel_id, "type": 0, "name": "questions", "position": 0,
-                          "permission_overwrites": [], "guild_id": self.guild_id, "nsfw": False, "topic": None}],
-            "members": [Member(self.bot_user).payload()], "premium_tier": 0, "verification_level": 0,
-            "explicit_content_filter": 0, "default_message_notifications": 0, "mfa_level": 0, "system_channel_flags": 0,
-            "preferred_locale": "en-US", "nsfw_level": 0, "premium_progress_bar_enabled": False,
+            "id": guild.id, "name": guild.name, "owner_id": guild.owner_id, "unavailable": False,
+            # Everyone is listed (so member_count == len(members): no chunk wait) when the client
+            # asked for the members intent; otherwise Discord lists only the bot itself.
+            "member_count": 1 + len(guild.members), "large": False, "features": [], "emojis": [], "stickers": [],
+            "threads": [], "voice_states": [], "presences": [], "stage_instances": [], "guild_scheduled_events": [],
+            "roles": list(guild.roles.values()), "channels": [self.channels[c] for c in guild.channels],
+            "members": self._member_payloads(guild.id, self._wants(P.INTENT_GUILD_MEMBERS) and self.intents is not None),
+            "premium_tier": 0, "verification_level": 0, "explicit_content_filter": 0,
+            "default_message_notifications": 0, "mfa_level": 0, "system_channel_flags": 0, "preferred_locale": "en-US",
+            "nsfw_level": 0, "premium_progress_bar_enabled": False, "joined_at": "2024-01-01T00:00:00+00:00",
         }
+
+    def _message_event(self, message: dict[str, Any]) -> dict[str, Any] | None:
+        """The MESSAGE_* payload the client gets for this message, or None if its intents exclude it."""
+        dm = "guild_id" not in message
+        if not self._wants(P.INTENT_DIRECT_MESSAGES if dm else P.INTENT_GUILD_MESSAGES):
+            return None
+        readable = (dm or message["author"]["id"] == self.app_id or self._wants(P.INTENT_MESSAGE_CONTENT)
+                    or any(u["id"] == self.app_id for u in message.get("mentions", [])))
+        return message if readable else P.strip_content(message)
+
+    def _echo(self, event: str, message: dict[str, Any]) -> None:
+        data = self._message_event(message)
+        if data is not None:
+            self._announce(event, copy.deepcopy(data))
 
     # --- things members do -------------------------------------------------------------------
     async def inject_message(
-        self, author: Member, content: str, *, mention_bot: bool = False, reply_to: dict[str, Any] | None = None
+        self, author: Member, content: str, *, mention_bot: bool = False, reply_to: dict[str, Any] | None = None,
+        channel: str | None = None, dm: bool = False, attachments: list[dict[str, Any] | tuple[str, bytes]] | None = None,
     ) -> dict[str, Any]:
+        """A member posts in a channel (default: their guild's default channel) or, with dm=True,
+        in their DM with the bot (no guild_id, no member). Returns the message object."""
+        user = author.user if isinstance(author, Member) else author
+        channel = str(channel) if channel is not None else None
+        if dm or (channel is not None and self.channels[channel]["type"] == 1):
+            cid, gid = self.dm_channel(user), None
+        else:
+            gid = (author.guild_id if isinstance(author, Member) else None) or self.guild_id
+            cid = channel or self.guilds[gid].default_channel
+            if self.channels[cid].get("guild_id") != gid:
+                raise ValueError(f"channel {cid} is not in guild {gid}, where {user['username']} is a member")
         if mention_bot:
             content = f"<@{self.app_id}> {content}"
-        message = self._message(author.user, content, member=author)
+        files = [a if isinstance(a, dict) else self.attachment(*a) for a in attachments or []]
+        message = self._message(user, content, member=author if gid and isinstance(author, Member) else None,
+                                channel_id=cid, guild_id=gid, attachments=files)
         message["mentions"] = [self.bot_user] if mention_bot else []
         if reply_to is not None:
             message["type"] = 19
-            message["message_reference"] = {"message_id": reply_to["id"], "channel_id": self.channel_id, "guild_id": self.guild_id}
+            message["message_reference"] = {"message_id": reply_to["id"], "channel_id": reply_to["channel_id"],
+                                            **({"guild_id": reply_to["guild_id"]} if "guild_id" in reply_to else {})}
             message["referenced_message"] = reply_to
         self.messages[message["id"]] = message
-        await self.dispatch("MESSAGE_CREATE", message)
+        event = self._message_event(message)
+        if event is not None:
+            await self.dispatch("MESSAGE_CREATE", event)
         return message
 
-    async def inject_slash(self, member: Member, name: str, **options: Any) -> Interaction:
-        """Deliver a slash command as Discord would; raises PermissionError where Discord
+    async def inject_slash(self, member: Member, name: str, /, **options: Any) -> Interaction:
+        """Deliver a slash command as Discord would; `name` may be "group sub" or "group subgroup sub".
+        Raises LookupError for a command/subcommand that is not synced, PermissionError where Discord
         would not deliver it (default member permissions) and ValueError for bad options."""
-        command = self.commands.get(name)
-        if command is None:
-            raise LookupError(f"/{name} is not synced")
+        return await self.inject_command(member, name, options)
+
+    async def inject_command(self, member: Member, name: str, options: dict[str, Any] | None = None, *,
+                             channel: str | None = None, dm: bool = False) -> Interaction:
+        """inject_slash with a channel of the member's guild, or in the member's DM with the bot."""
+        return await self._interact(2, member, name, options or {}, channel=channel, dm=dm)
+
+    async def inject_autocomplete(self, member: Member, name: str, focused: str, value: str, *,
+                                  options: dict[str, Any] | None = None, channel: str | None = None,
+                                  dm: bool = False, timeout: float = INTERACTION_DEADLINE) -> list[dict[str, Any]]:
+        """The member types `value` into option `focused`: INTERACTION_CREATE type 4. Returns the
+        choices of the bot's type-8 answer (AssertionError if it does not answer in time)."""
+        mark = len(self.calls)
+        interaction = await self._interact(4, member, name, {**(options or {}), focused: value},
+                                           channel=channel, dm=dm, focused=focused)
+        call = await self.wait_for_call("POST", rf"/interactions/{interaction.id}/{interaction.token}/callback",
+                                        after=mark, timeout=timeout)
+        if call.status >= 400 or interaction.choices is None:
+            raise AssertionError(f"the autocomplete answer was refused ({call.status}): {call.body}")
+        return interaction.choices
+
+    async def _interact(self, kind: int, member: Member, name: str, values: dict[str, Any], *,
+                        channel: str | None, dm: bool, focused: str | None = None) -> Interaction:
+        top, *path = name.split()
+        gid = None if dm else (member.guild_id or self.guild_id)
+        cid = self.dm_channel(member) if dm else str(channel or self.guilds[gid].default_channel)  # type: ignore[index]
+        if gid is not None and self.channels[cid].get("guild_id") != gid:
+            raise ValueError(f"channel {cid} is not in guild {gid}")
+        command, scope = self._find_command(top, gid)
         required = command.get("default_member_permissions")
-        if required is not None and int(required) & member.permissions != int(required):
-            raise PermissionError(f"/{name} needs permissions {required}")
-        schema = {o["name"]: o for o in command.get("options", [])}
-        for opt in schema.values():
-            if opt.get("required") and opt["name"] not in options:
-                raise ValueError(f"option {opt['name']} is required")
-        for key, value in options.items():
-            if key not in schema:
-                raise ValueError(f"unknown option {key}")
-            if schema[key]["type"] == 3 and not isinstance(value, str):
-                raise ValueError(f"option {key} must be a string")
-            if schema[key]["type"] == 3 and len(value) > 6000:
-                raise ValueError("option too long")
-        token = f"itoken-{snowflake()}"
-        interaction_id = snowflake()
-        self.interactions[token] = Interaction(interaction_id, token, time.monotonic(), name)
-        await self.dispatch("INTERACTION_CREATE", {
-            "id": interaction_id, "application_id": self.app_id, "type": 2, "token": token, "version": 1,
-            "guild_id": self.guild_id, "channel_id": self.channel_id,
-            "channel": {"id": self.channel_id, "type": 0, "guild_id": self.guild_id, "name": "questions"},
-            "member": member.payload(with_permissions=True), "app_permissions": str(EVERYONE_PERMISSIONS),
-            "locale": "en-US", "guild_locale": "en-US", "entitlements": [], "authorizing_integration_owners": {},
-            "context": 0, "attachment_size_limit": 8 * 1024 * 1024,
-            "data": {"id": command["id"], "name": name, "type": 1, "guild_id": self.guild_id,
-                     "options": [{"name": k, "type": schema[k]["type"], "value": v} for k, v in options.items()]},
-        })
+        if gid is not None and required is not None and int(required) & self.permissions(member) != int(required):
+            raise PermissionError(f"/{top} needs permissions {required}")
+        options, resolved = P.build_options(command, path, values, self._resolver(gid, member, cid), focused)
+        token, interaction_id = f"itoken-{snowflake()}", snowflake()
+        self.interactions[token] = Interaction(interaction_id, token, time.monotonic(), name, kind=kind,
+                                               guild_id=gid, channel_id=cid, user_id=member.id)
+        data: dict[str, Any] = {"id": command["id"], "name": top, "type": command.get("type", 1), "options": options}
+        if scope is not None:
+            data["guild_id"] = scope
+        if resolved:
+            data["resolved"] = resolved
+        payload: dict[str, Any] = {
+            "id": interaction_id, "application_id": self.app_id, "type": kind, "token": token, "version": 1,
+            "channel_id": cid, "locale": "en-US", "entitlements": [], "authorizing_integration_owners": {},
+            "attachment_size_limit": 8 * 1024 * 1024, "data": data,
+        }
+        if gid is None:
+            payload.update(context=1, user=member.user, channel=self.channels[cid],
+                           app_permissions=str(BOT_PERMISSIONS))
+        else:
+            payload.update(context=0, guild_id=gid, guild_locale="en-US",
+                           guild={"id": gid, "locale": "en-US", "features": []},
+                           channel={**self.channels[cid], "permissions": str(self.permissions(member, cid))},
+                           member=member.payload(with_permissions=True, permissions=self.permissions(member, cid)),
+                           app_permissions=str(self.permissions(self._bot_member(gid), cid)))
+        await self.dispatch("INTERACTION_CREATE", payload)
         return self.interactions[token]
+
+    def _find_command(self, name: str, guild_id: str | None) -> tuple[dict[str, Any], str | None]:
+        for scope in ([guild_id] if guild_id else []) + [None]:
+            command = self._commands.get(scope, {}).get(name)
+            if command is None or command.get("type", 1) != 1:
+                continue
+            contexts = command.get("contexts")
+            if guild_id is None and (command.get("dm_permission") is False or (contexts is not None and 1 not in contexts)):
+                raise LookupError(f"/{name} is not available in DMs")
+            if guild_id is not None and contexts is not None and 0 not in contexts:
+                raise LookupError(f"/{name} is not available in guilds")
+            return command, scope
+        raise LookupError(f"/{name} is not synced" + (f" for guild {guild_id}" if guild_id else " globally"))
+
+    def _resolver(self, gid: str | None, invoker: Member, cid: str) -> P.Resolver:
+        def resolve(opt: dict[str, Any], value: Any) -> tuple[Any, dict[str, dict[str, Any]]]:
+            kind, name = opt["type"], opt["name"]
+            if kind == 11:
+                att = value if isinstance(value, dict) else self.attachment(*value)
+                return att["id"], {"attachments": {att["id"]: {**att, "ephemeral": True}}}
+            if kind in (6, 9) and isinstance(value, (Member, dict)):
+                u = value.user if isinstance(value, Member) else value
+                found: dict[str, dict[str, Any]] = {"users": {u["id"]: u}}
+                if isinstance(value, Member) and gid is not None and value.id in self.guilds[gid].members:
+                    data = value.payload(with_permissions=True, permissions=self.permissions(value, cid))
+                    found["members"] = {u["id"]: {k: v for k, v in data.items() if k != "user"}}
+                return u["id"], found
+            value = str(value)
+            if kind in (8, 9) and gid is not None and value in self.guilds[gid].roles:
+                return value, {"roles": {value: self.guilds[gid].roles[value]}}
+            if kind == 7 and value in self.channels and (gid is None or self.channels[value].get("guild_id") == gid):
+                ch = self.channels[value]
+                if opt.get("channel_types") and ch["type"] not in opt["channel_types"]:
+                    raise ValueError(f"option {name}: channel type {ch['type']} not in {opt['channel_types']}")
+                perms = self.permissions(invoker, value) if gid is not None else BOT_PERMISSIONS
+                return value, {"channels": {value: {**{k: v for k, v in ch.items() if k != "permission_overwrites"},
+                                                    "permissions": str(perms)}}}
+            what = {6: "user", 7: "channel", 8: "role", 9: "user or role"}.get(kind)
+            raise ValueError(f"option {name}: {value!r} is not a {what} of this guild" if what
+                             else f"option {name}: unsupported option type {kind}")
+        return resolve
+
+    # --- CDN -------------------------------------------------------------------------------
+    async def _cdn(self, request: web.Request) -> web.Response:
+        call = Call("GET", request.path, None, time.monotonic(), query=dict(request.query))
+        self.cdn_calls.append(call)
+        stored = self.files.get(request.match_info["id"])
+        if stored is None or stored[0] != request.match_info["filename"]:
+            response = web.Response(status=404, text="Not Found")
+        else:
+            response = web.Response(body=stored[1], headers={"Content-Type": stored[2]})
+        call.status = response.status
+        self._match_expectations(call)
+        return response
 
     # --- REST ------------------------------------------------------------------------------
     async def _rest(self, request: web.Request) -> web.StreamResponse:
         path = "/" + request.match_info["path"]
         body: Any = None
-        if request.can_read_body:
+        if request.content_type.startswith("multipart/"):
+            body = {"multipart": True, "files": []}
+            async for part in await request.multipart():
+                raw = await part.read(decode=False)  # type: ignore[union-attr]
+                if part.name == "payload_json":
+                    body.update(json.loads(raw))
+                else:
+                    body["files"].append({"field": part.name, "filename": part.filename, "size": len(raw),  # type: ignore[union-attr]
+                                          "content_type": part.headers.get("Content-Type"), "data": bytes(raw)})
+        elif request.can_read_body:
             raw = await request.read()
             if request.content_type == "application/json":
                 body = json.loads(raw)
-            elif request.content_type.startswith("multipart/"):
-                body = {"multipart": True}
-        call = Call(request.method, path, body, time.monotonic())
+        call = Call(request.method, path, body, time.monotonic(), query=dict(request.query))
         self.calls.append(call)
-        response = self._route(request.method, path, body)
+        response = self._route(request.method, path, body, call.query)
         call.status = response.status
+        if response.status >= 400:
+            call.code = json.loads(response.body).get("code")  # type: ignore[arg-type]
+            self._match_expectations(call)
+        await self.settle()  # gateway events caused by this call go out before the HTTP answer
         async with self._changed:
             self._changed.notify_all()
         return response
 
-    def _route(self, method: str, path: str, body: Any) -> web.Response:
-        app = self.app_id
+    def _route(self, method: str, path: str, body: Any, query: dict[str, str] | None = None) -> web.Response:
+        app, query = self.app_id, query or {}
         if (method, path) == ("GET", "/users/@me"):
             return json_response(self.bot_user)
         if (method, path) == ("GET", "/oauth2/applications/@me"):
             return json_response({"id": app, "name": "sourcebot", "description": "", "icon": None, "bot_public": True,
                                   "bot_require_code_grant": False, "owner": self.owner, "verify_key": "00", "flags": 0})
-        if method == "PUT" and re.fullmatch(rf"/applications/{app}(/guilds/\d+)?/commands", path):
-            self.commands = {}
-            for command in body:
-                self.commands[command["name"]] = {**command, "id": snowflake(), "application_id": app, "version": "1"}
-            return json_response(list(self.commands.values()))
-        if method == "POST" and re.fullmatch(r"/channels/\d+/typing", path):
-            return web.Response(status=204)
-        if method == "POST" and (m := re.fullmatch(r"/channels/(\d+)/messages", path)):
-            problem = self._check_message(body)
-            if problem:
-                return problem
-            message = self._message(self.bot_user, body.get("content") or "", embeds=body.get("embeds") or [])
-            message["channel_id"] = m.group(1)
-            if body.get("message_reference"):
-                message["type"] = 19
-                message["message_reference"] = body["message_reference"]
-            self.messages[message["id"]] = message
-            return json_response(message)
-        if method == "PATCH" and (m := re.fullmatch(r"/channels/(\d+)/messages/(\d+)", path)):
-            message = self.messages.get(m.group(2))
-            if message is None:
-                return error(404, 10008, "Unknown Message")
-            problem = self._check_message(body, edit=True)
-            if problem:
-                return problem
-            message.update({k: body[k] for k in ("content", "embeds") if k in body})
-            return json_response(message)
+        if m := re.fullmatch(rf"/applications/{app}(?:/guilds/(\d+))?/commands", path):
+            return self._commands_route(method, m.group(1), body)
+        if (method, path) == ("POST", "/users/@me/channels"):
+            recipient = self._users.get(str((body or {}).get("recipient_id")))
+            if recipient is None:
+                return error(400, 50035, "Invalid Form Body: recipient_id: Unknown User")
+            return json_response(self.channels[self.dm_channel(recipient)])
+        if method == "GET" and (m := re.fullmatch(r"/users/(\d+)", path)):
+            return json_response(self._users[m.group(1)]) if m.group(1) in self._users else error(404, 10013, "Unknown User")
+        if method == "GET" and (m := re.fullmatch(r"/guilds/(\d+)/members/(\d+)", path)):
+            guild = self.guilds.get(m.group(1))
+            member = guild and (guild.members.get(m.group(2)) or (self._bot_member(guild.id) if m.group(2) == app else None))
+            return json_response(member.payload()) if member else error(404, 10007, "Unknown Member")
+        if m := re.fullmatch(r"/channels/(\d+)(/typing|/messages(?:/(\d+))?)?", path):
+            return self._channel_route(method, m.group(1), m.group(2) or "", m.group(3), body)
         if method == "POST" and (m := re.fullmatch(r"/interactions/(\d+)/([\w-]+)/callback", path)):
-            return self._callback(m.group(2), body)
-        if (m := re.fullmatch(rf"/webhooks/{app}/([\w-]+)(/messages/(@original|\d+))?", path)):
-            token = m.group(1)
-            if token not in self.interactions:
-                return error(404, 10015, "Unknown Webhook")
-            if method == "DELETE":
-                return web.Response(status=204)
-            problem = self._check_message(body, edit=method == "PATCH")
-            if problem:
-                return problem
-            message = self._message(self.bot_user, (body or {}).get("content") or "", embeds=(body or {}).get("embeds") or [])
-            message["flags"] = (body or {}).get("flags", 0)
-            return json_response(message)
+            return self._callback(m.group(2), body, query)
+        if m := re.fullmatch(rf"/webhooks/{app}/([\w-]+)(?:/messages/(@original|\d+))?", path):
+            return self._webhook(method, m.group(1), m.group(2), body, query)
         return error(404, 0, f"emulator has no route for {method} {path}")
 
-    def _check_message(self, body: Any, edit: bool = False) -> web.Response | None:
-        body = body or {}
-        content = body.get("content") or ""
-        if len(content) > 2000:
-            return error(400, 50035, "Invalid Form Body: content: Must be 2000 or fewer in length.")
-        embeds = body.get("embeds") or []
-        for embed in embeds:
-            size = len(embed.get("title", "")) + len(embed.get("description", "")) + sum(
-                len(f["name"]) + len(f["value"]) for f in embed.get("fields", []))
-            if size > 6000 or len(embed.get("fields", [])) > 25 or any(len(f["value"]) > 1024 for f in embed.get("fields", [])):
-                return error(400, 50035, "Invalid Form Body: embed too large")
-        if not edit and not content and not embeds:
-            return error(400, 50006, "Cannot send an empty message")
+    def _commands_route(self, method: str, guild: str | None, body: Any) -> web.Response:
+        if guild is not None and guild not in self.guilds:
+            return error(403, 50001, "Missing Access")
+        if method == "PUT":
+            problem = P.check_commands(body)
+            if problem:
+                return error(400, 50035, f"Invalid Form Body: {problem}")
+            self._commands[guild] = {}
+            for command in body:
+                key = (guild, command["name"])
+                self._command_ids.setdefault(key, snowflake())  # Discord keeps ids of re-synced names
+                self._commands[guild][command["name"]] = {
+                    "type": 1, **command, "id": self._command_ids[key], "application_id": self.app_id, "version": "1",
+                    **({"guild_id": guild} if guild else {})}
+        elif method != "GET":
+            return error(405, 0, "405: Method Not Allowed")
+        return json_response(list(self._commands.get(guild, {}).values()))
+
+    @property
+    def commands(self) -> dict[str, dict[str, Any]]:
+        """Synced chat commands a member of the default guild sees: global ones, then the guild's."""
+        return {**self._commands.get(None, {}), **self._commands.get(self.guild_id, {})}
+
+    @commands.setter
+    def commands(self, value: dict[str, dict[str, Any]]) -> None:
+        self._commands = {self.guild_id: dict(value)}
+
+    def guild_commands(self, guild: str | None) -> dict[str, dict[str, Any]]:
+        """Commands synced for one guild (None: the global ones)."""
+        return self._commands.get(guild, {})
+
+    def _channel_route(self, method: str, cid: str, what: str, mid: str | None, body: Any) -> web.Response:
+        ch = self.channels.get(cid)
+        if ch is None:
+            return error(404, 10003, "Unknown Channel")
+        guild = ch.get("guild_id")
+        perms = self.permissions(self._bot_member(guild), cid) if guild else ALL_PERMISSIONS
+        if not perms & VIEW_CHANNEL:
+            return error(403, 50001, "Missing Access")
+        if what == "" and method == "GET":
+            return json_response(ch)
+        if what == "/typing" and method == "POST":
+            return web.Response(status=204) if perms & SEND_MESSAGES else error(403, 50013, "Missing Permissions")
+        if what == "/messages" and method == "POST":
+            return self._post_message(ch, perms, body or {})
+        if what.startswith("/messages/") and mid is not None:
+            message = self.messages.get(mid)
+            if message is None or message["channel_id"] != cid:
+                return error(404, 10008, "Unknown Message")
+            mine = message["author"]["id"] == self.app_id
+            if method == "GET":
+                return json_response(message) if perms & READ_MESSAGE_HISTORY else error(403, 50001, "Missing Access")
+            if method == "DELETE":
+                if not mine and not perms & (1 << 13):  # MANAGE_MESSAGES
+                    return error(403, 50013, "Missing Permissions")
+                del self.messages[mid]
+                self._announce("MESSAGE_DELETE", {"id": mid, "channel_id": cid, **({"guild_id": guild} if guild else {})})
+                return web.Response(status=204)
+            if method == "PATCH":
+                if not mine:
+                    return error(403, 50005, "Cannot edit a message authored by another user")
+                problem = P.check_message(body, edit=True, current=message)
+                if problem:
+                    return error(*problem)
+                self._apply_edit(message, body or {})
+                self._echo("MESSAGE_UPDATE", message)
+                return json_response(message)
+        return error(405, 0, "405: Method Not Allowed")
+
+    def _post_message(self, ch: dict[str, Any], perms: int, body: dict[str, Any]) -> web.Response:
+        if ch["type"] in P.NON_TEXT_CHANNELS:
+            return error(400, 50008, "Cannot send messages in a non-text channel")
+        if ch["type"] == 1 and ch["recipients"][0]["id"] in self.dms_closed:
+            return error(403, 50007, "Cannot send messages to this user")
+        if not perms & SEND_MESSAGES or (body.get("files") and not perms & ATTACH_FILES):
+            return error(403, 50013, "Missing Permissions")
+        problem = P.check_message(body) or self._check_upload(body)
+        if problem:
+            return error(*problem)
+        ref = body.get("message_reference")
+        referenced = self.messages.get(str(ref.get("message_id"))) if ref else None
+        if ref and referenced is None and ref.get("fail_if_not_exists", True):
+            return error(400, 50035, "Invalid Form Body: message_reference: Unknown message")
+        if ref and not perms & READ_MESSAGE_HISTORY:
+            return error(403, 50013, "Missing Permissions")
+        guild = ch.get("guild_id")
+        message = self._message(self.bot_user, body.get("content") or "", embeds=body.get("embeds") or [],
+                                channel_id=ch["id"], guild_id=guild, attachments=self._uploads(body),
+                                member=self._bot_member(guild) if guild else None)
+        message["flags"] = int(body.get("flags") or 0) & (P.SUPPRESS_EMBEDS | (1 << 12))
+        if referenced is not None:
+            message["type"] = 19
+            message["message_reference"] = {k: str(v) for k, v in ref.items() if k != "fail_if_not_exists"}
+            message["referenced_message"] = referenced
+        self.messages[message["id"]] = message
+        self._echo("MESSAGE_CREATE", message)
+        return json_response(message)
+
+    def _check_upload(self, body: dict[str, Any]) -> tuple[int, int, str] | None:
+        if sum(f["size"] for f in body.get("files") or []) > UPLOAD_LIMIT:
+            return 413, 40005, "Request entity too large"
         return None
 
-    def _callback(self, token: str, body: Any) -> web.Response:
+    def _uploads(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        return [self.attachment(f["filename"], f["data"], content_type=f["content_type"]) for f in body.get("files") or []]
+
+    def _apply_edit(self, message: dict[str, Any], body: dict[str, Any]) -> None:
+        for key in ("content", "embeds", "components"):  # null clears, like Discord
+            if key in body:
+                message[key] = body[key] if body[key] is not None else ("" if key == "content" else [])
+        if "attachments" in body or body.get("files"):  # `attachments` lists the ones kept
+            kept = {str(a.get("id")) for a in body.get("attachments") or []}
+            message["attachments"] = [a for a in message["attachments"] if a["id"] in kept] + self._uploads(body)
+        if body.get("flags") is not None:  # only SUPPRESS_EMBEDS can change; ephemeral is fixed at creation
+            message["flags"] = (message["flags"] & ~P.SUPPRESS_EMBEDS) | (int(body["flags"]) & P.SUPPRESS_EMBEDS)
+        message["flags"] &= ~P.LOADING
+        message["edited_timestamp"] = P.TIMESTAMP
+
+    # --- interaction responses ---------------------------------------------------------------
+    _ALLOWED_RESPONSES = {2: {4, 5, 9}, 3: {4, 5, 6, 7, 9}, 4: {8}, 5: {4, 5, 6, 7}}
+
+    def _check_message(self, body: Any, edit: bool = False) -> web.Response | None:
+        """(Kept for callers of the old helper.) The error response Discord gives this body, or None."""
+        problem = P.check_message(body, edit=edit)
+        return error(*problem) if problem else None
+
+    def _callback(self, token: str, body: Any, query: dict[str, str] | None = None) -> web.Response:
+        query = {"with_response": "1"} if query is None else query
         interaction = self.interactions.get(token)
         if interaction is None:
             return error(404, 10062, "Unknown interaction")
@@ -350,31 +683,97 @@ class DiscordEmulator:
         if interaction.acknowledged:
             return error(400, 40060, "Interaction has already been acknowledged.")
         kind = body["type"]
-        data = body.get("data") or {}
-        if kind == 4:
-            problem = self._check_message(data)
-            if problem:
-                return problem
+        data = {**(body.get("data") or {}), **({"files": body["files"]} if body.get("files") else {})}
+        if kind not in self._ALLOWED_RESPONSES.get(interaction.kind, set()):
+            return error(400, 50035, f"Invalid Form Body: type: callback type {kind} is not valid for interaction type {interaction.kind}")
+        problem = P.check_message(data) if kind == 4 else None
+        if kind == 8 and (why := P.check_choices(data)):
+            problem = (400, 50035, f"Invalid Form Body: data.{why}")
+        if problem or (kind == 4 and (problem := self._check_upload(data))):
+            return error(*problem)
         interaction.acknowledged = True
-        ephemeral = bool(data.get("flags", 0) & 64)
-        message = self._message(self.bot_user, data.get("content") or "", embeds=data.get("embeds") or [])
-        return json_response({
-            "interaction": {"id": interaction.id, "type": 2, "response_message_id": message["id"],
-                            "response_message_loading": kind == 5, "response_message_ephemeral": ephemeral},
-            "resource": {"type": kind, "message": message} if kind in (4, 5) else {"type": kind},
-        })
+        interaction.response = body
+        if kind == 8:
+            interaction.choices = data["choices"]
+        message = None
+        if kind in (4, 5):
+            flags = int(data.get("flags") or 0) & (EPHEMERAL | P.SUPPRESS_EMBEDS | (1 << 12)) | (P.LOADING if kind == 5 else 0)
+            message = self._response_message(interaction, data if kind == 4 else {}, flags, original=True)
+            interaction.original = message
+            if not flags & EPHEMERAL:
+                self.messages[message["id"]] = message
+                self._echo("MESSAGE_CREATE", message)
+        if query.get("with_response") not in ("1", "true", "True"):
+            return web.Response(status=204)
+        reply: dict[str, Any] = {"interaction": {
+            "id": interaction.id, "type": interaction.kind, "response_message_id": message and message["id"],
+            "response_message_loading": kind == 5, "response_message_ephemeral": bool(message and message["flags"] & EPHEMERAL)}}
+        if message is not None:
+            reply["resource"] = {"type": kind, "message": message}
+        return json_response(reply)
+
+    def _response_message(self, interaction: Interaction, data: dict[str, Any], flags: int, original: bool) -> dict[str, Any]:
+        message = self._message(self.bot_user, data.get("content") or "", embeds=data.get("embeds") or [],
+                                channel_id=interaction.channel_id, guild_id=interaction.guild_id,
+                                attachments=self._uploads(data), flags=flags)
+        message.update(webhook_id=self.app_id, application_id=self.app_id, type=20 if original else 0)
+        return message
+
+    def _webhook(self, method: str, token: str, target: str | None, body: Any, query: dict[str, str]) -> web.Response:
+        interaction = self.interactions.get(token)
+        if interaction is None or interaction.response_type not in (4, 5, 6, 7, 9):
+            return error(404, 10015, "Unknown Webhook")  # no webhook before the first response
+        body = body or {}
+        if target is None:
+            if method != "POST":
+                return error(405, 0, "405: Method Not Allowed")
+            problem = P.check_message(body) or self._check_upload(body)
+            if problem:
+                return error(*problem)
+            original = interaction.original
+            if original is not None and original["flags"] & P.LOADING:  # the first followup fills the deferred
+                self._apply_edit(original, body)                         # message and keeps its ephemeral flag
+                message, event = original, "MESSAGE_UPDATE"
+            else:
+                flags = int(body.get("flags") or 0) & (EPHEMERAL | P.SUPPRESS_EMBEDS | (1 << 12))
+                message, event = self._response_message(interaction, body, flags, original=False), "MESSAGE_CREATE"
+            interaction.followups.append(message)
+            if not message["flags"] & EPHEMERAL:
+                self.messages[message["id"]] = message
+                self._echo(event, message)
+            return json_response(message) if query.get("wait") in ("1", "true", "True") else web.Response(status=204)
+        message = interaction.original if target == "@original" else next(
+            (m for m in interaction.followups if m["id"] == target), None)
+        if message is None or message.get("_deleted"):
+            return error(404, 10008, "Unknown Message")
+        if method == "GET":
+            return json_response(message)
+        if method == "DELETE":
+            message["_deleted"] = True
+            if self.messages.pop(message["id"], None) is not None:
+                self._announce("MESSAGE_DELETE", {"id": message["id"], "channel_id": message["channel_id"],
+                                                  **({"guild_id": message["guild_id"]} if "guild_id" in message else {})})
+            return web.Response(status=204)
+        if method != "PATCH":
+            return error(405, 0, "405: Method Not Allowed")
+        problem = P.check_message(body, edit=True, current=message) or self._check_upload(body)
+        if problem:
+            return error(*problem)
+        self._apply_edit(message, body)
+        if target == "@original":
+            interaction.edits.append(copy.deepcopy(message))
+        if not message["flags"] & EPHEMERAL:
+            self._echo("MESSAGE_UPDATE", message)
+        return json_response(message)
 
     def _message(self, author: dict[str, Any], content: str, *, member: Member | None = None,
-                 embeds: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-        message: dict[str, Any] = {
-            "id": snowflake(), "channel_id": self.channel_id, "guild_id": self.guild_id, "author": author,
-            "content": content, "timestamp": "2026-11-25T12:00:00+00:00", "edited_timestamp": None, "tts": False,
-            "mention_everyone": False, "mentions": [], "mention_roles": [], "attachments": [], "embeds": embeds or [],
-            "pinned": False, "type": 0, "flags": 0, "components": [],
-        }
-        if member is not None:
-            message["member"] = {k: v for k, v in member.payload().items() if k != "user"}
-        return message
+                 embeds: list[dict[str, Any]] | None = None, channel_id: str | None = None,
+                 guild_id: str | None = _DEFAULT, attachments: list[dict[str, Any]] | None = None,
+                 flags: int = 0) -> dict[str, Any]:
+        return P.message(author, content, channel_id=channel_id or self.channel_id,
+                         guild_id=self.guild_id if guild_id is _DEFAULT else guild_id,
+                         member=member.payload() if member is not None else None, embeds=embeds,
+                         attachments=attachments, flags=flags)
 
     # --- assertions ------------------------------------------------------------------------
     async def wait_for_call(self, method: str, pattern: str, *, after: int = 0, timeout: float = 20.0,
@@ -397,3 +796,30 @@ class DiscordEmulator:
 
     def calls_to(self, method: str, pattern: str, after: int = 0) -> list[Call]:
         return [c for c in self.calls[after:] if c.method == method and re.fullmatch(pattern, c.path)]
+
+    def messages_in(self, channel_id: str, *, from_bot: bool | None = None) -> list[dict[str, Any]]:
+        """The messages now in a channel, oldest first (members' and the bot's; from_bot filters)."""
+        return [m for m in self.messages.values() if m["channel_id"] == str(channel_id)
+                and (from_bot is None or (m["author"]["id"] == self.app_id) == from_bot)]
+
+    def original_edits(self, token: str) -> list[dict[str, Any]]:
+        """The original response of an interaction after each PATCH .../messages/@original, in order."""
+        return self.interactions[token].edits
+
+    def expect_error(self, status: int, code: int | None = None, *, method: str | None = None,
+                     path: str | None = None) -> Expectation:
+        """Declare that the bot may provoke this 4xx; matching calls are exempt from unexpected_errors()."""
+        expectation = Expectation(status, code, method, path)
+        self.expectations.append(expectation)
+        return expectation
+
+    def _match_expectations(self, call: Call) -> None:
+        for expectation in self.expectations:
+            if expectation.matches(call):
+                call.expected = True
+                expectation.calls.append(call)
+                return
+
+    def unexpected_errors(self) -> list[Call]:
+        """REST and CDN calls Discord refused (status >= 400) that no expect_error() covered."""
+        return [c for c in self.calls + self.cdn_calls if c.status >= 400 and not c.expected]

@@ -18,7 +18,6 @@ from bot.rag.errors import QuestionError, SourceError
 from bot.rag.models import Answer
 from bot.rag.service import RagService
 from bot.settings import PROJECT_ROOT, Settings
-
 from tests.openai_server import OpenAICompatibleServer
 
 # (name, question, what must happen: "error" = a QuestionError, else handled without error)
@@ -53,7 +52,7 @@ def assert_only_quotes(answer: Answer, service: RagService) -> None:
     """An extractive answer is its quotes and markers, and each quote is in the sources."""
     live = service.start()
     if not answer.answerable:
-        assert answer.answer == service.prompts.refusal and not answer.citations
+        assert answer.answer == service.components.prompts.refusal and not answer.citations
         return
     for citation in answer.citations:
         assert live.source_text(citation.source)[citation.start:citation.end] == citation.quote
@@ -108,7 +107,7 @@ def test_hostile_sources(service: RagService, sources_dir: Path, name: str, file
     assert "\u200b" not in text and "\x07" not in text
 
 
-def test_huge_source_is_rejected(make_settings: Callable[..., Settings], embeddings, sources_dir: Path) -> None:  # type: ignore[no-untyped-def]
+def test_huge_source_is_rejected(make_settings: Callable[..., Settings], embeddings: MiniLMEmbeddings, sources_dir: Path) -> None:
     service = RagService(make_settings(max_source_bytes=10_000), embeddings=embeddings)
     (sources_dir / "huge.txt").write_text("word " * 5_000, encoding="utf-8")
     with pytest.raises(SourceError, match="huge.txt: 25,000 bytes is over the 10,000-byte limit"):

@@ -6,14 +6,13 @@ import re
 
 import pytest
 
+from bot.rag.ingest.sources import load_source
 from bot.rag.service import RagService
-from bot.rag.sources import load_source
 from bot.rag.text import match_key
+from tests.helpers import ARTICLE, DEV_SET, OWN_SET, read_jsonl
 
-from tests.conftest import ARTICLE, DEV_SET, OWN_SET, read_jsonl
 
-
-def is_correct(item: dict, answer) -> bool:  # type: ignore[no-untyped-def]
+def is_correct(item: dict, answer: Answer) -> bool:
     if not item["answerable"]:
         return not answer.answerable
     text = match_key(answer.answer)
@@ -72,7 +71,7 @@ def test_off_topic_questions_are_refused(shared_service: RagService, question: s
     answer = shared_service.ask(question)
     assert not answer.answerable
     assert answer.citations == []
-    assert answer.answer == shared_service.prompts.refusal
+    assert answer.answer == shared_service.components.prompts.refusal
 
 
 def test_summary_bullets_are_cited_source_sentences(shared_service: RagService) -> None:

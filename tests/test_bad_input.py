@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from bot.rag.errors import QuestionError, SourceError, UnknownSourceError
 from bot.rag.service import RagService
-from bot.settings import PROJECT_ROOT, Settings
+from bot.settings import Settings
+from tests.helpers import run_cli
 
 
 @pytest.mark.parametrize("question", ["", "   \n\t ", "\u200b\u200b"])
@@ -37,16 +36,16 @@ def test_bad_source_file_keeps_the_old_index(
     service: RagService, sources_dir: Path, name: str, content: bytes, message: str
 ) -> None:
     service.ingest()
-    live = service.index.active_name()
+    live = service.base.index.active_name()
     (sources_dir / name).write_bytes(content)
     with pytest.raises(SourceError, match=message) as info:
         service.ingest()
     assert name in str(info.value)
-    assert service.index.active_name() == live
+    assert service.base.index.active_name() == live
     assert service.ask("How many hostages were taken back to Gaza?").answerable
 
 
-def test_missing_sources_folder(make_settings, embeddings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_missing_sources_folder(make_settings: Callable[..., Settings], embeddings: MiniLMEmbeddings, tmp_path: Path) -> None:
     service = RagService(make_settings(sources_dir=tmp_path / "nowhere"), embeddings=embeddings)
     with pytest.raises(SourceError, match="does not exist"):
         service.ingest()
@@ -55,20 +54,6 @@ def test_missing_sources_folder(make_settings, embeddings, tmp_path: Path) -> No
 def test_unknown_summary_source(service: RagService) -> None:
     with pytest.raises(UnknownSourceError, match="haliva-resignation.txt"):
         service.summary("nope.txt")
-
-
-def run_cli(settings: Settings, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(settings.vectorstore_dir.parent),
-        "SOURCES_DIR": str(settings.sources_dir),
-        "VECTORSTORE_DIR": str(settings.vectorstore_dir),
-        "LLM_PROVIDER": "extractive",
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "bot", *args], input=stdin, capture_output=True, text=True,
-        env=env, cwd=PROJECT_ROOT, timeout=120,
-    )
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,6 @@ from bot.rag.embeddings import MiniLMEmbeddings
 from bot.rag.errors import IndexUnavailableError
 from bot.rag.service import RagService
 from bot.settings import PROJECT_ROOT, Settings
-
 from tests.chroma_server import ChromaServer, free_port
 
 

@@ -4,90 +4,19 @@ API emulator (tests/discord_emulator.py), with the real service, Chroma and embe
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-import discord
 import pytest
-import yarl
 
-from bot.discord_bot.app import SourceBot
 from bot.discord_bot.render import MESSAGE_LIMIT, render_answer, split_text
 from bot.rag.models import Answer, Citation
 from bot.rag.service import RagService
-
 from tests.discord_emulator import MANAGE_GUILD, DiscordEmulator, Member
-
-ORIGINAL_BASE = discord.http.Route.BASE
-ORIGINAL_GATEWAY = discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
-
-
-@pytest.fixture
-async def emulator() -> AsyncIterator[DiscordEmulator]:
-    emu = DiscordEmulator()
-    await emu.start()
-    emu.point_client_here()
-    yield emu
-    await emu.stop()
-    rejected = [(c.method, c.path, c.status) for c in emu.calls if c.status >= 400]
-    assert rejected == [], "the bot broke a Discord rule"
-    discord.http.Route.BASE = ORIGINAL_BASE
-    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = ORIGINAL_GATEWAY or yarl.URL("wss://gateway.discord.gg/")
-
-
-BotFactory = Callable[..., "asyncio.Future[SourceBot]"]
-
-
-@pytest.fixture
-async def start_bot(emulator: DiscordEmulator) -> AsyncIterator[Callable[..., object]]:
-    running: list[tuple[SourceBot, asyncio.Task[None]]] = []
-
-    async def start(service: RagService, **overrides: object) -> SourceBot:
-        settings = service.settings.model_copy(update={
-            "discord_guild_id": int(emulator.guild_id), "question_cooldown_count": 100, **overrides,
-        })
-        bot = SourceBot(settings, service, guild_ready_timeout=0.05)
-        await bot.login("test-token")
-        task = asyncio.create_task(bot.connect())
-        await asyncio.wait_for(bot.wait_until_ready(), 10)
-        running.append((bot, task))
-        return bot
-
-    yield start
-    for bot, task in running:
-        await bot.close()
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-
-
-@pytest.fixture
-def member(emulator: DiscordEmulator) -> Member:
-    return emulator.member("alice")
-
-
-@pytest.fixture
-def moderator(emulator: DiscordEmulator) -> Member:
-    return emulator.member("mod", permissions=MANAGE_GUILD | (1 << 10) | (1 << 11))
-
-
-def pings_nobody(body: dict) -> bool:
-    """Discord pings only what allowed_mentions lists; replied_user defaults to false."""
-    allowed = body.get("allowed_mentions")
-    return allowed is not None and allowed.get("parse") == [] and not allowed.get("users") \
-        and not allowed.get("roles") and not allowed.get("replied_user")
-
-
-def field_values(body: dict) -> list[str]:
-    return [f["value"] for embed in body.get("embeds") or [] for f in embed.get("fields", [])]
-
-
-async def followup(emulator: DiscordEmulator, token: str, after: int) -> dict:
-    call = await emulator.wait_for_call("POST", rf"/webhooks/{emulator.app_id}/{token}", after=after)
-    return call.body
+from tests.helpers import StartBot, field_values, followup, pings_nobody
 
 
 # --- mentions ---------------------------------------------------------------------------------
-async def test_mention_gets_a_cited_reply_to_that_message(emulator: DiscordEmulator, start_bot, shared_service: RagService, member: Member) -> None:  # type: ignore[no-untyped-def]
+async def test_mention_gets_a_cited_reply_to_that_message(emulator: DiscordEmulator, start_bot: StartBot, shared_service: RagService, member: Member) -> None:
     await start_bot(shared_service)
     assert set(emulator.commands) == {"ask", "summary", "sources", "reload", "stats"}
     mark = len(emulator.calls)
@@ -100,7 +29,7 @@ async def test_mention_gets_a_cited_reply_to_that_message(emulator: DiscordEmula
     assert pings_nobody(call.body)
 
 
-async def test_message_without_mention_gets_nothing(emulator: DiscordEmulator, start_bot, shared_service: RagService, member: Member) -> None:  # type: ignore[no-untyped-def]
+async def test_message_without_mention_gets_nothing(emulator: DiscordEmulator, start_bot: StartBot, shared_service: RagService, member: Member) -> None:
     await start_bot(shared_service)
     mark = len(emulator.calls)
     await emulator.inject_message(member, "How many hostages were taken back to Gaza?")
@@ -108,7 +37,7 @@ async def test_message_without_mention_gets_nothing(emulator: DiscordEmulator, s
     assert emulator.calls_to("POST", r"/channels/\d+/(messages|typing)", after=mark) == []
 
 
-async def test_reply_to_the_bot_counts_as_a_question(emulator: DiscordEmulator, start_bot, shared_service: RagService, member: Member) -> None:  # type: ignore[no-untyped-def]
+async def test_reply_to_the_bot_counts_as_a_question(emulator: DiscordEmulator, start_bot: StartBot, shared_service: RagService, member: Member) -> None:
     await start_bot(shared_service)
     earlier = emulator._message(emulator.bot_user, "An earlier answer")
     mark = len(emulator.calls)
@@ -117,7 +46,7 @@ async def test_reply_to_the_bot_counts_as_a_question(emulator: DiscordEmulator, 
     assert "halevi" in call.body["content"].lower()
 
 
-async def test_channel_filter(emulator: DiscordEmulator, start_bot, shared_service: RagService, member: Member) -> None:  # type: ignore[no-untyped-def]
+async def test_channel_filter(emulator: DiscordEmulator, start_bot: StartBot, shared_service: RagService, member: Member) -> None:
     await start_bot(shared_service, allowed_channel_ids=[1234])
     mark = len(emulator.calls)
     await emulator.inject_message(member, "Who is the IDF chief of staff?", mention_bot=True)
@@ -125,7 +54,7 @@ async def test_channel_filter(emulator: DiscordEmulator, start_bot, shared_servi
     assert emulator.calls_to("POST", r"/channels/\d+/messages", after=mark) == []
 
 
-async def test_cooldown_has_a_clear_reply(emulator: DiscordEmulator, start_bot, shared_service: RagService, member: Member) -> None:  # type: ignore[no-untyped-def]
+async def test_cooldown_has_a_clear_reply(emulator: DiscordEmulator, start_bot: StartBot, shared_service: RagService, member: Member) -> None:
     await start_bot(shared_service, question_cooldown_count=1, question_cooldown_seconds=60)
     mark = len(emulator.calls)
     await emulator.inject_message(member, "Who is the IDF chief of staff?", mention_bot=True)
@@ -138,7 +67,7 @@ async def test_cooldown_has_a_clear_reply(emulator: DiscordEmulator, start_bot, 
 
 
 # --- /ask -------------------------------------------------------------------------------------
-async def test_ask_defers_then_follows_up_with_the_cited_answer(emulator: DiscordEmulator, start_bot, shared_service: RagService, member: Member) -> None:  # type: ignore[no-untyped-def]
+async def test_ask_defers_then_follows_up_with_the_cited_answer(emulator: DiscordEmulator, start_bot: StartBot, shared_service: RagService, member: Member) -> None:
     await start_bot(shared_service)
     mark = len(emulator.calls)
     interaction = await emulator.inject_slash(member, "ask", question="Who is the IDF chief of staff?")
@@ -150,17 +79,17 @@ async def test_ask_defers_then_follows_up_with_the_cited_answer(emulator: Discor
     assert pings_nobody(body)
 
 
-async def test_ask_unanswerable_gets_the_refusal(emulator: DiscordEmulator, start_bot, shared_service: RagService, member: Member) -> None:  # type: ignore[no-untyped-def]
+async def test_ask_unanswerable_gets_the_refusal(emulator: DiscordEmulator, start_bot: StartBot, shared_service: RagService, member: Member) -> None:
     await start_bot(shared_service)
     mark = len(emulator.calls)
     interaction = await emulator.inject_slash(member, "ask", question="What is the capital of Australia?")
     body = await followup(emulator, interaction.token, mark)
-    assert body["content"] == shared_service.prompts.refusal
+    assert body["content"] == shared_service.components.prompts.refusal
     assert not body.get("embeds")
 
 
 @pytest.mark.parametrize(("question", "message"), [("   ", "empty"), ("why " * 600, "2,000")])
-async def test_ask_bad_question_is_an_ephemeral_error(emulator: DiscordEmulator, start_bot, shared_service: RagService, member: Member, question: str, message: str) -> None:  # type: ignore[no-untyped-def]
+async def test_ask_bad_question_is_an_ephemeral_error(emulator: DiscordEmulator, start_bot: StartBot, shared_service: RagService, member: Member, question: str, message: str) -> None:
     await start_bot(shared_service)
     mark = len(emulator.calls)
     interaction = await emulator.inject_slash(member, "ask", question=question)
@@ -169,14 +98,14 @@ async def test_ask_bad_question_is_an_ephemeral_error(emulator: DiscordEmulator,
     assert message in call.body["data"]["content"]
 
 
-async def test_ask_option_is_validated_against_the_synced_schema(emulator: DiscordEmulator, start_bot, shared_service: RagService, member: Member) -> None:  # type: ignore[no-untyped-def]
+async def test_ask_option_is_validated_against_the_synced_schema(emulator: DiscordEmulator, start_bot: StartBot, shared_service: RagService, member: Member) -> None:
     await start_bot(shared_service)
     with pytest.raises(ValueError, match="required"):
         await emulator.inject_slash(member, "ask")
 
 
 # --- /summary, /sources ---------------------------------------------------------------------------
-async def test_summary_and_sources(emulator: DiscordEmulator, start_bot, shared_service: RagService, member: Member) -> None:  # type: ignore[no-untyped-def]
+async def test_summary_and_sources(emulator: DiscordEmulator, start_bot: StartBot, shared_service: RagService, member: Member) -> None:
     await start_bot(shared_service)
     mark = len(emulator.calls)
     interaction = await emulator.inject_slash(member, "summary")
@@ -193,7 +122,7 @@ async def test_summary_and_sources(emulator: DiscordEmulator, start_bot, shared_
 
 
 # --- /reload ------------------------------------------------------------------------------------
-async def test_reload_needs_manage_server(emulator: DiscordEmulator, start_bot, service: RagService, member: Member) -> None:  # type: ignore[no-untyped-def]
+async def test_reload_needs_manage_server(emulator: DiscordEmulator, start_bot: StartBot, service: RagService, member: Member) -> None:
     await asyncio.to_thread(service.start)
     await start_bot(service)
     assert emulator.commands["reload"]["default_member_permissions"] in (MANAGE_GUILD, str(MANAGE_GUILD))
@@ -208,7 +137,7 @@ async def test_reload_needs_manage_server(emulator: DiscordEmulator, start_bot, 
     assert service.last_reload is not None and service.last_reload.added  # only the start-up ingest ran
 
 
-async def test_reload_by_a_moderator_reflects_changed_sources(emulator: DiscordEmulator, start_bot, service: RagService, sources_dir: Path, moderator: Member, member: Member) -> None:  # type: ignore[no-untyped-def]
+async def test_reload_by_a_moderator_reflects_changed_sources(emulator: DiscordEmulator, start_bot: StartBot, service: RagService, sources_dir: Path, moderator: Member, member: Member) -> None:
     await asyncio.to_thread(service.start)
     await start_bot(service)
     (sources_dir / "lighthouse.md").write_text("The old lighthouse on Skerry Point was painted bright green in 1911.\n", encoding="utf-8")
@@ -224,7 +153,7 @@ async def test_reload_by_a_moderator_reflects_changed_sources(emulator: DiscordE
     assert "green" in body["content"]
 
 
-async def test_reload_by_a_moderator_role(emulator: DiscordEmulator, start_bot, service: RagService) -> None:  # type: ignore[no-untyped-def]
+async def test_reload_by_a_moderator_role(emulator: DiscordEmulator, start_bot: StartBot, service: RagService) -> None:
     await asyncio.to_thread(service.start)
     await start_bot(service, moderator_role_ids=[int(emulator.moderator_role_id)])
     emulator.commands["reload"]["default_member_permissions"] = None  # the admin allowed the role
@@ -235,7 +164,7 @@ async def test_reload_by_a_moderator_role(emulator: DiscordEmulator, start_bot, 
     assert "Reload done" in done.body["content"] and "Nothing changed" in done.body["content"]
 
 
-async def test_broken_reload_keeps_answering_from_the_old_index(emulator: DiscordEmulator, start_bot, service: RagService, sources_dir: Path, moderator: Member, member: Member) -> None:  # type: ignore[no-untyped-def]
+async def test_broken_reload_keeps_answering_from_the_old_index(emulator: DiscordEmulator, start_bot: StartBot, service: RagService, sources_dir: Path, moderator: Member, member: Member) -> None:
     await asyncio.to_thread(service.start)
     await start_bot(service)
     (sources_dir / "broken.txt").write_bytes(b"\x00\x01\x02binary")
@@ -250,7 +179,7 @@ async def test_broken_reload_keeps_answering_from_the_old_index(emulator: Discor
 
 
 # --- safety and resilience ------------------------------------------------------------------------
-async def test_echoed_mentions_ping_nobody(emulator: DiscordEmulator, start_bot, service: RagService, sources_dir: Path, member: Member) -> None:  # type: ignore[no-untyped-def]
+async def test_echoed_mentions_ping_nobody(emulator: DiscordEmulator, start_bot: StartBot, service: RagService, sources_dir: Path, member: Member) -> None:
     (sources_dir / "rules.md").write_text(
         f"Server announcements: @everyone must read the pinned rules before the quiz night starts. "
         f"Appeals about the quiz night go to <@&{emulator.moderator_role_id}> and @here.\n",
@@ -270,7 +199,7 @@ async def test_echoed_mentions_ping_nobody(emulator: DiscordEmulator, start_bot,
     assert pings_nobody(body)
 
 
-async def test_bot_survives_a_gateway_reconnect(emulator: DiscordEmulator, start_bot, shared_service: RagService, member: Member) -> None:  # type: ignore[no-untyped-def]
+async def test_bot_survives_a_gateway_reconnect(emulator: DiscordEmulator, start_bot: StartBot, shared_service: RagService, member: Member) -> None:
     await start_bot(shared_service)
     await emulator.request_reconnect()
     for _ in range(300):

@@ -10,15 +10,13 @@ import pytest
 from bot.rag.embeddings import MiniLMEmbeddings
 from bot.rag.service import RagService
 from bot.settings import Settings
-
 from tests.discord_emulator import DiscordEmulator
+from tests.helpers import StartBot, pings_nobody
 from tests.openai_server import OpenAICompatibleServer
-from tests.test_discord import emulator, pings_nobody, start_bot  # noqa: F401  (fixtures)
-from tests.test_openai_backend import server  # noqa: F401  (fixture)
 
 
 @pytest.fixture
-def streaming_service(make_settings: Callable[..., Settings], embeddings: MiniLMEmbeddings, server: OpenAICompatibleServer) -> RagService:  # noqa: F811
+def streaming_service(make_settings: Callable[..., Settings], embeddings: MiniLMEmbeddings, server: OpenAICompatibleServer) -> RagService:
     server.stream_chunk_delay = 0.03
     settings = make_settings(llm_provider="openai", openai_base_url=server.base_url, max_retries=0, request_timeout=2,
                              stream_edit_interval=0.05)
@@ -27,7 +25,7 @@ def streaming_service(make_settings: Callable[..., Settings], embeddings: MiniLM
     return service
 
 
-async def test_ask_streams_edits_in_order_then_the_full_answer(emulator: DiscordEmulator, start_bot, streaming_service: RagService) -> None:  # type: ignore[no-untyped-def] # noqa: F811
+async def test_ask_streams_edits_in_order_then_the_full_answer(emulator: DiscordEmulator, start_bot: StartBot, streaming_service: RagService) -> None:
     await start_bot(streaming_service)
     member = emulator.member("alice")
     mark = len(emulator.calls)
@@ -46,7 +44,7 @@ async def test_ask_streams_edits_in_order_then_the_full_answer(emulator: Discord
     assert pings_nobody(final.body)
 
 
-async def test_mention_streams_by_editing_the_reply(emulator: DiscordEmulator, start_bot, streaming_service: RagService) -> None:  # type: ignore[no-untyped-def] # noqa: F811
+async def test_mention_streams_by_editing_the_reply(emulator: DiscordEmulator, start_bot: StartBot, streaming_service: RagService) -> None:
     await start_bot(streaming_service)
     member = emulator.member("alice")
     mark = len(emulator.calls)
@@ -57,7 +55,7 @@ async def test_mention_streams_by_editing_the_reply(emulator: DiscordEmulator, s
     assert "halevi" in final.body["content"].lower()
 
 
-async def test_model_fault_in_discord_is_a_plain_ephemeral_error_then_recovers(emulator: DiscordEmulator, start_bot, streaming_service: RagService, server: OpenAICompatibleServer) -> None:  # type: ignore[no-untyped-def] # noqa: F811
+async def test_model_fault_in_discord_is_a_plain_ephemeral_error_then_recovers(emulator: DiscordEmulator, start_bot: StartBot, streaming_service: RagService, server: OpenAICompatibleServer) -> None:
     await start_bot(streaming_service)
     member = emulator.member("alice")
     server.status = 500

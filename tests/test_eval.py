@@ -11,8 +11,7 @@ import pytest
 from bot.evaluation.metrics import QAItem, aggregate, load_qa, percentile, score_question
 from bot.rag.errors import RagError
 from bot.settings import Settings
-
-from tests.test_bad_input import run_cli
+from tests.helpers import run_cli
 
 ITEMS = [
     QAItem("a", "Q1", True, ["253"], ["253 others were taken"]),

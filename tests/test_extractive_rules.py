@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.rag.extractive import continues_previous, expected_answer_type, has_answer_type, names_someone_new
+from bot.rag.answer.answer_types import expected_answer_type, has_answer_type, names_someone_new
+from bot.rag.answer.sentences import continues_previous
 
 
 @pytest.mark.parametrize(

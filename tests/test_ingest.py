@@ -20,7 +20,7 @@ class CountingEmbeddings(MiniLMEmbeddings):
             self.model_id = model_id
         self.embedded = 0
 
-    def encode(self, texts: list[str]):  # type: ignore[no-untyped-def]
+    def encode(self, texts: list[str]) -> np.ndarray:
         self.embedded += len(texts)
         return super().encode(texts)
 
@@ -31,14 +31,14 @@ def test_first_ingest_then_unchanged_reingest_embeds_nothing(settings: Settings,
     first = service.ingest()
     assert first.added >= 4 and first.rebuilt
     assert counting.embedded == first.added
-    name = service.index.active_name()
+    name = service.base.index.active_name()
 
     again = RagService(settings, embeddings=counting).ingest()
     assert (again.added, again.updated, again.removed) == (0, 0, 0)
     assert again.unchanged == first.added
     assert not again.rebuilt
     assert counting.embedded == first.added, "unchanged chunks must not be re-embedded"
-    assert service.index.active_name() == name
+    assert service.base.index.active_name() == name
 
 
 def test_chunk_ids_are_the_same_in_a_fresh_store(make_settings: Callable[..., Settings], tmp_path: Path, embeddings: MiniLMEmbeddings) -> None:
@@ -95,10 +95,10 @@ def test_a_different_embedding_model_triggers_a_full_reindex(settings: Settings,
 def test_an_interrupted_build_is_ignored_and_cleaned_up(settings: Settings, embeddings: MiniLMEmbeddings) -> None:
     service = RagService(settings, embeddings=embeddings)
     service.ingest()
-    live = service.index.active_name()
-    service.index.client.create_collection("sources_v99", metadata={"state": "building"})
-    assert service.index.active_name() == live
+    live = service.base.index.active_name()
+    service.base.index.client.create_collection("sources_v99", metadata={"state": "building"})
+    assert service.base.index.active_name() == live
     (settings.sources_dir / "new.txt").write_text("A new source about tide tables in Dover harbour.", encoding="utf-8")
     service.ingest()
-    names = [c.name for c in service.index.client.list_collections()]
+    names = [c.name for c in service.base.index.client.list_collections()]
     assert "sources_v99" not in names

@@ -23,9 +23,8 @@ import pytest
 from bot.rag.embeddings import MiniLMEmbeddings
 from bot.rag.service import RagService
 from bot.settings import Settings
-
 from tests.chroma_server import free_port
-from tests.conftest import DEV_SET, read_jsonl
+from tests.helpers import DEV_SET, read_jsonl
 
 pytestmark = [
     pytest.mark.local_llm,

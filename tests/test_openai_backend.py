@@ -8,24 +8,16 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
+from bot.rag.embeddings import MiniLMEmbeddings
 from bot.rag.errors import ModelError
 from bot.rag.models import Answer
-from bot.rag.embeddings import MiniLMEmbeddings
 from bot.rag.service import RagService
 from bot.settings import PROJECT_ROOT, Settings
-
 from tests.openai_server import OpenAICompatibleServer, answer_from_excerpts
-
-
-@pytest.fixture
-def server() -> Iterator[OpenAICompatibleServer]:
-    server = OpenAICompatibleServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -68,14 +60,14 @@ def test_refusal_sentinel_becomes_the_refusal(llm_service: RagService, server: O
     server.reply = lambda messages: "NOT_IN_SOURCES"
     answer = llm_service.ask("What is the capital of Australia?")
     assert not answer.answerable and answer.citations == []
-    assert answer.answer == llm_service.prompts.refusal
+    assert answer.answer == llm_service.components.prompts.refusal
 
 
 def test_uncited_answer_is_flagged(llm_service: RagService, server: OpenAICompatibleServer) -> None:
     server.reply = lambda messages: "Canberra is the capital."
     answer = llm_service.ask("What is the capital of Australia?")
     assert not answer.grounded and answer.citations == []
-    assert llm_service.prompts.uncited_note in answer.answer
+    assert llm_service.components.prompts.uncited_note in answer.answer
 
 
 @pytest.mark.parametrize(("status", "delay", "message"), [(429, 0, "busy"), (500, 0, "HTTP 500"), (200, 3, "did not answer within 2 s")])
@@ -114,9 +106,10 @@ def test_cli_streams_the_answer(settings: Settings, server: OpenAICompatibleServ
 
 
 def test_429_with_retry_after_is_retried(llm_service: RagService, server: OpenAICompatibleServer) -> None:
-    llm_service.settings.max_retries = 2
-    llm_service.settings.openai_structured_output = "off"  # the retried request is the text one
-    llm_service._answerer = None  # rebuilt with these settings
+    llm_service = RagService(  # the retried request is the text one
+        llm_service.settings.model_copy(update={"max_retries": 2, "openai_structured_output": "off"}),
+        embeddings=llm_service.components.embeddings,
+    )
     server.fail_next = [(429, 0.2), (500, None)]
     started = time.monotonic()
     answer = llm_service.ask("How many hostages were taken back to Gaza?")
@@ -179,7 +172,7 @@ def test_structured_output_where_the_server_supports_it(llm_service: RagService,
     assert set(request["response_format"]["json_schema"]["schema"]["properties"]) == {"answerable", "answer", "citations"}
     assert "253" in answer.answer and answer.citations and len(server.requests) == 1
     refused = llm_service.ask("What is the capital of Peru?")
-    assert not refused.answerable and refused.answer == llm_service.prompts.refusal
+    assert not refused.answerable and refused.answer == llm_service.components.prompts.refusal
 
 
 def test_text_fallback_where_structured_output_is_unsupported(llm_service: RagService, server: OpenAICompatibleServer) -> None:

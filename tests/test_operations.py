@@ -15,9 +15,10 @@ import pytest
 from bot.rag.embeddings import MiniLMEmbeddings
 from bot.rag.errors import ReloadInProgressError
 from bot.rag.service import RagService
-
+from bot.rag.stats import question_log_formatter
+from bot.settings import Settings
 from tests.discord_emulator import MANAGE_GUILD, DiscordEmulator
-from tests.test_discord import emulator, start_bot  # noqa: F401  (fixtures)
+from tests.helpers import StartBot
 
 
 def rss_mib() -> float:
@@ -30,12 +31,13 @@ def rss_mib() -> float:
 class SlowEmbeddings(MiniLMEmbeddings):
     """The real model, slowed down so that a reload is still running when a test needs it."""
 
-    def __init__(self, model: MiniLMEmbeddings, delay: float) -> None:
+    def __init__(self, model: MiniLMEmbeddings, delay: float, trigger: str = "The old lighthouse") -> None:
         self.__dict__.update(model.__dict__)
         self.delay = delay
+        self.trigger = trigger
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        if len(texts) == 1 and texts[0].startswith("The old lighthouse"):
+        if len(texts) == 1 and texts[0].startswith(self.trigger):
             time.sleep(self.delay)
         return super().encode(texts)
 
@@ -43,7 +45,7 @@ class SlowEmbeddings(MiniLMEmbeddings):
 LIGHTHOUSE = "The old lighthouse on Skerry Point was painted bright green in 1911.\n"
 
 
-async def test_load_with_a_reload_in_the_middle(emulator: DiscordEmulator, start_bot, service: RagService, sources_dir: Path) -> None:  # type: ignore[no-untyped-def] # noqa: F811
+async def test_load_with_a_reload_in_the_middle(emulator: DiscordEmulator, start_bot: StartBot, service: RagService, sources_dir: Path) -> None:
     emulator.heartbeat_interval_ms = 250
     await asyncio.to_thread(service.start)
     await start_bot(service, question_cooldown_count=3, question_cooldown_seconds=60)
@@ -103,7 +105,7 @@ async def test_load_with_a_reload_in_the_middle(emulator: DiscordEmulator, start
           f"max heartbeat gap {max(gaps):.2f}s, RSS +{rss_mib() - before_rss:.0f} MiB, p50 {stats.p50_latency_ms:.1f} ms")
 
 
-async def test_one_reload_at_a_time(emulator: DiscordEmulator, start_bot, service: RagService, sources_dir: Path, embeddings: MiniLMEmbeddings) -> None:  # type: ignore[no-untyped-def] # noqa: F811
+async def test_one_reload_at_a_time(emulator: DiscordEmulator, start_bot: StartBot, service: RagService, sources_dir: Path, embeddings: MiniLMEmbeddings) -> None:
     slow = RagService(service.settings, embeddings=SlowEmbeddings(embeddings, delay=1.5))
     await asyncio.to_thread(slow.start)
     await start_bot(slow)
@@ -127,7 +129,7 @@ async def test_one_reload_at_a_time(emulator: DiscordEmulator, start_bot, servic
     assert (await running).updated == 1
 
 
-async def test_stats_for_moderators(emulator: DiscordEmulator, start_bot, shared_service: RagService) -> None:  # type: ignore[no-untyped-def] # noqa: F811
+async def test_stats_for_moderators(emulator: DiscordEmulator, start_bot: StartBot, shared_service: RagService) -> None:
     await start_bot(shared_service)
     member = emulator.member("alice")
     mark = len(emulator.calls)
@@ -146,14 +148,15 @@ async def test_stats_for_moderators(emulator: DiscordEmulator, start_bot, shared
     assert "refusal rate:" in text and "median answer time:" in text
 
 
-async def test_one_log_line_per_question_without_ids_or_text(emulator: DiscordEmulator, start_bot, shared_service: RagService, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def] # noqa: F811
+async def test_one_log_line_per_question_without_ids_or_text(emulator: DiscordEmulator, start_bot: StartBot, shared_service: RagService, caplog: pytest.LogCaptureFixture) -> None:
     await start_bot(shared_service)
     member = emulator.member("alice")
     caplog.set_level(logging.INFO, logger="bot.questions")
     mark = len(emulator.calls)
     interaction = await emulator.inject_slash(member, "ask", question="Who is the IDF chief of staff?")
     await emulator.wait_for_call("POST", rf"/webhooks/\d+/{interaction.token}", after=mark)
-    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "bot.questions"]
+    formatter = question_log_formatter()
+    lines = [json.loads(formatter.format(r)) for r in caplog.records if r.name == "bot.questions"]
     assert len(lines) == 1
     line = lines[0]
     assert line["event"] == "question" and line["provider"] == "extractive" and line["answerable"] is True
@@ -161,16 +164,10 @@ async def test_one_log_line_per_question_without_ids_or_text(emulator: DiscordEm
     assert line["user"] and member.id not in json.dumps(line) and "chief of staff" not in json.dumps(line)
 
 
-async def test_graceful_shutdown_finishes_answers_in_flight(emulator: DiscordEmulator, start_bot, shared_service: RagService, embeddings: MiniLMEmbeddings) -> None:  # type: ignore[no-untyped-def] # noqa: F811
-    slow_service = RagService(shared_service.settings, embeddings=SlowEmbeddings(embeddings, 0))
-    slow_service._live = shared_service.start()  # share the built index
-    original = slow_service.ask
-
-    def slow_ask(question: str, user: object = None):  # type: ignore[no-untyped-def]
-        time.sleep(1.0)
-        return original(question, user)  # type: ignore[arg-type]
-
-    slow_service.ask = slow_ask  # type: ignore[method-assign]
+async def test_graceful_shutdown_finishes_answers_in_flight(emulator: DiscordEmulator, start_bot: StartBot, settings: Settings, embeddings: MiniLMEmbeddings) -> None:
+    slow = SlowEmbeddings(embeddings, 1.0, trigger="Who is the IDF chief of staff?")  # the question takes 1 s
+    slow_service = RagService(settings, embeddings=slow)
+    slow_service.start()
     bot = await start_bot(slow_service)
     member = emulator.member("alice")
     mark = len(emulator.calls)
@@ -187,7 +184,7 @@ async def test_graceful_shutdown_finishes_answers_in_flight(emulator: DiscordEmu
     assert bot.is_closed()
 
 
-async def test_the_discord_token_never_reaches_the_logs(emulator: DiscordEmulator, start_bot, shared_service: RagService, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def] # noqa: F811
+async def test_the_discord_token_never_reaches_the_logs(emulator: DiscordEmulator, start_bot: StartBot, shared_service: RagService, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     await start_bot(shared_service)  # logs in with "test-token"
     member = emulator.member("alice")

@@ -9,9 +9,7 @@ import signal
 import sys
 
 from bot.settings import PROJECT_ROOT, Settings
-
 from tests.discord_emulator import DiscordEmulator
-from tests.test_discord import emulator  # noqa: F401  (fixture)
 
 
 async def test_run_without_token_is_a_clear_error(settings: Settings) -> None:
@@ -24,7 +22,7 @@ async def test_run_without_token_is_a_clear_error(settings: Settings) -> None:
     assert proc.returncode == 2 and b"DISCORD_TOKEN is not set" in err and b"Traceback" not in err
 
 
-async def test_run_answers_then_stops_gracefully_on_sigterm(emulator: DiscordEmulator, settings: Settings) -> None:  # noqa: F811
+async def test_run_answers_then_stops_gracefully_on_sigterm(emulator: DiscordEmulator, settings: Settings) -> None:
     env = {
         "PATH": os.environ.get("PATH", ""), "HOME": str(settings.vectorstore_dir.parent),
         "DISCORD_TOKEN": "run-test-token", "DISCORD_GUILD_ID": emulator.guild_id,

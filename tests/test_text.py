@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from bot.rag.chunking import chunk_document
-from bot.rag.sources import load_source
+from bot.rag.ingest.chunking import chunk_document
+from bot.rag.ingest.sources import load_source
 from bot.rag.text import normalise_text, split_sentences
-
-from tests.conftest import ARTICLE
+from tests.helpers import ARTICLE
 
 
 def test_tokenised_text_is_rejoined_for_display() -> None:

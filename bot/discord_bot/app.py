@@ -7,16 +7,13 @@ import contextlib
 import logging
 import signal
 import sys
+from collections.abc import AsyncIterator
 
 import discord
 import yarl
-from collections.abc import AsyncIterator
-
 from discord import app_commands
 from discord.ext import commands
 
-from bot.discord_bot.library import LibraryCog
-from bot.discord_bot.questions import QuestionsCog
 from bot.discord_bot.render import NO_MENTIONS, describe_error
 from bot.rag.errors import RagError
 from bot.rag.service import RagService
@@ -24,6 +21,7 @@ from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 EXIT_CONFIG_ERROR = 2
+EXTENSIONS = ("bot.discord_bot.cogs.questions", "bot.discord_bot.cogs.knowledge")
 
 
 def bot_intents() -> discord.Intents:
@@ -43,6 +41,7 @@ class SourceBot(commands.Bot):
             intents=bot_intents(),
             allowed_mentions=NO_MENTIONS,
             help_command=None,
+            tree_cls=SourceTree,
             **options,  # type: ignore[arg-type]
         )
         self.settings = settings
@@ -77,8 +76,8 @@ class SourceBot(commands.Bot):
         await self.close()
 
     async def setup_hook(self) -> None:
-        await self.add_cog(QuestionsCog(self))
-        await self.add_cog(LibraryCog(self))
+        for extension in EXTENSIONS:
+            await self.load_extension(extension)
         if self.settings.discord_guild_id:
             guild = discord.Object(id=self.settings.discord_guild_id)
             self.tree.copy_global_to(guild=guild)
@@ -94,27 +93,26 @@ class SourceBot(commands.Bot):
     async def on_ready(self) -> None:
         log.info("connected as %s (%s) to %d guild(s)", self.user, getattr(self.user, "id", "?"), len(self.guilds))
 
-    async def fail_deferred(self, interaction: discord.Interaction, error: Exception) -> None:
-        """After a deferred response: replace the "thinking…" message by a private error."""
-        if not isinstance(error, RagError):
-            log.error("/%s failed (guild=%s user=%s)", getattr(interaction.command, "name", "?"),
-                      interaction.guild_id, interaction.user.id, exc_info=error)
-        await interaction.delete_original_response()
-        await interaction.followup.send(describe_error(error), ephemeral=True, allowed_mentions=NO_MENTIONS)
 
-    async def report_command_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
-        """Check failures and errors of slash commands, as an ephemeral message."""
+class SourceTree(app_commands.CommandTree["SourceBot"]):
+    """The slash-command tree, with the one error handler of every command: check failures
+    and errors become a short private message; anything unexpected is logged in full."""
+
+    async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
         original = getattr(error, "original", error)
         if isinstance(error, app_commands.CheckFailure):
-            text = str(error) if str(error) else "You can't use this command here."
+            text = str(error) or "You can't use this command here."
         else:
-            log.error("slash command /%s failed (guild=%s user=%s)", getattr(interaction.command, "name", "?"),
-                      interaction.guild_id, interaction.user.id, exc_info=original)
+            if not isinstance(original, RagError):
+                log.error("slash command /%s failed (guild=%s user=%s)", getattr(interaction.command, "name", "?"),
+                          interaction.guild_id, interaction.user.id, exc_info=original)
             text = describe_error(original)
-        if interaction.response.is_done():
-            await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
-        else:
+        if not interaction.response.is_done():
             await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+            return
+        if interaction.response.type == discord.InteractionResponseType.deferred_channel_message:
+            await interaction.delete_original_response()  # the public "thinking…" goes; the error is private
+        await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
 
 
 async def _serve(bot: SourceBot, token: str) -> None:
@@ -138,7 +136,7 @@ def run_bot(settings: Settings) -> int:
     except RagError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
-    model = settings.openai_model if service.provider == "openai" else service.embeddings.model_id
+    model = settings.openai_model if service.provider == "openai" else service.components.embeddings.model_id
     log.info("answering with the %s back-end (%s) from %d source(s)", service.provider, model, len(service.sources()))
     if settings.discord_api_base:
         discord.http.Route.BASE = settings.discord_api_base.rstrip("/")

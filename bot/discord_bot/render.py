@@ -92,7 +92,7 @@ def render_sources(infos: list[SourceInfo], last_reload: IngestReport | None) ->
     for info in infos[:EMBED_FIELD_LIMIT]:
         when = discord.utils.format_dt(info.ingested_at, "R")
         label = f"{info.title} ({info.name})" if info.title else info.name
-        embed.add_field(name=trim(label, EMBED_FIELD_NAME_LIMIT), value=f"{info.chunks} chunks · indexed {when}", inline=False)
+        embed.add_field(name=trim(label, EMBED_FIELD_NAME_LIMIT), value=f"{info.chunks} chunk{'' if info.chunks == 1 else 's'} · indexed {when}", inline=False)
     if len(infos) > EMBED_FIELD_LIMIT:
         embed.set_footer(text=f"…and {len(infos) - EMBED_FIELD_LIMIT} more")
     elif last_reload is not None:

@@ -15,18 +15,18 @@ from langchain_chroma import Chroma
 from langchain_core.documents import Document
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
+from bot.rag.answer.base import Answerer
 from bot.rag.embeddings import EmbeddingModel
-from bot.rag.extractive import ExtractiveAnswerer
+from bot.rag.index.retrieval import LexicalIndex
+from bot.rag.ingest.sources import discover
 from bot.rag.models import Answer, Chunk
-from bot.rag.retrieval import LexicalIndex
-from bot.rag.sources import discover
 
 CHUNK_SIZE = 1000
 CHUNK_OVERLAP = 200
 
 
 class BaselinePipeline:
-    def __init__(self, sources_dir: Path, embeddings: EmbeddingModel, answerer: ExtractiveAnswerer, k: int = 4) -> None:
+    def __init__(self, sources_dir: Path, embeddings: EmbeddingModel, answerer: Answerer, k: int = 4) -> None:
         self._texts: dict[str, str] = {}
         documents: list[Document] = []
         for path in discover(sources_dir):

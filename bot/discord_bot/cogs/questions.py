@@ -1,20 +1,20 @@
 """Questions: @mentions (or replies to the bot) in channels and threads, and /ask. Answers
-from a streaming back-end appear progressively (edits throttled); others arrive whole."""
+come from the service's `astream` (the chain's own async stream): a streaming back-end's
+text appears progressively (edits throttled); others arrive whole."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.discord_bot.guards import CooldownHit, QuestionCooldown, channel_allowed
+from bot.discord_bot.checks import CooldownHit, QuestionCooldown, channel_allowed
 from bot.discord_bot.render import MESSAGE_LIMIT, NO_MENTIONS, Reply, describe_error, render_answer, trim
 from bot.rag.errors import QuestionError, RagError
 from bot.rag.models import Answer
@@ -25,36 +25,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 RESTARTING = "I'm restarting; please ask again in a minute."
 WRITING = " …"  # shown after a partial answer while it is still being written
-_DONE = object()
 
 
 class QuestionsCog(commands.Cog):
+    """Members' questions, by mention, reply or /ask."""
+
     def __init__(self, bot: SourceBot) -> None:
         self.bot = bot
         self.cooldown = QuestionCooldown(bot.settings)
-
-    async def stream(self, question: str, user: int) -> AsyncIterator[str | Answer]:
-        """The service's answer stream, produced in a worker thread (the event loop stays free)."""
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[object] = asyncio.Queue()
-
-        def produce() -> None:
-            try:
-                for item in self.bot.service.stream(question, user):
-                    loop.call_soon_threadsafe(queue.put_nowait, item)
-            except BaseException as exc:  # handed to the event loop and raised there
-                loop.call_soon_threadsafe(queue.put_nowait, exc)
-            finally:
-                loop.call_soon_threadsafe(queue.put_nowait, _DONE)
-
-        worker = asyncio.ensure_future(asyncio.to_thread(produce))
-        try:
-            while (item := await queue.get()) is not _DONE:
-                if isinstance(item, BaseException):
-                    raise item
-                yield item  # type: ignore[misc]
-        finally:
-            await worker
 
     async def answer_progressively(
         self, question: str, user: int, show: Callable[[str], Awaitable[None]]
@@ -63,7 +41,7 @@ class QuestionsCog(commands.Cog):
         Returns the rendered final answer and whether anything partial was shown."""
         interval = self.bot.settings.stream_edit_interval
         shown, last = False, 0.0
-        async for item in self.stream(question, user):
+        async for item in self.bot.service.astream(question, user):
             if isinstance(item, Answer):
                 return render_answer(item), shown
             now = time.monotonic()
@@ -153,11 +131,7 @@ class QuestionsCog(commands.Cog):
         async def show(partial: str) -> None:
             await interaction.edit_original_response(content=partial, allowed_mentions=NO_MENTIONS)
 
-        try:
-            replies, shown = await self.answer_progressively(question, interaction.user.id, show)
-        except Exception as exc:
-            await self.bot.fail_deferred(interaction, exc)
-            return
+        replies, shown = await self.answer_progressively(question, interaction.user.id, show)
         first, *rest = replies
         if shown:
             await interaction.edit_original_response(content=first.content, embed=first.embed, allowed_mentions=NO_MENTIONS)
@@ -166,5 +140,6 @@ class QuestionsCog(commands.Cog):
         for reply in rest:
             await interaction.followup.send(reply.content, embed=reply.embed or discord.utils.MISSING, allowed_mentions=NO_MENTIONS)
 
-    async def cog_app_command_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
-        await self.bot.report_command_error(interaction, error)
+
+async def setup(bot: SourceBot) -> None:
+    await bot.add_cog(QuestionsCog(bot))

@@ -1,13 +1,18 @@
 """Who may do what, and how often: the per-user question cooldown, the channel filter and
-the moderator check for /reload."""
+the moderator check for moderators' commands."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
 from bot.settings import Settings
+
+T = TypeVar("T")
 
 
 class CooldownHit(app_commands.CheckFailure):
@@ -20,7 +25,7 @@ class CooldownHit(app_commands.CheckFailure):
 
 class NotModerator(app_commands.CheckFailure):
     def __init__(self) -> None:
-        super().__init__("Only moderators (Manage Server or a moderator role) can reload the sources.")
+        super().__init__("Only moderators (Manage Server or a moderator role) can use this command.")
 
 
 def _user_id(source: discord.Message | discord.Interaction) -> int:
@@ -55,3 +60,20 @@ def channel_allowed(channel: discord.abc.Messageable, settings: Settings) -> boo
         return True
     ids = {getattr(channel, "id", None), getattr(channel, "parent_id", None)}
     return bool(ids & set(settings.allowed_channel_ids))
+
+
+def moderator_only() -> Callable[[T], T]:
+    """A moderators' slash command: hidden from members by default (Manage Server), never in
+    DMs, and checked again when run (server admins may have overridden the default)."""
+
+    def predicate(interaction: discord.Interaction) -> bool:
+        if not is_moderator(interaction, interaction.client.settings):  # type: ignore[attr-defined]
+            raise NotModerator()
+        return True
+
+    def decorate(command: T) -> T:
+        command = app_commands.check(predicate)(command)
+        command = app_commands.guild_only()(command)
+        return app_commands.default_permissions(manage_guild=True)(command)
+
+    return decorate

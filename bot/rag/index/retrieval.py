@@ -17,8 +17,8 @@ from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
 from bot.rag.errors import IndexUnavailableError, RagError
+from bot.rag.index.store import IndexVersion
 from bot.rag.models import Chunk
-from bot.rag.store import IndexVersion
 from bot.rag.text import content_terms
 
 RRF_K = 60  # the usual reciprocal-rank-fusion constant

@@ -10,7 +10,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.discord_bot.guards import NotModerator, is_moderator
+from bot.discord_bot.checks import moderator_only
 from bot.discord_bot.render import (
     NO_MENTIONS,
     render_reload,
@@ -27,18 +27,9 @@ log = logging.getLogger(__name__)
 AUTOCOMPLETE_LIMIT = 25  # Discord shows at most 25 choices
 
 
-def moderators_only() -> app_commands.check:  # type: ignore[valid-type]
-    """Run-time check, for servers whose admins overrode the command's default permissions."""
+class KnowledgeCog(commands.Cog):
+    """What the bot knows: its sources, their summaries, reloads and question stats."""
 
-    def predicate(interaction: discord.Interaction) -> bool:
-        if not is_moderator(interaction, interaction.client.settings):  # type: ignore[attr-defined]
-            raise NotModerator()
-        return True
-
-    return app_commands.check(predicate)
-
-
-class LibraryCog(commands.Cog):
     def __init__(self, bot: SourceBot) -> None:
         self.bot = bot
 
@@ -46,11 +37,7 @@ class LibraryCog(commands.Cog):
     @app_commands.describe(source="Which source (default: all)")
     async def summary(self, interaction: discord.Interaction, source: str | None = None) -> None:
         await interaction.response.defer(thinking=True)
-        try:
-            summary = await asyncio.to_thread(self.bot.service.summary, source)
-        except Exception as exc:
-            await self.bot.fail_deferred(interaction, exc)
-            return
+        summary = await asyncio.to_thread(self.bot.service.summary, source)
         for reply in render_summary(summary):
             await interaction.followup.send(reply.content, embed=reply.embed or discord.utils.MISSING, allowed_mentions=NO_MENTIONS)
 
@@ -71,9 +58,7 @@ class LibraryCog(commands.Cog):
         await interaction.response.send_message(reply.content, embed=reply.embed, allowed_mentions=NO_MENTIONS)
 
     @app_commands.command(name="reload", description="Re-read the sources folder (moderators)")
-    @app_commands.default_permissions(manage_guild=True)
-    @app_commands.guild_only()
-    @moderators_only()
+    @moderator_only()
     async def reload(self, interaction: discord.Interaction) -> None:
         await interaction.response.send_message("Reloading the sources… I keep answering from the current index meanwhile.", ephemeral=True)
         log.info("reload requested (guild=%s user=%s)", interaction.guild_id, interaction.user.id)
@@ -88,13 +73,12 @@ class LibraryCog(commands.Cog):
         await interaction.edit_original_response(content=render_reload(report), allowed_mentions=NO_MENTIONS)
 
     @app_commands.command(name="stats", description="Questions served since start (moderators)")
-    @app_commands.default_permissions(manage_guild=True)
-    @app_commands.guild_only()
-    @moderators_only()
+    @moderator_only()
     async def stats(self, interaction: discord.Interaction) -> None:
         snapshot = self.bot.service.stats.snapshot()
         reply = render_stats(snapshot, self.bot.service.provider)
         await interaction.response.send_message(reply, ephemeral=True, allowed_mentions=NO_MENTIONS)
 
-    async def cog_app_command_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
-        await self.bot.report_command_error(interaction, error)
+
+async def setup(bot: SourceBot) -> None:
+    await bot.add_cog(KnowledgeCog(bot))

@@ -4,23 +4,30 @@ and each remaining citation given the sentence of its chunk closest to the answe
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 
 import httpx
-
 import openai
 from langchain_core.exceptions import OutputParserException
+from langchain_core.messages import BaseMessageChunk
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.runnables import Runnable
 from langchain_openai import ChatOpenAI
 from pydantic import BaseModel, Field, ValidationError
 
-from bot.rag.citations import best_sentence, cited_numbers, format_context, renumber_markers
+from bot.rag.answer.base import AnswerEvent, Corpus
+from bot.rag.answer.citations import (
+    best_sentence,
+    cited_numbers,
+    format_context,
+    renumber_markers,
+)
+from bot.rag.embeddings import VectorCache
 from bot.rag.errors import ModelError
-from bot.rag.extractive import Corpus, VectorCache
 from bot.rag.models import Answer, Chunk, Citation, Summary, SummaryBullet
 from bot.rag.prompts import Prompts
 from bot.settings import Settings
@@ -101,6 +108,29 @@ def within_budget(chunks: Sequence[Chunk], token_budget: int) -> list[Chunk]:
     return kept
 
 
+class _Draft:
+    """A streamed reply as it grows: what may be shown so far, and whether it finished."""
+
+    def __init__(self, excerpts: int) -> None:
+        self.reply = ""
+        self.finished = False
+        self._excerpts = excerpts
+
+    def add(self, message: BaseMessageChunk) -> str | None:
+        """Take one streamed piece; the cleaned text to show, or None to show nothing yet."""
+        self.finished = self.finished or bool(message.response_metadata.get("finish_reason"))
+        self.reply += message.text
+        if REFUSAL_SENTINEL.startswith(self.reply.lstrip()[: len(REFUSAL_SENTINEL)]):
+            return None  # may be the refusal sentinel: show nothing yet
+        return renumber_markers(_UNCLOSED_MARKER.sub("", self.reply), self._excerpts)[0]
+
+    def complete(self) -> str:
+        if not self.finished:  # the stream ended without the model saying it was done
+            log.warning("model stream ended without a finish reason")
+            raise ModelError("The language model's answer was cut off. Please try again.")
+        return self.reply.strip()
+
+
 class OpenAIAnswerer:
     """Answers and summaries written by a chat model, grounded in numbered excerpts."""
 
@@ -176,27 +206,31 @@ class OpenAIAnswerer:
         self._structured_ok = True
         return result
 
-    def stream(self, question: str, chunks: Sequence[Chunk], corpus: Corpus) -> Iterator[str | Answer]:
+    def stream(self, question: str, chunks: Sequence[Chunk], corpus: Corpus) -> Iterator[AnswerEvent]:
         """The answer as it is written (each item: the cleaned text so far), then the Answer."""
         chunks = within_budget(chunks, self._settings.context_token_budget)
         if not chunks:
             yield Answer(question, self._prompts.refusal, False, [], self.provider)
             return
-        reply = ""
-        finished = False
+        draft = _Draft(len(chunks))
         with model_errors(self._settings):
             for message in self._answer_messages.stream(self._inputs(question, chunks)):
-                finished = finished or bool(message.response_metadata.get("finish_reason"))
-                reply += message.text
-                head = reply.lstrip()[: len(REFUSAL_SENTINEL)]
-                if REFUSAL_SENTINEL.startswith(head):
-                    continue  # may be the refusal sentinel: show nothing yet
-                visible = _UNCLOSED_MARKER.sub("", reply)
-                yield renumber_markers(visible, len(chunks))[0]
-        if not finished:  # the stream ended without the model saying it was done
-            log.warning("model stream ended without a finish reason")
-            raise ModelError("The language model's answer was cut off. Please try again.")
-        yield self._finish(question, reply.strip(), chunks, corpus)
+                if (visible := draft.add(message)) is not None:
+                    yield visible
+        yield self._finish(question, draft.complete(), chunks, corpus)
+
+    async def astream(self, question: str, chunks: Sequence[Chunk], corpus: Corpus) -> AsyncIterator[AnswerEvent]:
+        """`stream` on the event loop: the model's reply is read asynchronously."""
+        chunks = within_budget(chunks, self._settings.context_token_budget)
+        if not chunks:
+            yield Answer(question, self._prompts.refusal, False, [], self.provider)
+            return
+        draft = _Draft(len(chunks))
+        with model_errors(self._settings):
+            async for message in self._answer_messages.astream(self._inputs(question, chunks)):
+                if (visible := draft.add(message)) is not None:
+                    yield visible
+        yield await asyncio.to_thread(self._finish, question, draft.complete(), chunks, corpus)
 
     def _finish(self, question: str, reply: str, chunks: Sequence[Chunk], corpus: Corpus) -> Answer:
         """The Answer for a complete reply: refusal, or text with its markers checked."""

@@ -1,4 +1,4 @@
-"""The Chroma index: client creation (embedded or server), versioned collections, ingest.
+"""The Chroma index of one knowledge base: its versioned collections, loading and building them.
 
 Every build writes a new collection `<prefix>_v<n>` marked `state=building`, then flips it to
 `state=ready` in one metadata update: that flip is the atomic switch. Readers use the newest
@@ -18,50 +18,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import chromadb
 from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
-from chromadb.config import Settings as ChromaSettings
 
-from bot.rag.chunking import chunk_document
 from bot.rag.embeddings import EmbeddingModel
-from bot.rag.errors import IndexUnavailableError
 from bot.rag.models import Chunk, IngestReport, SourceDocument, SourceInfo
-from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 
 _WRITE_BATCH = 256
-
-
-def make_client(settings: Settings) -> ClientAPI:
-    """A Chroma server client when CHROMA_HOST is set, else the embedded on-disk store."""
-    chroma_settings = ChromaSettings(anonymized_telemetry=False)
-    try:
-        if settings.uses_chroma_server:
-            headers = {}
-            if settings.chroma_auth_header is not None:
-                headers["Authorization"] = settings.chroma_auth_header.get_secret_value()
-            return chromadb.HttpClient(
-                host=settings.chroma_host or "localhost",
-                port=settings.chroma_port,
-                ssl=settings.chroma_ssl,
-                headers=headers or None,
-                settings=chroma_settings,
-            )
-        settings.vectorstore_dir.mkdir(parents=True, exist_ok=True)
-        return chromadb.PersistentClient(path=str(settings.vectorstore_dir), settings=chroma_settings)
-    except Exception as exc:  # chromadb raises several types for an unreachable server
-        raise IndexUnavailableError(describe_store_error(settings, exc)) from exc
-
-
-def describe_store_error(settings: Settings, exc: BaseException) -> str:
-    where = (
-        f"the Chroma server at {settings.chroma_host}:{settings.chroma_port}"
-        if settings.uses_chroma_server
-        else f"the vector store in {settings.vectorstore_dir}"
-    )
-    return f"Cannot use {where}: {type(exc).__name__}: {exc}".rstrip(": ")
 
 
 @dataclass
@@ -276,7 +241,3 @@ class ChromaIndex:
         for name in names:
             if name not in keep_set:
                 self._client.delete_collection(name)
-
-
-def chunker_for(settings: Settings) -> Callable[[SourceDocument], list[Chunk]]:
-    return lambda doc: chunk_document(doc, settings.chunk_size, settings.chunk_overlap)

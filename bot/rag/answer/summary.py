@@ -1,17 +1,15 @@
 """Extractive summaries: the most central, mutually different sentences of the sources,
-shown verbatim in source order, each cited. Also the cache that keeps any summary until
-the sources change."""
+shown verbatim in source order, each cited."""
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from bot.rag.citations import span_citation
-from bot.rag.extractive import VectorCache, candidates_of
+from bot.rag.answer.citations import span_citation
+from bot.rag.answer.sentences import candidates_of
+from bot.rag.embeddings import VectorCache
 from bot.rag.models import Chunk, Summary, SummaryBullet
 
 MMR_LAMBDA = 0.7  # relevance (centrality) against novelty when picking the next sentence
@@ -64,25 +62,3 @@ def extractive_summary(
         citations.append(span_citation(n, cand.chunk, cand.span.start, cand.span.end, source_text(cand.chunk.source)))
         bullets.append(SummaryBullet(cand.span.text, [n]))
     return Summary(source, bullets, citations)
-
-
-class SummaryCache:
-    """Summaries by (scope, back-end, chunk ids): a changed source changes the key."""
-
-    def __init__(self, capacity: int = 64) -> None:
-        self._items: OrderedDict[Hashable, Summary] = OrderedDict()
-        self._capacity = capacity
-        self._lock = threading.Lock()
-
-    def get(self, key: Hashable) -> Summary | None:
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-            return None
-
-    def put(self, key: Hashable, value: Summary) -> None:
-        with self._lock:
-            self._items[key] = value
-            while len(self._items) > self._capacity:
-                self._items.popitem(last=False)

@@ -1,0 +1,196 @@
+"""The embedded offline answerer: picks the sentences of the retrieved chunks that answer the
+question and returns them verbatim with citations, or refuses.
+
+Each sentence is scored by `DENSE_WEIGHT` x its embedding similarity to the question plus
+`LEXICAL_WEIGHT` x the idf-weighted share of the question's content words it contains. A
+sentence that leans on the one before it ("He also called for ...") is also scored with
+that sentence as context. Questions that ask for a number, a date or an age only accept
+sentences that contain one the question does not. When the best sentence scores below the
+calibrated threshold the answer is a refusal. Nothing is generated: every word shown comes
+from the sources, so this back-end cannot invent facts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from bot.rag.answer.answer_types import (
+    ANSWER_TYPE_WORDS,
+    WINDOW_MIN_DENSE,
+    expected_answer_type,
+    has_answer_type,
+)
+from bot.rag.answer.base import Corpus, WholeAnswerStreams
+from bot.rag.answer.citations import span_citation
+from bot.rag.answer.sentences import (
+    Candidate,
+    candidates_of,
+    continues_previous,
+    starts_with_pronoun,
+)
+from bot.rag.answer.summary import extractive_summary
+from bot.rag.embeddings import VectorCache
+from bot.rag.models import Answer, Chunk, Citation, Summary
+from bot.rag.text import content_terms
+
+DENSE_WEIGHT = 0.6
+LEXICAL_WEIGHT = 0.4
+CONTEXT_DISCOUNT = 0.9  # a sentence scored with its predecessor as context counts a bit less
+SECOND_SENTENCE_MARGIN = 0.03  # a runner-up this close to the best is shown too
+PERSON_PREFERENCE_MARGIN = 0.1  # "who": a sentence naming a titled person wins unless this much worse
+MAX_SENTENCES = 2
+FULL_COVERAGE = 0.999
+
+@dataclass(frozen=True)
+class ScoredCandidate:
+    candidate: Candidate
+    score: float
+    dense: float
+    lexical: float
+    typed: bool  # holds (itself or with the sentence before) the kind of value asked for
+    with_previous: bool  # the sentence before belongs in the quote
+
+    @property
+    def start(self) -> int:
+        previous = self.candidate.previous
+        return previous.start if self.with_previous and previous is not None else self.candidate.span.start
+
+
+def lexical_overlap(question_terms: set[str], text: str, idf: Callable[[str], float]) -> float:
+    """Idf-weighted share of the question's content terms present in `text`."""
+    if not question_terms:
+        return 0.0
+    present = set(content_terms(text))
+    total = sum(idf(t) for t in question_terms)
+    return sum(idf(t) for t in question_terms if t in present) / total if total else 0.0
+
+
+def _pairs_with_previous(cand: Candidate, dense: float, q_terms: set[str]) -> bool:
+    """Whether the sentence may be read together with the one before it. It may when it
+    continues it ("He also ...") or when it adds no question words of its own that the one
+    before lacks (the sentence before sets the scene, this one holds the answer). Two
+    sentences about different subjects are not glued into one answer."""
+    assert cand.previous is not None
+    if continues_previous(cand.span.text):
+        return True
+    if dense < WINDOW_MIN_DENSE:
+        return False
+    own = set(content_terms(cand.span.text)) & q_terms
+    return own <= set(content_terms(cand.previous.text))
+
+
+def score_candidates(
+    question: str,
+    question_vector: np.ndarray,
+    candidates: Sequence[Candidate],
+    vectors: VectorCache,
+    idf: Callable[[str], float],
+) -> list[ScoredCandidate]:
+    """Every candidate scored, alone and with the sentence before it as context; best first."""
+    if not candidates:
+        return []
+    kind = expected_answer_type(question)
+    q_terms = set(content_terms(question)) - ANSWER_TYPE_WORDS
+    texts = [c.span.text for c in candidates]
+    windows = [f"{c.previous.text} {c.span.text}" for c in candidates if c.previous is not None]
+    sims = vectors.get(texts + windows) @ question_vector
+    window_sim = dict(zip(windows, sims[len(texts):]))
+
+    def combined(dense: float, text: str) -> tuple[float, float]:
+        lexical = lexical_overlap(q_terms, text, idf)
+        return DENSE_WEIGHT * dense + LEXICAL_WEIGHT * lexical, lexical
+
+    scored = []
+    for cand, sim in zip(candidates, sims[: len(texts)]):
+        dense = float(sim)
+        score, lexical = combined(dense, cand.span.text)
+        typed = has_answer_type(kind, cand.span.text, question)
+        with_previous = False
+        if cand.previous is not None and _pairs_with_previous(cand, dense, q_terms):
+            window = f"{cand.previous.text} {cand.span.text}"
+            window_score, window_lexical = combined(float(window_sim[window]), window)
+            window_score *= CONTEXT_DISCOUNT
+            window_typed = typed or has_answer_type(kind, cand.previous.text, question)
+            if (window_typed, window_score) > (typed, score):
+                score, lexical, with_previous, typed = window_score, window_lexical, True, window_typed
+            elif kind == "person" and not typed and window_typed and starts_with_pronoun(cand.span.text):
+                with_previous, typed = True, True  # "He said ...": show who "he" is
+        scored.append(ScoredCandidate(cand, score, dense, lexical, typed, with_previous))
+    scored.sort(key=lambda s: (not s.typed, -s.score, s.candidate.position))
+    return scored
+
+
+def select_evidence(
+    scored: Sequence[ScoredCandidate], threshold: float, kind: str | None
+) -> list[ScoredCandidate]:
+    """The sentences to show (in source order), or [] to refuse. Numbers, dates and ages
+    must be present; a person is preferred but not required (names need no title)."""
+    typed = [s for s in scored if s.typed]
+    if kind == "person":
+        overall = sorted(scored, key=lambda s: (-s.score, s.candidate.position))
+        if not typed or typed[0].score < max(threshold, overall[0].score - PERSON_PREFERENCE_MARGIN):
+            # The answer may be an organisation or a name without a title; such a sentence
+            # must then hold every word of the question ("Who warned against an assault on
+            # Rafah?" - "The US and UN have warned an all-out assault on Rafah").
+            typed = [s for s in overall if s.lexical >= FULL_COVERAGE]
+    if not typed or typed[0].score < threshold:
+        return []
+    best = typed[0]
+    chosen = [best]
+    for other in typed[1:MAX_SENTENCES + 2]:
+        if len(chosen) >= MAX_SENTENCES:
+            break
+        if other.score >= max(threshold, best.score - SECOND_SENTENCE_MARGIN):
+            chosen.append(other)
+    return sorted(chosen, key=lambda s: (s.candidate.chunk.source, s.candidate.span.start))
+
+
+class ExtractiveAnswerer(WholeAnswerStreams):
+    """Answers made of source sentences only; no key, no network."""
+
+    provider = "extractive"
+
+    def __init__(self, vectors: VectorCache, threshold: float, refusal: str,
+                 summary_bullets: tuple[int, int] = (3, 6)) -> None:
+        self._vectors = vectors
+        self._threshold = threshold
+        self._refusal = refusal
+        self._summary_bullets = summary_bullets
+
+    def rank(self, question: str, chunks: Sequence[Chunk], corpus: Corpus) -> list[ScoredCandidate]:
+        question_vector = self._vectors.get([question])[0]
+        candidates = candidates_of(chunks, corpus.source_text)
+        return score_candidates(question, question_vector, candidates, self._vectors, corpus.idf)
+
+    def answer(self, question: str, chunks: Sequence[Chunk], corpus: Corpus) -> Answer:
+        kind = expected_answer_type(question)
+        chosen = select_evidence(self.rank(question, chunks, corpus), self._threshold, kind)
+        if not chosen:
+            return Answer(question, self._refusal, False, [], self.provider)
+        citations: list[Citation] = []
+        for group in _contiguous_groups(chosen):
+            chunk = group[0].candidate.chunk
+            text = corpus.source_text(chunk.source)
+            citations.append(span_citation(len(citations) + 1, chunk, group[0].start, group[-1].candidate.span.end, text))
+        answer = " ".join(f"“{c.quote}” [{c.n}]" for c in citations)
+        return Answer(question, answer, True, citations, self.provider)
+
+    def summarise(self, source: str | None, chunks: Sequence[Chunk], corpus: Corpus) -> Summary:
+        low, high = self._summary_bullets
+        return extractive_summary(source, chunks, self._vectors, corpus.source_text, low, high)
+
+
+def _contiguous_groups(chosen: Sequence[ScoredCandidate]) -> list[list[ScoredCandidate]]:
+    """Chosen sentences (in source order) merged where they overlap or follow each other."""
+    groups: list[list[ScoredCandidate]] = []
+    for item in chosen:
+        if groups:
+            last = groups[-1][-1].candidate
+            if last.chunk.source == item.candidate.chunk.source and item.start - last.span.end <= 2:
+                groups[-1].append(item)
+                continue
+        groups.append([item])
+    return groups

@@ -1,0 +1,63 @@
+"""The sentences of retrieved chunks as answer candidates: each sentence once, in retrieval
+order, with the sentence before it as context when it leans on it ("He also ...")."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from bot.rag.answer.answer_types import CONTINUES, PRONOUN_SUBJECTS
+from bot.rag.models import Chunk
+from bot.rag.text import Span, split_sentences, words
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A sentence of a retrieved chunk; `span` offsets are into the source's text."""
+
+    chunk: Chunk
+    span: Span
+    previous: Span | None  # the sentence before it in the source, if any
+    position: int  # order of first appearance over the retrieved chunks
+
+
+
+def candidates_of(chunks: Sequence[Chunk], source_text: Callable[[str], str]) -> list[Candidate]:
+    """Sentences of the chunks, each once (chunks overlap), in retrieval order, each with
+    the sentence before it in its source."""
+    sentences: dict[str, list[Span]] = {}
+    seen: set[tuple[str, int]] = set()
+    out: list[Candidate] = []
+    for chunk in chunks:
+        if chunk.source not in sentences:
+            sentences[chunk.source] = split_sentences(source_text(chunk.source))
+        spans = sentences[chunk.source]
+        for i, span in enumerate(spans):
+            if span.start < chunk.start or span.end > chunk.end:
+                continue
+            if (chunk.source, span.start) not in seen:
+                seen.add((chunk.source, span.start))
+                out.append(Candidate(chunk, span, _context_before(spans, i, source_text(chunk.source)), len(out)))
+    return out
+
+
+def _context_before(spans: Sequence[Span], i: int, text: str) -> Span | None:
+    """The sentence before spans[i], reaching one further back when that sentence itself
+    continues its predecessor (a quote running over two sentences, "I will ...")."""
+    if i == 0:
+        return None
+    start = spans[i - 1].start
+    if i >= 2 and continues_previous(spans[i - 1].text):
+        start = spans[i - 2].start
+    return Span(start, spans[i - 1].end, text[start:spans[i - 1].end])
+
+
+def starts_with_pronoun(sentence: str) -> bool:
+    first = words(sentence[:20])
+    return bool(first) and first[0] in PRONOUN_SUBJECTS
+
+
+def continues_previous(sentence: str) -> bool:
+    """Whether the sentence leans on the one before ("He also ...", "However, ...", a quote)."""
+    first = words(sentence[:30])
+    return sentence[:1] in "\"“" or (bool(first) and (first[0] in CONTINUES or first[1:2] == ["also"]))

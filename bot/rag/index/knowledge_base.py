@@ -1,0 +1,210 @@
+"""One knowledge base: the lifecycle of its index. It starts from the newest ready version
+(building one from its sources when there is none), ingests and reloads one at a time with
+the old version serving until the new one is ready (and after a failed reload), follows
+versions another process published to a shared Chroma server, and keeps the live retriever
+and LCEL chain that answer from the active version."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from langchain_chroma import Chroma
+from langchain_core.documents import Document
+from langchain_core.runnables import Runnable, RunnableLambda, RunnableParallel, RunnablePassthrough
+
+from bot.rag.answer.base import AnswerInput, AnswerStep
+from bot.rag.components import Components, describe_store_error
+from bot.rag.errors import IndexUnavailableError, RagError, ReloadInProgressError, SourceError
+from bot.rag.index.retrieval import HybridRetriever, LexicalIndex
+from bot.rag.index.store import ChromaIndex, IndexVersion
+from bot.rag.ingest.sources import load_sources
+from bot.rag.models import Answer, Chunk, IngestReport, SourceInfo
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LiveIndex:
+    """Everything that answers from one index version; replaced whole on reload. It is the
+    corpus its own chain's answerer reads, so one question never mixes two versions."""
+
+    version: IndexVersion
+    lexical: LexicalIndex
+    retriever: HybridRetriever
+    chain: Runnable[str, Answer] = field(init=False)
+
+    def idf(self, term: str) -> float:
+        return self.lexical.idf(term)
+
+    def source_text(self, source: str) -> str:
+        return self.version.source_text(source)
+
+    def chunks_of(self, documents: Sequence[Document]) -> list[Chunk]:
+        """The chunks behind documents the retriever returned."""
+        return [self.version.chunks[str(d.metadata["chunk_id"])] for d in documents]
+
+
+class KnowledgeBase:
+    """The index of one set of sources (a folder), with its versions in Chroma."""
+
+    def __init__(self, name: str, components: Components, collection_prefix: str, sources_dir: Path) -> None:
+        self.name = name
+        self.components = components
+        self.settings = components.settings
+        self.collection_prefix = collection_prefix
+        self.sources_dir = sources_dir
+        self.last_reload: IngestReport | None = None
+        self._live: LiveIndex | None = None
+        self._checked_at = time.monotonic()
+        self._reload_lock = threading.Lock()
+        self._start_lock = threading.Lock()
+
+    @property
+    def index(self) -> ChromaIndex:
+        return ChromaIndex(self.components.chroma, self.collection_prefix)
+
+    # --- start and follow --------------------------------------------------------------
+    def start(self) -> LiveIndex:
+        """The live index: the newest ready version, built from the sources if none exists."""
+        live = self._live
+        if live is not None:
+            return self._follow_other_processes(live)
+        with self._start_lock:
+            if self._live is None:
+                try:
+                    name = self.index.active_name()
+                    version = self.index.load(name) if name else None
+                except RagError:
+                    raise
+                except Exception as exc:
+                    raise IndexUnavailableError(describe_store_error(self.settings, exc)) from exc
+                if version is not None and version.embedding_model == self.components.embeddings.model_id:
+                    self._activate(version)
+                else:
+                    self.ingest()
+            assert self._live is not None
+            return self._live
+
+    def refresh(self) -> IngestReport | None:
+        """Bring the index up to date with the sources folder (nothing is re-embedded when
+        nothing changed). If a source cannot be read but an index exists, keep serving it
+        and log why; with no index at all, or no sources folder, raise."""
+        if not self.sources_dir.is_dir():
+            raise SourceError(f"The sources folder {self.sources_dir} does not exist.")
+        try:
+            return self.ingest()
+        except SourceError as exc:
+            if self._live is None and self.index.active_name() is None:
+                raise
+            log.warning("sources not re-read, answering from the existing index: %s", exc)
+            return None
+
+    def _follow_other_processes(self, live: LiveIndex) -> LiveIndex:
+        """With a shared Chroma server, another process may have reloaded: switch to the
+        newest ready version (checked at most every INDEX_REFRESH_SECONDS)."""
+        interval = self.settings.index_refresh_seconds
+        if not self.settings.uses_chroma_server or not interval or time.monotonic() - self._checked_at < interval:
+            return live
+        if not self._start_lock.acquire(blocking=False):
+            return live  # another thread is already checking
+        try:
+            self._checked_at = time.monotonic()
+            name = self.index.active_name()
+            if name and name != live.version.name and not self._reload_lock.locked():
+                version = self.index.load(name)
+                if version is not None and version.embedding_model == self.components.embeddings.model_id:
+                    log.info("another process published index %s: switching to it", name)
+                    self._activate(version)
+        except Exception as exc:  # keep serving what we have; the query reports a dead server
+            log.warning("could not check for a newer index: %s", type(exc).__name__)
+        finally:
+            self._start_lock.release()
+        return self._live or live
+
+    # --- ingest ----------------------------------------------------------------------
+    def ingest(self, sources_dir: Path | None = None) -> IngestReport:
+        """Load the sources and make them the live index. On any error the live index (if
+        any) is left as it was and a RagError says what went wrong."""
+        if not self._reload_lock.acquire(blocking=False):
+            raise ReloadInProgressError("A reload is already running; try again when it finishes.")
+        try:
+            started = time.perf_counter()
+            documents = load_sources(sources_dir or self.sources_dir, self.settings.max_source_bytes)
+            report = self._build(documents)
+            log.info("ingest of %s: %s in %.2fs", self.name, report, time.perf_counter() - started)
+            self.last_reload = report
+            return report
+        finally:
+            self._reload_lock.release()
+
+    def _build(self, documents: Sequence[Any]) -> IngestReport:
+        index = self.index
+        current = self._live.version if self._live is not None else None
+        try:
+            if current is None:
+                name = index.active_name()
+                current = index.load(name) if name else None
+            report, new_name = index.build(
+                documents, self.components.embeddings, self.components.chunker, current
+            )
+            if new_name is not None:
+                version = index.load(new_name)
+                assert version is not None
+                self._activate(version)
+            elif self._live is None and current is not None:
+                self._activate(current)
+            return report
+        except RagError:
+            raise
+        except Exception as exc:
+            log.exception("ingest failed")
+            self._cleanup_after_failure(index)
+            raise IndexUnavailableError(
+                f"Ingest failed ({describe_store_error(self.settings, exc)}); "
+                + ("the previous index is still serving." if self._live else "no index is available yet.")
+            ) from exc
+
+    @staticmethod
+    def _cleanup_after_failure(index: ChromaIndex) -> None:
+        try:
+            index.drop_unfinished()
+        except Exception:  # the store may be the thing that failed; nothing more to do
+            log.warning("could not remove an unfinished index version", exc_info=True)
+
+    # --- the live chain ---------------------------------------------------------------
+    def _activate(self, version: IndexVersion) -> None:
+        components = self.components
+        lexical = LexicalIndex(list(version.chunks.values()))
+        vectorstore = Chroma(
+            client=components.chroma, collection_name=version.name, embedding_function=components.embeddings
+        )
+        retriever = HybridRetriever(
+            version=version,
+            vectorstore=vectorstore,
+            lexical=lexical,
+            query_vector=lambda text: components.vectors.get([text])[0],
+            k=self.settings.top_k,
+            hybrid=self.settings.hybrid_search,
+        )
+
+        def answer_input(inputs: dict[str, Any]) -> AnswerInput:
+            return {"question": inputs["question"], "chunks": live.chunks_of(inputs["documents"])}
+
+        live = LiveIndex(version, lexical, retriever)
+        live.chain = (
+            RunnableParallel(question=RunnablePassthrough(), documents=retriever)
+            | RunnableLambda(answer_input)
+            | AnswerStep(components.answerer, corpus=live)
+        )
+        self._live = live
+        log.info("%s: serving index %s (%d chunks)", self.name, version.name, len(version.chunks))
+
+    def sources(self) -> list[SourceInfo]:
+        return list(self.start().version.sources.values())
+

@@ -1,0 +1,393 @@
+"""Payload builders, record types and Discord rule checks for tests/discord_emulator.py.
+
+The records the emulator keeps (Call, Member, Interaction, Guild, Expectation; import them from
+tests.discord_emulator as before) and pure functions: the JSON objects Discord sends (users, roles, channels, messages,
+attachments), the permission arithmetic Discord applies, and the validation Discord runs on
+what a bot sends (message/embed limits, autocomplete choices, command schemas, slash options).
+Every shape here was checked against what discord.py 2.7.1 parses (see
+/work/shared/notes/discord-emulator*.md): a missing required key crashes the client.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+# --- permission bits, intents --------------------------------------------------------------------
+ADMINISTRATOR = 1 << 3
+MANAGE_GUILD = 1 << 5
+VIEW_CHANNEL = 1 << 10
+SEND_MESSAGES = 1 << 11
+EMBED_LINKS = 1 << 14
+ATTACH_FILES = 1 << 15
+READ_MESSAGE_HISTORY = 1 << 16
+USE_APPLICATION_COMMANDS = 1 << 31
+ALL_PERMISSIONS = (1 << 51) - 1
+EVERYONE_PERMISSIONS = VIEW_CHANNEL | SEND_MESSAGES | READ_MESSAGE_HISTORY | USE_APPLICATION_COMMANDS
+BOT_PERMISSIONS = EVERYONE_PERMISSIONS | EMBED_LINKS | ATTACH_FILES | (1 << 6)  # + add reactions
+
+INTENT_GUILD_MEMBERS = 1 << 1
+INTENT_GUILD_MESSAGES = 1 << 9
+INTENT_DIRECT_MESSAGES = 1 << 12
+INTENT_MESSAGE_CONTENT = 1 << 15
+
+EPHEMERAL = 1 << 6
+LOADING = 1 << 7
+SUPPRESS_EMBEDS = 1 << 2
+NON_TEXT_CHANNELS = {4, 13, 15, 16}  # category, stage, forum, media: no messages of their own
+TIMESTAMP = "2026-11-25T12:00:00+00:00"
+_ids = itertools.count(1_300_000_000_000_000_000)
+
+
+def snowflake() -> str:
+    return str(next(_ids))
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    # discord.py only decodes an exact "application/json" (no charset suffix).
+    return web.Response(body=json.dumps(data).encode(), status=status, headers={"Content-Type": "application/json"})
+
+
+def error(status: int, code: int, message: str) -> web.Response:
+    return json_response({"code": code, "message": message}, status)
+
+
+# --- records the emulator keeps ----------------------------------------------------------------
+@dataclass
+class Call:
+    method: str
+    path: str
+    body: Any
+    at: float
+    status: int = 0
+    query: dict[str, str] = field(default_factory=dict)
+    code: int | None = None  # Discord's JSON error code, for 4xx answers
+    expected: bool = False  # matched an emulator.expect_error(...)
+
+
+@dataclass
+class Member:
+    user: dict[str, Any]
+    roles: list[str] = field(default_factory=list)
+    permissions: int = EVERYONE_PERMISSIONS  # what @everyone and per-member grants give; roles add to it
+    guild_id: str | None = None  # None: the emulator's default guild
+
+    @property
+    def id(self) -> str:
+        return str(self.user["id"])
+
+    def payload(self, with_permissions: bool = False, permissions: int | None = None) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "user": self.user, "roles": self.roles, "flags": 0, "joined_at": "2024-01-01T00:00:00+00:00",
+            "deaf": False, "mute": False, "nick": None, "avatar": None, "pending": False, "premium_since": None,
+            "communication_disabled_until": None,
+        }
+        if with_permissions:
+            data["permissions"] = str(self.permissions if permissions is None else permissions)
+        return data
+
+
+@dataclass
+class Interaction:
+    id: str
+    token: str
+    created: float
+    command: str  # the full name as invoked, e.g. "source add"
+    acknowledged: bool = False
+    late: bool = False
+    kind: int = 2  # 2 application command, 4 autocomplete
+    guild_id: str | None = None
+    channel_id: str = ""
+    user_id: str = ""
+    response: dict[str, Any] | None = None  # the callback body
+    original: dict[str, Any] | None = None  # the original response message as it is now
+    edits: list[dict[str, Any]] = field(default_factory=list)  # the original after each PATCH, in order
+    followups: list[dict[str, Any]] = field(default_factory=list)  # followup messages (live objects)
+    choices: list[dict[str, Any]] | None = None  # an autocomplete answer
+
+    @property
+    def response_type(self) -> int | None:
+        return None if self.response is None else self.response["type"]
+
+    @property
+    def ephemeral(self) -> bool:
+        return bool(self.original and self.original["flags"] & EPHEMERAL)
+
+
+@dataclass
+class Guild:
+    id: str
+    name: str
+    owner_id: str
+    default_channel: str = ""
+    roles: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> role object (incl. @everyone == id)
+    channels: list[str] = field(default_factory=list)
+    members: dict[str, Member] = field(default_factory=dict)  # not counting the bot
+
+
+@dataclass
+class Expectation:
+    status: int
+    code: int | None = None
+    method: str | None = None
+    path: str | None = None  # regex, full match
+    calls: list[Call] = field(default_factory=list)
+
+    def matches(self, call: Call) -> bool:
+        return (call.status == self.status and self.code in (None, call.code) and self.method in (None, call.method)
+                and (self.path is None or re.fullmatch(self.path, call.path) is not None))
+
+
+# --- objects ---------------------------------------------------------------------------------------
+def user(name: str, bot: bool = False, user_id: str | None = None) -> dict[str, Any]:
+    return {"id": user_id or snowflake(), "username": name, "discriminator": "0", "avatar": None,
+            "global_name": name, "bot": bot, "public_flags": 0}
+
+
+def role(role_id: str, name: str, permissions: int, position: int = 0) -> dict[str, Any]:
+    return {"id": role_id, "name": name, "permissions": str(permissions), "position": position, "color": 0,
+            "hoist": False, "managed": False, "mentionable": False, "flags": 0, "icon": None, "unicode_emoji": None}
+
+
+def channel(channel_id: str, guild_id: str, name: str, type: int = 0, position: int = 0, **extra: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {"id": channel_id, "type": type, "name": name, "position": position, "guild_id": guild_id,
+                            "permission_overwrites": [], "nsfw": False, "parent_id": None, "flags": 0}
+    if type in (0, 5):
+        data.update(topic=None, last_message_id=None, rate_limit_per_user=0)
+    if type == 15:  # forum: GUILD_CREATE needs no more, these are what Discord sends
+        data.update(topic=None, available_tags=[], default_reaction_emoji=None, default_sort_order=None,
+                    default_forum_layout=0, default_auto_archive_duration=1440, default_thread_rate_limit_per_user=0)
+    data.update(extra)
+    return data
+
+
+def dm_channel(channel_id: str, recipient: dict[str, Any]) -> dict[str, Any]:
+    return {"id": channel_id, "type": 1, "recipients": [recipient], "last_message_id": None, "flags": 0}
+
+
+def attachment(attachment_id: str, filename: str, size: int, url: str, proxy_url: str,
+               content_type: str | None = None) -> dict[str, Any]:
+    data: dict[str, Any] = {"id": attachment_id, "filename": filename, "size": size, "url": url, "proxy_url": proxy_url}
+    if content_type:
+        data["content_type"] = content_type
+    return data
+
+
+def message(author: dict[str, Any], content: str, *, channel_id: str, guild_id: str | None,
+            member: dict[str, Any] | None = None, embeds: list[dict[str, Any]] | None = None,
+            attachments: list[dict[str, Any]] | None = None, flags: int = 0) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": snowflake(), "channel_id": channel_id, "author": author, "content": content, "timestamp": TIMESTAMP,
+        "edited_timestamp": None, "tts": False, "mention_everyone": False, "mentions": [], "mention_roles": [],
+        "attachments": attachments or [], "embeds": embeds or [], "pinned": False, "type": 0, "flags": flags,
+        "components": [],
+    }
+    if guild_id is not None:
+        data["guild_id"] = guild_id
+        if member is not None:
+            data["member"] = {k: v for k, v in member.items() if k != "user"}
+    return data
+
+
+def strip_content(data: dict[str, Any]) -> dict[str, Any]:
+    """What a bot without the MESSAGE_CONTENT intent receives."""
+    return {**data, "content": "", "embeds": [], "attachments": [], "components": []}
+
+
+# --- permissions -----------------------------------------------------------------------------------
+def permissions_in(base: int, overwrites: list[dict[str, Any]], *, everyone_id: str, role_ids: list[str],
+                   member_id: str) -> int:
+    """Discord's channel permission algorithm: @everyone overwrite, role overwrites, member overwrite."""
+    if base & ADMINISTRATOR:
+        return ALL_PERMISSIONS
+    by_id = {o["id"]: o for o in overwrites}
+    perms = base
+    if everyone_id in by_id:
+        perms = (perms & ~int(by_id[everyone_id]["deny"])) | int(by_id[everyone_id]["allow"])
+    allow = deny = 0
+    for rid in role_ids:
+        if rid in by_id:
+            allow |= int(by_id[rid]["allow"])
+            deny |= int(by_id[rid]["deny"])
+    perms = (perms & ~deny) | allow
+    if member_id in by_id:
+        perms = (perms & ~int(by_id[member_id]["deny"])) | int(by_id[member_id]["allow"])
+    return perms
+
+
+# --- what Discord rejects in a message the bot sends ----------------------------------------------
+def check_message(body: dict[str, Any] | None, *, edit: bool = False, current: dict[str, Any] | None = None
+                  ) -> tuple[int, int, str] | None:
+    """(status, code, message) if Discord would refuse this create/edit body, else None."""
+    body = body or {}
+    content = body.get("content") or ""
+    if len(content) > 2000:
+        return 400, 50035, "Invalid Form Body: content: Must be 2000 or fewer in length."
+    embeds = body.get("embeds") or []
+    if len(embeds) > 10:
+        return 400, 50035, "Invalid Form Body: embeds: Must be 10 or fewer in length."
+    total = 0
+    for embed in embeds:
+        fields = embed.get("fields") or []
+        limits = [("title", embed.get("title"), 256), ("description", embed.get("description"), 4096),
+                  ("footer.text", (embed.get("footer") or {}).get("text"), 2048),
+                  ("author.name", (embed.get("author") or {}).get("name"), 256)]
+        if len(fields) > 25:
+            return 400, 50035, "Invalid Form Body: embeds.fields: Must be 25 or fewer in length."
+        for f in fields:
+            if not f.get("name") or not f.get("value"):
+                return 400, 50035, "Invalid Form Body: embeds.fields: This field is required"
+            limits += [("fields.name", f["name"], 256), ("fields.value", f["value"], 1024)]
+        for key, text, limit in limits:
+            if text and len(text) > limit:
+                return 400, 50035, f"Invalid Form Body: embeds.{key}: Must be {limit} or fewer in length."
+            total += len(text or "")
+    if total > 6000:
+        return 400, 50035, "Invalid Form Body: embeds: Embed size exceeds maximum size of 6000"
+    has = lambda d: bool((d.get("content") or "") or d.get("embeds") or d.get("files") or d.get("attachments")  # noqa: E731
+                         or d.get("components") or d.get("sticker_ids") or d.get("poll"))
+    if not edit and not has(body):
+        return 400, 50006, "Cannot send an empty message"
+    if edit and current is not None and not has({**current, **{k: v for k, v in body.items() if k != "files"},
+                                                  "files": body.get("files")}):
+        return 400, 50006, "Cannot send an empty message"
+    return None
+
+
+def check_choices(data: dict[str, Any]) -> str | None:
+    choices = data.get("choices")
+    if not isinstance(choices, list):
+        return "choices: This field is required"
+    if len(choices) > 25:
+        return "choices: Must be 25 or fewer in length."
+    for c in choices:
+        if not 1 <= len(str(c.get("name", ""))) <= 100:
+            return "choices.name: Must be between 1 and 100 in length."
+        if isinstance(c.get("value"), str) and len(c["value"]) > 100:
+            return "choices.value: Must be 100 or fewer in length."
+    return None
+
+
+# --- application command schemas -------------------------------------------------------------------
+_NAME = re.compile(r"[-_\w]{1,32}")
+
+
+def check_commands(commands: list[dict[str, Any]]) -> str | None:
+    """Discord's validation of a bulk-overwrite body (the parts a bot gets wrong)."""
+    if len(commands) > 100:
+        return "Must be 100 or fewer in length."
+    seen: set[tuple[int, str]] = set()
+    for cmd in commands:
+        kind = cmd.get("type", 1)
+        if (kind, cmd["name"]) in seen:
+            return f"Application command names must be unique ({cmd['name']})"
+        seen.add((kind, cmd["name"]))
+        problem = _check_options(cmd, top=True) if kind == 1 else None
+        if problem:
+            return problem
+    return None
+
+
+def _check_options(node: dict[str, Any], top: bool = False) -> str | None:
+    name = node["name"]
+    if not _NAME.fullmatch(name) or name != name.lower():
+        return f"{name}: Command name is invalid"
+    if not 1 <= len(node.get("description") or "") <= 100:
+        return f"{name}.description: Must be between 1 and 100 in length."
+    options = node.get("options") or []
+    if len(options) > 25:
+        return f"{name}.options: Must be 25 or fewer in length."
+    if len({o["name"] for o in options}) != len(options):
+        return f"{name}.options: Option names must be unique"
+    optional_seen = False
+    for opt in options:
+        if opt["type"] in (1, 2):
+            if opt["type"] == 2 and not top:
+                return f"{name}.{opt['name']}: subcommand groups cannot be nested"
+            problem = _check_options(opt)
+        else:
+            if opt.get("required"):
+                if optional_seen:
+                    return f"{name}.options: Required options must be placed before non-required options"
+            else:
+                optional_seen = True
+            problem = _check_options({**opt, "options": []})
+            if len(opt.get("choices") or []) > 25:
+                problem = f"{opt['name']}.choices: Must be 25 or fewer in length."
+            if opt.get("choices") and opt.get("autocomplete"):
+                problem = f"{opt['name']}: Autocomplete cannot be set if there are choices"
+        if problem:
+            return problem
+    return None
+
+
+Resolver = Callable[[dict[str, Any], Any], tuple[Any, dict[str, dict[str, Any]]]]
+
+
+def build_options(command: dict[str, Any], path: list[str], values: dict[str, Any], resolve: Resolver,
+                  focused: str | None = None) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """The nested `data.options` Discord sends for `/command path... key=value`, validated against
+    the synced schema, and the `data.resolved` maps. Raises LookupError for an unknown
+    subcommand, ValueError for options Discord's client would not let through."""
+    node, trail, kinds = command, [command["name"]], []
+    for sub in path:
+        subs = {o["name"]: o for o in node.get("options") or [] if o["type"] in (1, 2)}
+        if sub not in subs:
+            raise LookupError(f"/{' '.join(trail)} has no subcommand {sub!r} (synced: {sorted(subs) or 'none'})")
+        node = subs[sub]
+        trail.append(sub)
+        kinds.append(node["type"])  # 2 SUB_COMMAND_GROUP, 1 SUB_COMMAND
+    groups = [o["name"] for o in node.get("options") or [] if o["type"] in (1, 2)]
+    if groups:
+        raise LookupError(f"/{' '.join(trail)} cannot be invoked itself; pick one of {groups}")
+    schema = {o["name"]: o for o in node.get("options") or []}
+    if focused is not None and not (schema.get(focused) or {}).get("autocomplete"):
+        raise ValueError(f"option {focused!r} of /{' '.join(trail)} has no autocomplete")
+    for opt in schema.values():
+        if focused is None and opt.get("required") and opt["name"] not in values:
+            raise ValueError(f"option {opt['name']} is required")
+    leaf: list[dict[str, Any]] = []
+    resolved: dict[str, dict[str, Any]] = {}
+    for key, value in values.items():
+        if key not in schema:
+            raise ValueError(f"unknown option {key} for /{' '.join(trail)} (synced: {sorted(schema)})")
+        opt = schema[key]
+        if key == focused:  # what the member has typed so far, always raw text
+            leaf.append({"name": key, "type": opt["type"], "value": str(value), "focused": True})
+            continue
+        wire, extra = _option_value(opt, value, resolve)
+        for kind, objects in extra.items():
+            resolved.setdefault(kind, {}).update(objects)
+        leaf.append({"name": key, "type": opt["type"], "value": wire})
+    options = leaf
+    for sub, kind in zip(reversed(path), reversed(kinds), strict=True):
+        options = [{"name": sub, "type": kind, "options": options}]
+    return options, resolved
+
+
+def _option_value(opt: dict[str, Any], value: Any, resolve: Resolver) -> tuple[Any, dict[str, dict[str, Any]]]:
+    kind, name = opt["type"], opt["name"]
+    if kind == 3:
+        if not isinstance(value, str):
+            raise ValueError(f"option {name} must be a string")
+        if len(value) > 6000 or not opt.get("min_length", 0) <= len(value) <= opt.get("max_length", 6000):
+            raise ValueError(f"option {name}: length out of range" if len(value) <= 6000 else "option too long")
+    elif kind in (4, 10):
+        if isinstance(value, bool) or not isinstance(value, int if kind == 4 else (int, float)):
+            raise ValueError(f"option {name} must be {'an integer' if kind == 4 else 'a number'}")
+        if "min_value" in opt and value < opt["min_value"] or "max_value" in opt and value > opt["max_value"]:
+            raise ValueError(f"option {name} out of range")
+    elif kind == 5:
+        if not isinstance(value, bool):
+            raise ValueError(f"option {name} must be a boolean")
+    else:  # 6 user, 7 channel, 8 role, 9 mentionable, 11 attachment: ids looked up in data.resolved
+        return resolve(opt, value)
+    if opt.get("choices") and value not in [c["value"] for c in opt["choices"]]:
+        raise ValueError(f"option {name} must be one of {[c['value'] for c in opt['choices']]}")
+    return value, {}

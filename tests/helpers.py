@@ -1,0 +1,61 @@
+"""Helpers the test modules share (fixtures live in conftest.py): the seed article and QA
+sets, running the CLI in a subprocess, and reading what the bot sent to Discord."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Protocol
+
+from bot.discord_bot.app import SourceBot
+from bot.rag.service import RagService
+from bot.settings import PROJECT_ROOT, Settings
+from tests.discord_emulator import DiscordEmulator
+
+ARTICLE = PROJECT_ROOT / "sources" / "haliva-resignation.txt"
+DEV_SET = PROJECT_ROOT / "tests" / "data" / "haliva_dev.jsonl"  # a copy of the team's shared dev set
+OWN_SET = PROJECT_ROOT / "tests" / "data" / "haliva_own.jsonl"
+
+
+class StartBot(Protocol):
+    """The `start_bot` fixture: a connected SourceBot over `service`, settings overridden."""
+
+    async def __call__(self, service: RagService, **overrides: Any) -> SourceBot: ...
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def run_cli(settings: Settings, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(settings.vectorstore_dir.parent),
+        "SOURCES_DIR": str(settings.sources_dir),
+        "VECTORSTORE_DIR": str(settings.vectorstore_dir),
+        "LLM_PROVIDER": "extractive",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args], input=stdin, capture_output=True, text=True,
+        env=env, cwd=PROJECT_ROOT, timeout=120,
+    )
+
+
+def pings_nobody(body: dict) -> bool:
+    """Discord pings only what allowed_mentions lists; replied_user defaults to false."""
+    allowed = body.get("allowed_mentions")
+    return allowed is not None and allowed.get("parse") == [] and not allowed.get("users") \
+        and not allowed.get("roles") and not allowed.get("replied_user")
+
+
+def field_values(body: dict) -> list[str]:
+    return [f["value"] for embed in body.get("embeds") or [] for f in embed.get("fields", [])]
+
+
+async def followup(emulator: DiscordEmulator, token: str, after: int) -> dict:
+    call = await emulator.wait_for_call("POST", rf"/webhooks/{emulator.app_id}/{token}", after=after)
+    return call.body
+
+
