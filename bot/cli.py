@@ -16,6 +16,8 @@ import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from tqdm import tqdm
+
 from bot.rag.errors import RagError
 from bot.rag.models import Answer, Citation, Summary
 from bot.rag.service import RagService
@@ -90,7 +92,9 @@ def plural(n: int, word: str) -> str:
 
 def format_citation(citation: Citation, width: int = 160) -> str:
     quote = citation.quote if len(citation.quote) <= width else citation.quote[: width - 1] + "…"
-    return f"[{citation.n}] {citation.source}, characters {citation.start}–{citation.end}: {quote}"
+    where = citation.source + (citation.label or "")[len(citation.source.rsplit("/", 1)[-1]):]  # + "› heading p. 3"
+    link = f" <{citation.link}>" if citation.link else ""
+    return f"[{citation.n}] {where}, characters {citation.start}–{citation.end}{link}: {quote}"
 
 
 def format_answer(answer: Answer) -> str:
@@ -184,8 +188,16 @@ def cmd_sources(service: RagService, args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(service: RagService, args: argparse.Namespace) -> int:
-    report = service.ingest(args.sources)
-    print(str(report))
+    with tqdm(desc="embedding", unit="chunk", disable=not sys.stderr.isatty(), leave=False) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        report = service.ingest(args.sources, progress)
+    print(f"{report.folder}: {report}" if report.folder else str(report))
+    for line in report.details():
+        print(f"  {line}")
     if report.reason:
         print(f"note: {report.reason}")
     return 0

@@ -136,7 +136,7 @@ class Settings(BaseSettings):
         home = home_dir()
         for name in ("sources_dir", "vectorstore_dir", "data_dir", "prompts_dir"):
             path = getattr(self, name).expanduser()
-            setattr(self, name, path if path.is_absolute() else home / path)
+            object.__setattr__(self, name, path if path.is_absolute() else home / path)  # not "set by the user"
         return self
 
     @model_validator(mode="after")

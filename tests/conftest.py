@@ -42,6 +42,7 @@ def make_settings(tmp_path: Path, sources_dir: Path) -> Callable[..., Settings]:
         values: dict[str, Any] = {
             "sources_dir": sources_dir,
             "vectorstore_dir": tmp_path / "vectorstore",
+            "data_dir": tmp_path / "data",
             "llm_provider": "extractive",
         }
         values.update(overrides)
@@ -67,7 +68,7 @@ def shared_service(tmp_path_factory: pytest.TempPathFactory, embeddings: MiniLME
     (root / "sources").mkdir()
     shutil.copy(ARTICLE, root / "sources" / ARTICLE.name)
     settings = Settings(
-        _env_file=None, sources_dir=root / "sources", vectorstore_dir=root / "vectorstore",
+        _env_file=None, sources_dir=root / "sources", vectorstore_dir=root / "vectorstore", data_dir=root / "data",
         llm_provider="extractive",
     )
     service = RagService(settings, embeddings=embeddings)

@@ -7,6 +7,7 @@ import re
 import pytest
 
 from bot.rag.ingest.sources import load_source
+from bot.rag.models import Answer
 from bot.rag.service import RagService
 from bot.rag.text import match_key
 from tests.helpers import ARTICLE, DEV_SET, OWN_SET, read_jsonl

@@ -29,7 +29,7 @@ def test_ask_json_reads_questions_from_stdin(settings: Settings) -> None:
     assert set(first) == {"question", "answer", "answerable", "citations"}
     assert first["answerable"] and "halevi" in first["answer"].lower()
     citation = first["citations"][0]
-    assert set(citation) == {"n", "source", "chunk_id", "start", "end", "quote"}
+    assert set(citation) == {"n", "source", "chunk_id", "start", "end", "quote", "label", "link"}
     assert citation["n"] == 1 and citation["chunk_id"].startswith("haliva-resignation.txt#")
     assert second == {"question": "What is the capital of Peru?", "answer": second["answer"], "answerable": False, "citations": []}
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from bot.rag.embeddings import MiniLMEmbeddings
 from bot.rag.service import RagService
 from bot.settings import Settings
@@ -102,3 +104,17 @@ def test_an_interrupted_build_is_ignored_and_cleaned_up(settings: Settings, embe
     service.ingest()
     names = [c.name for c in service.base.index.client.list_collections()]
     assert "sources_v99" not in names
+
+
+def test_retired_versions_give_their_disk_space_back(service: RagService, sources_dir: Path) -> None:
+    service.ingest()
+    store = service.settings.vectorstore_dir
+    for n in range(6):  # six reloads that each change a source
+        (sources_dir / "note.md").write_text(f"The harbour bell rang {n + 2} times at noon.\n", encoding="utf-8")
+        service.ingest()
+    (sources_dir / "note.md").unlink()
+    service.ingest()
+    folders = [p for p in store.iterdir() if p.is_dir()]
+    versions = [c.name for c in service.base.index.client.list_collections()]
+    assert len(versions) == 2, "the live version and the one before it"
+    assert len(folders) <= 2, f"segment folders of retired versions are deleted: {len(folders)} left"

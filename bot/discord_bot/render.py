@@ -62,8 +62,9 @@ def sources_embed(citations: list[Citation], title: str = "Sources") -> discord.
     embed = discord.Embed(title=title, colour=EMBED_COLOUR)
     total = len(title)
     for citation in citations[:EMBED_FIELD_LIMIT]:
-        name = trim(f"[{citation.n}] {citation.source}", EMBED_FIELD_NAME_LIMIT)
-        value = trim(f"“{citation.quote}”", min(QUOTE_CHARS, EMBED_FIELD_VALUE_LIMIT))
+        name = trim(f"[{citation.n}] {citation.label or citation.source}", EMBED_FIELD_NAME_LIMIT)
+        link = f"\n<{citation.link}>" if citation.link and len(citation.link) < 300 else ""
+        value = trim(f"“{citation.quote}”", min(QUOTE_CHARS, EMBED_FIELD_VALUE_LIMIT) - len(link)) + link
         if total + len(name) + len(value) > EMBED_TOTAL_LIMIT:
             break
         embed.add_field(name=name, value=value, inline=False)
@@ -104,9 +105,12 @@ def render_reload(report: IngestReport) -> str:
     lines = [f"Reload done: {report}."]
     if not report.rebuilt:
         lines.append("Nothing changed, so the index was kept as it was.")
+    if report.failed:
+        lines.append("Files that failed keep their previous version (if they had one):")
+    lines.extend(f"• {line}" for line in report.details(limit=10))
     if report.reason:
         lines.append(f"Note: {report.reason}")
-    return "\n".join(lines)
+    return trim("\n".join(lines), MESSAGE_LIMIT)
 
 
 def render_stats(stats: StatsSnapshot, provider: str) -> str:

@@ -1,4 +1,4 @@
-"""The stock LangChain recipe a newcomer would write, for comparison: raw text files,
+"""The stock LangChain recipe a newcomer would write, for comparison: the files' raw text,
 RecursiveCharacterTextSplitter(1000, 200), Chroma with the same embeddings, plain
 similarity top-4. It answers with the same extractive answerer, so differences in the
 figures come from ingestion and retrieval alone."""
@@ -25,13 +25,33 @@ CHUNK_SIZE = 1000
 CHUNK_OVERLAP = 200
 
 
+def stock_text(path: Path) -> str:
+    """A file's text as the stock loaders give it: the page's whole text for HTML (what
+    BSHTMLLoader's get_text() returns, navigation included), pypdf's text for PDF
+    (PyPDFLoader), the raw file otherwise."""
+    suffix = path.suffix.lower()
+    if suffix in {".html", ".htm"}:
+        import lxml.html
+
+        return lxml.html.fromstring(path.read_bytes()).text_content()
+    if suffix == ".pdf":
+        from pypdf import PdfReader
+
+        return "\n".join(page.extract_text() or "" for page in PdfReader(path).pages)
+    if suffix in {".docx", ".pptx", ".xlsx"}:
+        return ""  # no stock loader without extra packages: the baseline leaves them out
+    return path.read_text(encoding="utf-8", errors="replace")
+
+
 class BaselinePipeline:
     def __init__(self, sources_dir: Path, embeddings: EmbeddingModel, answerer: Answerer, k: int = 4) -> None:
         self._texts: dict[str, str] = {}
         documents: list[Document] = []
-        for path in discover(sources_dir):
+        for path in discover(sources_dir)[0]:
             name = path.relative_to(sources_dir).as_posix()
-            self._texts[name] = path.read_text(encoding="utf-8", errors="replace")
+            self._texts[name] = stock_text(path)
+            if not self._texts[name].strip():
+                continue
             documents.append(Document(page_content=self._texts[name], metadata={"source": name}))
         splitter = RecursiveCharacterTextSplitter(chunk_size=CHUNK_SIZE, chunk_overlap=CHUNK_OVERLAP, add_start_index=True)
         self.documents = splitter.split_documents(documents)

@@ -6,16 +6,31 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+HEADING_SEPARATOR = " › "
+
+
+@dataclass(frozen=True)
+class DocumentSection:
+    """A stretch of a source's text under one heading (and on one PDF page)."""
+
+    start: int
+    end: int
+    heading_path: tuple[str, ...] = ()
+    page: int | None = None
+    anchor: str | None = None  # HTML fragment to link to
+
 
 @dataclass(frozen=True)
 class SourceDocument:
-    """One source file after loading and normalisation."""
+    """One source file after conversion and normalisation."""
 
-    name: str  # file name, e.g. "haliva-resignation.txt"
+    name: str  # path under its folder, e.g. "library/functions.html"
     text: str  # normalised text; chunk offsets refer to it
     content_hash: str  # sha256 of the normalised text
     title: str | None = None
     url: str | None = None
+    sections: tuple[DocumentSection, ...] = ()  # empty: the whole text is one section
+    kind: str = "text"
 
 
 @dataclass(frozen=True)
@@ -31,6 +46,31 @@ class Chunk:
     source_hash: str
     title: str | None = None
     url: str | None = None
+    heading: str | None = None  # heading path, "Built-in Functions › zip()"
+    page: int | None = None
+    anchor: str | None = None
+
+    @property
+    def search_text(self) -> str:
+        """What retrieval sees: the heading path leads the text ("## Fares" finds "how much")."""
+        return f"{self.heading}\n{self.text}" if self.heading else self.text
+
+    @property
+    def link(self) -> str | None:
+        """Where a reader can see this passage: the source's URL (with the section's anchor)."""
+        if not self.url:
+            return None
+        return f"{self.url.split('#', 1)[0]}#{self.anchor}" if self.anchor else self.url
+
+    @property
+    def label(self) -> str:
+        """How a citation names the passage: "functions.html › zip()", "manual.pdf p. 3"."""
+        label = self.source.rsplit("/", 1)[-1]
+        if self.heading:
+            label += HEADING_SEPARATOR + self.heading.split(HEADING_SEPARATOR)[-1] if label else self.heading
+        if self.page:
+            label += f" p. {self.page}"
+        return label
 
     def metadata(self) -> dict[str, Any]:
         meta: dict[str, Any] = {
@@ -44,6 +84,12 @@ class Chunk:
             meta["title"] = self.title
         if self.url:
             meta["url"] = self.url
+        if self.heading:
+            meta["heading"] = self.heading
+        if self.page:
+            meta["page"] = self.page
+        if self.anchor:
+            meta["anchor"] = self.anchor
         return meta
 
 
@@ -57,6 +103,8 @@ class Citation:
     start: int  # offsets of `quote` in the source's normalised text
     end: int
     quote: str
+    label: str | None = None  # "functions.html › zip()", "manual.pdf p. 3"
+    link: str | None = None  # the source's URL, with the section's anchor
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -117,9 +165,26 @@ class IngestReport:
     sources: int = 0
     rebuilt: bool = False  # a new index version was made (False: nothing changed)
     reason: str | None = None  # why a full re-index happened, if it did
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, why): not a source
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (file, why): its previous version kept
+    folder: str | None = None
 
     def __str__(self) -> str:
-        return (
+        line = (
             f"{self.sources} source(s): {self.added} chunk(s) added, {self.updated} updated, "
             f"{self.unchanged} unchanged, {self.removed} removed"
         )
+        if self.skipped:
+            line += f"; {len(self.skipped)} file(s) skipped"
+        if self.failed:
+            line += f"; {len(self.failed)} file(s) failed (previous version kept)"
+        return line
+
+    def details(self, limit: int = 20) -> list[str]:
+        """One line per skipped or failed file (the first `limit` of each)."""
+        lines = [f"failed: {why}" if why.startswith(name) else f"failed: {name}: {why}" for name, why in self.failed[:limit]]
+        lines += [f"skipped: {name}: {why}" for name, why in self.skipped[:limit]]
+        for kind, items in (("failed", self.failed), ("skipped", self.skipped)):
+            if len(items) > limit:
+                lines.append(f"... and {len(items) - limit} more {kind}")
+        return lines

@@ -9,18 +9,21 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Collection, Iterator
 from pathlib import Path
 from typing import TypeVar
 
 from cachetools import LRUCache
+from langchain_core.runnables import Runnable
 
 from bot.rag.answer.base import Answerer, AnswerEvent
 from bot.rag.components import Components
 from bot.rag.embeddings import EmbeddingModel
 from bot.rag.errors import QuestionError, RagError, UnknownSourceError
 from bot.rag.index.knowledge_base import KnowledgeBase, LiveIndex
-from bot.rag.index.registry import KnowledgeBases
+from bot.rag.index.registry import KnowledgeBases, guild_base_name
+from bot.rag.index.scope import scoped_chain
+from bot.rag.index.store import Progress
 from bot.rag.models import Answer, Chunk, IngestReport, SourceInfo, Summary
 from bot.rag.stats import QuestionStats
 from bot.rag.text import clean_invisible
@@ -66,11 +69,16 @@ class RagService:
     def refresh(self) -> IngestReport | None:
         return self.base.refresh()
 
-    def ingest(self, sources_dir: Path | None = None) -> IngestReport:
-        return self.base.ingest(sources_dir)
+    def ingest(self, sources_dir: Path | None = None, progress: Progress | None = None) -> IngestReport:
+        return self.base.ingest(sources_dir, progress)
 
-    def sources(self) -> list[SourceInfo]:
-        return self.base.sources()
+    def sources(self, guild_id: int | None = None) -> list[SourceInfo]:
+        """The shared sources, and in a server also the server's own (listed first)."""
+        shared = self.base.sources()
+        if guild_id is None:
+            return shared
+        own = self.bases.get(guild_base_name(guild_id)).live_if_built()
+        return (list(own.version.sources.values()) if own else []) + shared
 
     # --- questions -------------------------------------------------------------------------
     def validate_question(self, question: str) -> str:
@@ -86,27 +94,40 @@ class RagService:
             )
         return cleaned
 
-    def ask(self, question: str, user: int | str | None = None) -> Answer:
+    def chain(self, guild_id: int | None = None) -> Runnable[str, Answer]:
+        """The chain that answers in a server: from its own base and the shared one (the
+        shared base alone in DMs, or while the server has added no sources)."""
+        shared = self.start()
+        if guild_id is None:
+            return shared.chain
+        own = self.bases.get(guild_base_name(guild_id)).live_if_built()
+        if own is None:
+            return shared.chain
+        return scoped_chain([own, shared], self.components.answerer, self.settings.top_k)
+
+    def ask(self, question: str, user: int | str | None = None, guild_id: int | None = None) -> Answer:
         """A cited answer from the sources, or a plain refusal when they do not hold it.
         `user` (e.g. a Discord user id) only goes, hashed, into the question log."""
         cleaned = self.validate_question(question)
         with self._recording(user) as record:
-            return record(self.start().chain.invoke(cleaned))
+            return record(self.chain(guild_id).invoke(cleaned))
 
-    def stream(self, question: str, user: int | str | None = None) -> Iterator[AnswerEvent]:
+    def stream(self, question: str, user: int | str | None = None, guild_id: int | None = None) -> Iterator[AnswerEvent]:
         """Like `ask`, but yields the answer text as it is written (back-ends that can
         stream), always ending with the final Answer."""
         cleaned = self.validate_question(question)
         with self._recording(user) as record:
-            for event in self.start().chain.stream(cleaned):
+            for event in self.chain(guild_id).stream(cleaned):
                 yield record(event)
 
-    async def astream(self, question: str, user: int | str | None = None) -> AsyncIterator[AnswerEvent]:
+    async def astream(
+        self, question: str, user: int | str | None = None, guild_id: int | None = None
+    ) -> AsyncIterator[AnswerEvent]:
         """`stream` for the event loop (the Discord bot): the same chain's `astream`."""
         cleaned = self.validate_question(question)
         with self._recording(user) as record:
-            live = await asyncio.to_thread(self.start)
-            async for event in live.chain.astream(cleaned):
+            chain = await asyncio.to_thread(self.chain, guild_id)
+            async for event in chain.astream(cleaned):
                 yield record(event)
 
     @contextlib.contextmanager
@@ -135,9 +156,13 @@ class RagService:
         return live.chunks_of(live.retriever.invoke(self.validate_question(question)))
 
     # --- summaries -------------------------------------------------------------------------
-    def summary(self, source: str | None = None) -> Summary:
-        """Key points of one source (or all), each cited; cached per content and back-end."""
+    def summary(self, source: str | None = None, guild_id: int | None = None) -> Summary:
+        """Key points of one source (or all), each cited; cached per content and back-end.
+        In a server, a source of the server's own base is found too."""
         live = self.start()
+        own = self.bases.get(guild_base_name(guild_id)).live_if_built() if guild_id is not None else None
+        if own is not None and source is not None and self._matches(source, own.version.source_names):
+            live = own
         chunks = sorted(live.version.chunks.values(), key=lambda c: (c.source, c.index))
         if source is not None:
             source = self._source_named(source, {c.source for c in chunks})
@@ -153,9 +178,12 @@ class RagService:
         return cached
 
     @staticmethod
-    def _source_named(name: str, names: set[str]) -> str:
-        """The source called `name` (the file name, with or without its suffix)."""
-        match = name if name in names else next((n for n in names if n.rsplit(".", 1)[0] == name), None)
+    def _matches(name: str, names: Collection[str]) -> str | None:
+        """The source called `name` (the file name, with or without its suffix), if any."""
+        return name if name in names else next((n for n in names if n.rsplit(".", 1)[0] == name), None)
+
+    def _source_named(self, name: str, names: set[str]) -> str:
+        match = self._matches(name, names)
         if match is None:
             raise UnknownSourceError(
                 f"There is no source called {name!r}. Sources: {', '.join(sorted(names)) or 'none'}."

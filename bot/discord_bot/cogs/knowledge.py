@@ -37,13 +37,13 @@ class KnowledgeCog(commands.Cog):
     @app_commands.describe(source="Which source (default: all)")
     async def summary(self, interaction: discord.Interaction, source: str | None = None) -> None:
         await interaction.response.defer(thinking=True)
-        summary = await asyncio.to_thread(self.bot.service.summary, source)
+        summary = await asyncio.to_thread(self.bot.service.summary, source, interaction.guild_id)
         for reply in render_summary(summary):
             await interaction.followup.send(reply.content, embed=reply.embed or discord.utils.MISSING, allowed_mentions=NO_MENTIONS)
 
     @summary.autocomplete("source")
     async def summary_source(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
-        infos = await asyncio.to_thread(self.bot.service.sources)
+        infos = await asyncio.to_thread(self.bot.service.sources, interaction.guild_id)
         wanted = current.lower()
         return [
             app_commands.Choice(name=(info.title or info.name)[:100], value=info.name)
@@ -53,7 +53,7 @@ class KnowledgeCog(commands.Cog):
 
     @app_commands.command(name="sources", description="List the sources I answer from")
     async def sources(self, interaction: discord.Interaction) -> None:
-        infos = await asyncio.to_thread(self.bot.service.sources)
+        infos = await asyncio.to_thread(self.bot.service.sources, interaction.guild_id)
         reply = render_sources(infos, self.bot.service.last_reload)
         await interaction.response.send_message(reply.content, embed=reply.embed, allowed_mentions=NO_MENTIONS)
 

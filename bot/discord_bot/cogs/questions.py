@@ -35,13 +35,13 @@ class QuestionsCog(commands.Cog):
         self.cooldown = QuestionCooldown(bot.settings)
 
     async def answer_progressively(
-        self, question: str, user: int, show: Callable[[str], Awaitable[None]]
+        self, question: str, user: int, guild_id: int | None, show: Callable[[str], Awaitable[None]]
     ) -> tuple[list[Reply], bool]:
         """Consume the stream, calling `show` with partial text at most every interval.
         Returns the rendered final answer and whether anything partial was shown."""
         interval = self.bot.settings.stream_edit_interval
         shown, last = False, 0.0
-        async for item in self.bot.service.astream(question, user):
+        async for item in self.bot.service.astream(question, user, guild_id):
             if isinstance(item, Answer):
                 return render_answer(item), shown
             now = time.monotonic()
@@ -89,7 +89,9 @@ class QuestionsCog(commands.Cog):
         try:
             self.bot.service.validate_question(question)
             async with message.channel.typing():
-                replies, _ = await self.answer_progressively(question, message.author.id, show)
+                replies, _ = await self.answer_progressively(
+                    question, message.author.id, message.guild.id if message.guild else None, show
+                )
         except Exception as exc:
             if not isinstance(exc, RagError):
                 log.exception("answering a mention failed (guild=%s channel=%s message=%s)",
@@ -131,7 +133,7 @@ class QuestionsCog(commands.Cog):
         async def show(partial: str) -> None:
             await interaction.edit_original_response(content=partial, allowed_mentions=NO_MENTIONS)
 
-        replies, shown = await self.answer_progressively(question, interaction.user.id, show)
+        replies, shown = await self.answer_progressively(question, interaction.user.id, interaction.guild_id, show)
         first, *rest = replies
         if shown:
             await interaction.edit_original_response(content=first.content, embed=first.embed, allowed_mentions=NO_MENTIONS)

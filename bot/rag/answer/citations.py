@@ -18,7 +18,7 @@ _MARKER_GROUP = re.compile(r"\s*\[(\s*\d+\s*(?:[,;]\s*\d+\s*)*)\]")
 def format_context(chunks: Sequence[Chunk], template: str) -> str:
     """The excerpts as the model sees them: numbered 1..k in retrieval order."""
     return "\n\n".join(
-        template.format(n=n, source=chunk.title or chunk.source, text=chunk.text)
+        template.format(n=n, source=chunk.title or chunk.label, text=chunk.search_text)
         for n, chunk in enumerate(chunks, start=1)
     )
 
@@ -26,7 +26,8 @@ def format_context(chunks: Sequence[Chunk], template: str) -> str:
 def span_citation(n: int, chunk: Chunk, start: int, end: int, source_text: str) -> Citation:
     """A citation of `chunk` quoting its source's text between offsets start..end."""
     quote = source_text[start:end]
-    return Citation(n=n, source=chunk.source, chunk_id=chunk.id, start=start, end=end, quote=quote)
+    return Citation(n=n, source=chunk.source, chunk_id=chunk.id, start=start, end=end, quote=quote,
+                    label=chunk.label, link=chunk.link)
 
 
 def cited_numbers(text: str) -> list[int]:

@@ -25,6 +25,7 @@ from bot.rag.answer.citations import (
     cited_numbers,
     format_context,
     renumber_markers,
+    span_citation,
 )
 from bot.rag.embeddings import VectorCache
 from bot.rag.errors import ModelError
@@ -161,8 +162,7 @@ class OpenAIAnswerer:
         for new, old in enumerate(order, start=1):
             chunk = chunks[old - 1]
             span = best_sentence(chunk, reference, self._vectors.get)
-            text = corpus.source_text(chunk.source)
-            citations.append(Citation(new, chunk.source, chunk.id, span.start, span.end, text[span.start:span.end]))
+            citations.append(span_citation(new, chunk, span.start, span.end, corpus.source_text(chunk.source)))
         return citations
 
     def _inputs(self, question: str, chunks: Sequence[Chunk]) -> dict[str, object]:

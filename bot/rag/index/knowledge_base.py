@@ -22,9 +22,9 @@ from bot.rag.answer.base import AnswerInput, AnswerStep
 from bot.rag.components import Components, describe_store_error
 from bot.rag.errors import IndexUnavailableError, RagError, ReloadInProgressError, SourceError
 from bot.rag.index.retrieval import HybridRetriever, LexicalIndex
-from bot.rag.index.store import ChromaIndex, IndexVersion
+from bot.rag.index.store import ChromaIndex, IndexVersion, Progress
 from bot.rag.ingest.sources import load_sources
-from bot.rag.models import Answer, Chunk, IngestReport, SourceInfo
+from bot.rag.models import Answer, Chunk, IngestReport, SourceDocument, SourceInfo
 
 log = logging.getLogger(__name__)
 
@@ -53,21 +53,25 @@ class LiveIndex:
 class KnowledgeBase:
     """The index of one set of sources (a folder), with its versions in Chroma."""
 
-    def __init__(self, name: str, components: Components, collection_prefix: str, sources_dir: Path) -> None:
+    def __init__(self, name: str, components: Components, collection_prefix: str, sources_dir: Path,
+                 remember_folder: bool = False) -> None:
         self.name = name
         self.components = components
         self.settings = components.settings
         self.collection_prefix = collection_prefix
         self.sources_dir = sources_dir
+        self._remember_folder = remember_folder  # follow the folder the index was last built from
         self.last_reload: IngestReport | None = None
         self._live: LiveIndex | None = None
         self._checked_at = time.monotonic()
         self._reload_lock = threading.Lock()
         self._start_lock = threading.Lock()
+        self._absent_until = 0.0  # `live_if_built`: no index was found before this time
 
     @property
     def index(self) -> ChromaIndex:
-        return ChromaIndex(self.components.chroma, self.collection_prefix)
+        persist_dir = None if self.settings.uses_chroma_server else self.settings.vectorstore_dir
+        return ChromaIndex(self.components.chroma, self.collection_prefix, persist_dir=persist_dir)
 
     # --- start and follow --------------------------------------------------------------
     def start(self) -> LiveIndex:
@@ -91,12 +95,29 @@ class KnowledgeBase:
             assert self._live is not None
             return self._live
 
+    def live_if_built(self, recheck_seconds: float = 10.0) -> LiveIndex | None:
+        """The live index when this base has one, without building it (a server that has
+        not added sources yet); another process's first build is seen within `recheck_seconds`."""
+        if self._live is not None:
+            return self.start()
+        if time.monotonic() < self._absent_until:
+            return None
+        try:
+            exists = self.index.active_name() is not None
+        except Exception as exc:
+            raise IndexUnavailableError(describe_store_error(self.settings, exc)) from exc
+        if not exists:
+            self._absent_until = time.monotonic() + recheck_seconds
+            return None
+        return self.start()
+
     def refresh(self) -> IngestReport | None:
         """Bring the index up to date with the sources folder (nothing is re-embedded when
         nothing changed). If a source cannot be read but an index exists, keep serving it
         and log why; with no index at all, or no sources folder, raise."""
-        if not self.sources_dir.is_dir():
-            raise SourceError(f"The sources folder {self.sources_dir} does not exist.")
+        folder = self.folder()
+        if not folder.is_dir():
+            raise SourceError(f"The sources folder {folder} does not exist.")
         try:
             return self.ingest()
         except SourceError as exc:
@@ -128,22 +149,44 @@ class KnowledgeBase:
         return self._live or live
 
     # --- ingest ----------------------------------------------------------------------
-    def ingest(self, sources_dir: Path | None = None) -> IngestReport:
+    def ingest(self, sources_dir: Path | None = None, progress: Progress | None = None) -> IngestReport:
         """Load the sources and make them the live index. On any error the live index (if
         any) is left as it was and a RagError says what went wrong."""
         if not self._reload_lock.acquire(blocking=False):
             raise ReloadInProgressError("A reload is already running; try again when it finishes.")
         try:
             started = time.perf_counter()
-            documents = load_sources(sources_dir or self.sources_dir, self.settings.max_source_bytes)
-            report = self._build(documents)
+            folder = (sources_dir or self.folder()).resolve()
+            loaded = load_sources(folder, self.settings.max_source_bytes)
+            if not loaded.documents and self._live is None and self.index.active_name() is None:
+                raise SourceError("No source could be read: " + " ".join(why for _, why in loaded.failed))
+            report = self._build(loaded.documents, [name for name, _ in loaded.failed], str(folder), progress)
+            report.skipped, report.failed, report.folder = loaded.skipped, loaded.failed, str(folder)
+            for name, why in loaded.failed:
+                log.warning("%s: %s (its previous version, if any, keeps serving)", name, why)
             log.info("ingest of %s: %s in %.2fs", self.name, report, time.perf_counter() - started)
             self.last_reload = report
             return report
         finally:
             self._reload_lock.release()
 
-    def _build(self, documents: Sequence[Any]) -> IngestReport:
+    def folder(self) -> Path:
+        """The sources folder: the configured one, or (for a base that remembers) the folder
+        its index was last built from, so `ingest --sources DIR` sticks."""
+        if self._remember_folder:
+            version = self._live.version if self._live is not None else None
+            if version is None:
+                try:
+                    version = self.index.load()
+                except Exception:  # the store is checked again, with a clear message, on use
+                    version = None
+            if version is not None and version.origin:
+                return Path(version.origin)
+        return self.sources_dir
+
+    def _build(
+        self, documents: Sequence[SourceDocument], keep: Sequence[str], origin: str, progress: Progress | None
+    ) -> IngestReport:
         index = self.index
         current = self._live.version if self._live is not None else None
         try:
@@ -151,7 +194,7 @@ class KnowledgeBase:
                 name = index.active_name()
                 current = index.load(name) if name else None
             report, new_name = index.build(
-                documents, self.components.embeddings, self.components.chunker, current
+                documents, self.components.embeddings, self.components.chunker, current, keep=keep, origin=origin, progress=progress
             )
             if new_name is not None:
                 version = index.load(new_name)

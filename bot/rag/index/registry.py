@@ -14,6 +14,11 @@ from bot.rag.index.knowledge_base import KnowledgeBase
 SHARED = "shared"
 
 
+def guild_base_name(guild_id: int | str) -> str:
+    """The knowledge base of one Discord server."""
+    return f"guild-{guild_id}"
+
+
 def collection_prefix(base_prefix: str, name: str) -> str:
     """Chroma collection prefix of a knowledge base (the shared one keeps the plain prefix)."""
     if name == SHARED:
@@ -36,7 +41,9 @@ class KnowledgeBases:
             if base is None:
                 folder = sources_dir or (self._shared_sources if name == SHARED else self._folder_of(name))
                 prefix = collection_prefix(self.components.settings.collection_prefix, name)
-                base = self._bases[name] = KnowledgeBase(name, self.components, prefix, folder)
+                # The shared base follows `ingest --sources DIR` unless SOURCES_DIR is set.
+                remember = name == SHARED and sources_dir is None and "sources_dir" not in self.components.settings.model_fields_set
+                base = self._bases[name] = KnowledgeBase(name, self.components, prefix, folder, remember)
             return base
 
     @property

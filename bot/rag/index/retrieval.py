@@ -29,7 +29,7 @@ class LexicalIndex:
 
     def __init__(self, chunks: list[Chunk]) -> None:
         self.ids = [c.id for c in chunks]
-        corpus = [content_terms(c.text) or ["\x00"] for c in chunks]
+        corpus = [content_terms(c.search_text) or ["\x00"] for c in chunks]
         self._bm25 = bm25s.BM25()
         if corpus:
             self._bm25.index(corpus, show_progress=False)

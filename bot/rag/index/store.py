@@ -14,19 +14,24 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from collections.abc import Collection as Collection_
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
 
 from bot.rag.embeddings import EmbeddingModel
+from bot.rag.index.reclaim import reclaim_space
 from bot.rag.models import Chunk, IngestReport, SourceDocument, SourceInfo
 
 log = logging.getLogger(__name__)
 
 _WRITE_BATCH = 256
+Progress = Callable[[int, int], None]  # (chunks embedded so far, chunks to embed)
 
 
 @dataclass
@@ -37,6 +42,7 @@ class IndexVersion:
     collection: Collection
     embedding_model: str
     created_at: datetime
+    origin: str | None = None  # the folder the version was built from
     chunks: dict[str, Chunk] = field(default_factory=dict)
     _texts: dict[str, str] = field(default_factory=dict, repr=False)
 
@@ -51,6 +57,10 @@ class IndexVersion:
             name: SourceInfo(name=name, chunks=n, ingested_at=self.created_at, title=titles[name])
             for name, n in sorted(counts.items())
         }
+
+    @cached_property
+    def source_names(self) -> frozenset[str]:
+        return frozenset(chunk.source for chunk in self.chunks.values())
 
     def source_text(self, source: str) -> str:
         """The source's normalised text, rebuilt from its chunks (they cover every sentence;
@@ -77,6 +87,9 @@ def _chunk_from_record(chunk_id: str, text: str, meta: dict[str, Any]) -> Chunk:
         source_hash=str(meta["source_hash"]),
         title=meta.get("title"),
         url=meta.get("url"),
+        heading=meta.get("heading"),
+        page=int(meta["page"]) if meta.get("page") else None,
+        anchor=meta.get("anchor"),
     )
 
 
@@ -90,10 +103,12 @@ def _version_number(name: str, prefix: str) -> int | None:
 class ChromaIndex:
     """Finds, loads and builds index versions in one Chroma database."""
 
-    def __init__(self, client: ClientAPI, prefix: str, keep_previous: bool = True) -> None:
+    def __init__(self, client: ClientAPI, prefix: str, keep_previous: bool = True,
+                 persist_dir: Path | None = None) -> None:
         self._client = client
         self._prefix = prefix
         self._keep_previous = keep_previous
+        self._persist_dir = persist_dir  # embedded store: where deleted versions leave folders
 
     @property
     def client(self) -> ClientAPI:
@@ -130,6 +145,7 @@ class ChromaIndex:
             collection=collection,
             embedding_model=str(meta.get("embedding_model", "")),
             created_at=datetime.fromisoformat(str(meta.get("created_at", "1970-01-01T00:00:00+00:00"))),
+            origin=meta.get("origin"),
             chunks={c.id: c for c in chunks},
         )
 
@@ -139,8 +155,12 @@ class ChromaIndex:
         embeddings: EmbeddingModel,
         chunker: Callable[[SourceDocument], list[Chunk]],
         current: IndexVersion | None,
+        keep: Collection_[str] = (),
+        origin: str | None = None,
+        progress: Progress | None = None,
     ) -> tuple[IngestReport, str | None]:
-        """Make a new version from `documents`, reusing `current`'s vectors where possible.
+        """Make a new version from `documents`, reusing `current`'s vectors where possible;
+        the sources named in `keep` (files that failed to load) stay as `current` has them.
         Returns the report and the new version's name (None when nothing changed)."""
         report = IngestReport(sources=len(documents))
         reusable = current
@@ -170,27 +190,36 @@ class ChromaIndex:
             report.removed += max(0, len(old) - len(chunks))
             new_chunks.extend(chunks)
         names = {doc.name for doc in documents}
+        for source in keep:
+            if source not in names and source in old_by_source:  # its previous version goes on serving
+                new_chunks.extend(old_by_source[source].values())
+                report.unchanged += len(old_by_source[source])
+                report.sources += 1
+                names.add(source)
         report.removed += sum(len(c) for s, c in old_by_source.items() if s not in names)
         if current is not None and reusable is not None and report.unchanged == len(new_chunks) and not report.removed:
-            return report, None  # nothing to do: the live version already is this index
+            if origin is None or origin == current.origin:
+                return report, None  # nothing to do: the live version already is this index
         if current is not None and reusable is None:
             report.removed += len(current.chunks)  # old-model chunks all go
-        name = self._write_version(new_chunks, embeddings, reusable)
+        name = self._write_version(new_chunks, embeddings, reusable, origin, progress)
         report.rebuilt = True
         return report, name
 
     def _write_version(
-        self, chunks: list[Chunk], embeddings: EmbeddingModel, reusable: IndexVersion | None
+        self, chunks: list[Chunk], embeddings: EmbeddingModel, reusable: IndexVersion | None, origin: str | None,
+        progress: Progress | None = None,
     ) -> str:
         self.drop_unfinished()
         versions = self._versions()
         number = (versions[-1][0] + 1) if versions else 1
         name = f"{self._prefix}_v{number}"
         created = datetime.now(UTC).isoformat()
+        about = {"embedding_model": embeddings.model_id, "created_at": created, **({"origin": origin} if origin else {})}
         collection = self._client.create_collection(
             name,
             configuration={"hnsw": {"space": "cosine"}},
-            metadata={"state": "building", "embedding_model": embeddings.model_id, "created_at": created},
+            metadata={"state": "building", **about},
             embedding_function=None,
         )
         reuse_ids = [c.id for c in chunks if reusable is not None and c.id in reusable.chunks]
@@ -206,15 +235,17 @@ class ChromaIndex:
             )
         for lo in range(0, len(fresh), _WRITE_BATCH):
             batch_chunks = fresh[lo:lo + _WRITE_BATCH]
-            vectors = embeddings.encode([c.text for c in batch_chunks])
+            vectors = embeddings.encode([c.search_text for c in batch_chunks])
             collection.add(
                 ids=[c.id for c in batch_chunks],
                 embeddings=vectors,
                 documents=[c.text for c in batch_chunks],
                 metadatas=[c.metadata() for c in batch_chunks],
             )
+            if progress is not None:
+                progress(lo + len(batch_chunks), len(fresh))
         collection.modify(
-            metadata={"state": "ready", "embedding_model": embeddings.model_id, "created_at": created}
+            metadata={"state": "ready", **about}
         )
         log.info(
             "index %s ready: %d chunks (%d embedded, %d reused) in %.2fs",
@@ -238,6 +269,9 @@ class ChromaIndex:
             older = [n for n in names if n != keep]
             if older:
                 keep_set.add(older[-1])
-        for name in names:
-            if name not in keep_set:
-                self._client.delete_collection(name)
+        retired = [name for name in names if name not in keep_set]
+        for name in retired:
+            self._client.delete_collection(name)
+        if retired and self._persist_dir is not None:
+            reclaim_space(self._persist_dir)
+

@@ -1,10 +1,10 @@
-"""Sentence-aware chunking with overlap, stable ids and character offsets."""
+"""Section-aware, sentence-aware chunking with overlap, stable ids and character offsets."""
 
 from __future__ import annotations
 
 import hashlib
 
-from bot.rag.models import Chunk, SourceDocument
+from bot.rag.models import HEADING_SEPARATOR, Chunk, DocumentSection, SourceDocument
 from bot.rag.text import Span, split_sentences
 
 
@@ -37,10 +37,32 @@ def chunk_id(source: str, index: int, text: str) -> str:
 
 
 def chunk_document(doc: SourceDocument, size: int, overlap: int) -> list[Chunk]:
-    """Greedy packing of whole sentences up to `size` characters; each chunk after the first
-    starts with the previous chunk's last sentence, and more of its trailing sentences while
+    """The document's chunks, section by section: a chunk never straddles a heading (or a
+    PDF page); within a section, sentences are packed as `pack_sentences` does."""
+    sections = doc.sections or (DocumentSection(0, len(doc.text)),)
+    chunks: list[Chunk] = []
+    for section in sections:
+        sentences = [
+            Span(section.start + s.start, section.start + s.end, s.text)
+            for s in split_sentences(doc.text[section.start:section.end])
+        ]
+        heading = HEADING_SEPARATOR.join(section.heading_path) or None
+        for group in pack_sentences(_pieces(sentences, size), size, overlap):
+            start, end = group[0].start, group[-1].end
+            text = doc.text[start:end]
+            index = len(chunks)
+            chunks.append(Chunk(
+                id=chunk_id(doc.name, index, text), source=doc.name, index=index, start=start, end=end,
+                text=text, source_hash=doc.content_hash, title=doc.title, url=doc.url,
+                heading=heading, page=section.page, anchor=section.anchor,
+            ))
+    return chunks
+
+
+def pack_sentences(pieces: list[Span], size: int, overlap: int) -> list[list[Span]]:
+    """Greedy packing of whole sentences up to `size` characters; each group after the first
+    starts with the previous group's last sentence, and more of its trailing sentences while
     they total at most `overlap` characters."""
-    pieces = _pieces(split_sentences(doc.text), size)
     groups: list[list[Span]] = []
     current: list[Span] = []
     for piece in pieces:
@@ -59,21 +81,4 @@ def chunk_document(doc: SourceDocument, size: int, overlap: int) -> list[Chunk]:
         current.append(piece)
     if current:
         groups.append(current)
-    chunks: list[Chunk] = []
-    for index, group in enumerate(groups):
-        start, end = group[0].start, group[-1].end
-        text = doc.text[start:end]
-        chunks.append(
-            Chunk(
-                id=chunk_id(doc.name, index, text),
-                source=doc.name,
-                index=index,
-                start=start,
-                end=end,
-                text=text,
-                source_hash=doc.content_hash,
-                title=doc.title,
-                url=doc.url,
-            )
-        )
-    return chunks
+    return groups

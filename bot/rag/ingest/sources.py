@@ -1,68 +1,80 @@
-"""Loading source files: discovery, decoding, validation, front matter, normalisation.
+"""Loading a folder of sources: discovery (recursive; build folders and sidecars skipped),
+conversion of every supported format to text with structure, normalisation, and a report
+per file. A file that cannot be read does not stop the others: it is listed as failed (the
+index keeps its previous version); a file that is not a source is listed as skipped.
 
-Any `.txt` or `.md` file under the sources folder is a source. A folder with one bad file
-fails as a whole, naming every bad file, so a reload never half-applies.
+Plain `.txt` files keep the original normalisation (tokenised news text such as the seed
+article is rejoined). Any file may have a sidecar `<file>.source.json` with `url`/`title`.
 """
 
 from __future__ import annotations
 
-import codecs
 import hashlib
-import re
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.rag.errors import SourceError
-from bot.rag.models import SourceDocument
+from bot.rag.ingest.convert import SUPPORTED_SUFFIXES, convert
+from bot.rag.ingest.formats_text import decode_text, split_front_matter
+from bot.rag.models import DocumentSection, SourceDocument
 from bot.rag.text import normalise_text
 
-SOURCE_SUFFIXES = {".txt", ".md"}
-_FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?)\n---[ \t]*\n", re.DOTALL)
+SIDECAR_SUFFIX = ".source.json"
+# Sphinx (and similar) builds keep text copies and assets beside the pages: one page, indexed once.
+BUILD_FOLDERS = {"_sources", "_static", "_images", "_downloads", ".doctrees", "__pycache__", "node_modules"}
 
 
-def discover(sources_dir: Path) -> list[Path]:
-    """Source files under `sources_dir`, sorted; raises when the folder is missing."""
+@dataclass
+class LoadedSources:
+    """What a folder holds: the documents, and the files left out with the reason."""
+
+    documents: list[SourceDocument] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+
+def discover(sources_dir: Path) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Supported files under `sources_dir` (sorted) and the files skipped, with why."""
     if not sources_dir.exists():
         raise SourceError(f"The sources folder {sources_dir} does not exist.")
     if not sources_dir.is_dir():
         raise SourceError(f"{sources_dir} is not a folder.")
-    return sorted(
-        p for p in sources_dir.rglob("*")
-        if p.is_file() and p.suffix.lower() in SOURCE_SUFFIXES and not p.name.startswith(".")
-    )
+    found: list[Path] = []
+    skipped: list[tuple[str, str]] = []
+    for path in sorted(sources_dir.rglob("*")):
+        relative = path.relative_to(sources_dir)
+        if not path.is_file() or any(part.startswith(".") for part in relative.parts):
+            continue
+        if any(part in BUILD_FOLDERS for part in relative.parts[:-1]):
+            continue  # build output (text copies, assets): never a second copy of a page
+        if path.name.endswith(SIDECAR_SUFFIX):
+            continue
+        if path.suffix.lower() in SUPPORTED_SUFFIXES:
+            found.append(path)
+        else:
+            skipped.append((relative.as_posix(), f"unsupported file type {path.suffix or '(none)'}"))
+    return found, skipped
 
 
-def decode(raw: bytes, name: str) -> str:
-    """Text of a file's bytes: UTF-8 (with or without BOM) or UTF-16 with a BOM."""
-    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        try:
-            return raw.decode("utf-16")
-        except UnicodeDecodeError as exc:
-            raise SourceError(f"{name}: not valid UTF-16 text ({exc.reason}).") from exc
-    if b"\x00" in raw:
-        raise SourceError(f"{name}: looks like a binary file, not text.")
+def _sidecar(path: Path) -> dict[str, str]:
+    sidecar = path.with_name(path.name + SIDECAR_SUFFIX)
+    if not sidecar.is_file():
+        return {}
     try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise SourceError(
-            f"{name}: not UTF-8 text (invalid byte at position {exc.start}); save it as UTF-8."
-        ) from exc
+        meta = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {k: str(v) for k, v in meta.items() if k in {"url", "title"} and v} if isinstance(meta, dict) else {}
 
 
-def parse_front_matter(text: str) -> tuple[dict[str, str], str]:
-    """`key: value` lines between `---` fences at the top become metadata."""
-    match = _FRONT_MATTER.match(text)
-    if not match:
-        return {}, text
-    meta: dict[str, str] = {}
-    for line in match.group(1).splitlines():
-        key, sep, value = line.partition(":")
-        if sep and key.strip():
-            meta[key.strip().lower()] = value.strip().strip("'\"")
-    return meta, text[match.end():]
+def _plain_text(raw: bytes, name: str) -> tuple[str, dict[str, str]]:
+    meta, body = split_front_matter(decode_text(raw, name))
+    return normalise_text(body), meta
 
 
 def load_source(path: Path, name: str, max_bytes: int) -> SourceDocument:
-    """One validated, normalised source."""
+    """One validated, converted, normalised source."""
     try:
         size = path.stat().st_size
         if size > max_bytes:
@@ -70,34 +82,49 @@ def load_source(path: Path, name: str, max_bytes: int) -> SourceDocument:
         raw = path.read_bytes()
     except OSError as exc:
         raise SourceError(f"{name}: cannot be read ({exc.strerror or exc}).") from exc
-    meta, body = parse_front_matter(decode(raw, name))
-    text = normalise_text(body)
-    if not text:
-        raise SourceError(f"{name}: the file is empty.")
+    extra = _sidecar(path)
+    if path.suffix.lower() == ".txt":
+        text, meta = _plain_text(raw, name)
+        if not text:
+            raise SourceError(f"{name}: the file is empty.")
+        title, url, sections, kind = meta.get("title"), meta.get("url"), (), "text"
+    else:
+        converted = convert(raw, name, max_bytes=max_bytes, url=extra.get("url"))
+        text, title, url, kind = converted.text, converted.title, converted.url, converted.kind
+        sections = tuple(
+            DocumentSection(s.start, s.end, tuple(s.heading_path), s.page, s.anchor) for s in converted.sections
+        )
     return SourceDocument(
         name=name,
         text=text,
         content_hash=hashlib.sha256(text.encode("utf-8")).hexdigest(),
-        title=meta.get("title") or None,
-        url=meta.get("url") or None,
+        title=extra.get("title") or title or None,
+        url=extra.get("url") or url or None,
+        sections=sections,
+        kind=kind,
     )
 
 
-def load_sources(sources_dir: Path, max_bytes: int) -> list[SourceDocument]:
-    """Every source in the folder; raises one SourceError listing all bad files."""
-    paths = discover(sources_dir)
+def load_sources(sources_dir: Path, max_bytes: int) -> LoadedSources:
+    """Every source in the folder, with the files skipped and failed. Raises only when the
+    folder is missing or holds no supported file at all."""
+    paths, skipped = discover(sources_dir)
     if not paths:
         raise SourceError(
-            f"No sources in {sources_dir}: add .txt or .md files ({', '.join(sorted(SOURCE_SUFFIXES))})."
+            f"No sources in {sources_dir}: add files of a supported type ({', '.join(sorted(SUPPORTED_SUFFIXES))})."
         )
-    documents: list[SourceDocument] = []
-    problems: list[str] = []
+    loaded = LoadedSources(skipped=skipped)
+    seen: dict[str, str] = {}
     for path in paths:
         name = path.relative_to(sources_dir).as_posix()
         try:
-            documents.append(load_source(path, name, max_bytes))
+            document = load_source(path, name, max_bytes)
         except SourceError as exc:
-            problems.append(str(exc))
-    if problems:
-        raise SourceError("Some sources could not be loaded: " + " ".join(problems))
-    return documents
+            loaded.failed.append((name, str(exc)))
+            continue
+        if document.content_hash in seen:
+            loaded.skipped.append((name, f"same text as {seen[document.content_hash]}"))
+            continue
+        seen[document.content_hash] = name
+        loaded.documents.append(document)
+    return loaded

@@ -1,0 +1,62 @@
+"""Answering from several knowledge bases at once — a server's own base and the shared one:
+each base's retriever runs, their rankings are fused (reciprocal rank, ties by similarity),
+and the answerer reads one corpus over both. The chain has the same shape as one base's."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.documents import Document
+from langchain_core.runnables import Runnable, RunnableLambda, RunnableParallel, RunnablePassthrough
+
+from bot.rag.answer.base import Answerer, AnswerInput, AnswerStep
+from bot.rag.index.knowledge_base import LiveIndex
+from bot.rag.index.retrieval import RRF_K
+from bot.rag.models import Answer, Chunk
+
+
+class ScopedCorpus:
+    """Source texts and term weights over several live indexes, the most specific first
+    (a source name present in two bases is read from the first)."""
+
+    def __init__(self, lives: Sequence[LiveIndex]) -> None:
+        self.lives = list(lives)
+
+    def _owner(self, source: str) -> LiveIndex:
+        return next((live for live in self.lives if source in live.version.source_names), self.lives[-1])
+
+    def source_text(self, source: str) -> str:
+        return self._owner(source).source_text(source)
+
+    def idf(self, term: str) -> float:
+        return max(live.idf(term) for live in self.lives)  # rare in any base: informative
+
+    def chunks_of(self, documents: Sequence[Document]) -> list[Chunk]:
+        return [self.lives[int(d.metadata["scope"])].version.chunks[str(d.metadata["chunk_id"])] for d in documents]
+
+
+def fuse(rankings: dict[str, list[Document]], k: int) -> list[Document]:
+    """The top k of several rankings: reciprocal-rank fusion, ties broken by similarity."""
+    scored: list[tuple[float, float, Document]] = []
+    for scope, documents in rankings.items():
+        for rank, doc in enumerate(documents, start=1):
+            doc.metadata["scope"] = scope
+            scored.append((1.0 / (RRF_K + rank), float(doc.metadata.get("similarity") or 0.0), doc))
+    scored.sort(key=lambda item: (-item[0], -item[1]))
+    return [doc for _, _, doc in scored[:k]]
+
+
+def scoped_chain(lives: Sequence[LiveIndex], answerer: Answerer, k: int) -> Runnable[str, Answer]:
+    """question → every base's retriever → fused top k → answer (invoke, stream, astream)."""
+    corpus = ScopedCorpus(lives)
+    retrievers = RunnableParallel({str(i): live.retriever for i, live in enumerate(lives)})
+
+    def answer_input(inputs: dict[str, Any]) -> AnswerInput:
+        return {"question": inputs["question"], "chunks": corpus.chunks_of(inputs["documents"])}
+
+    return (
+        RunnableParallel(question=RunnablePassthrough(), documents=retrievers | RunnableLambda(lambda r: fuse(r, k)))
+        | RunnableLambda(answer_input)
+        | AnswerStep(answerer, corpus=corpus)
+    )

@@ -1,0 +1,158 @@
+"""The `source` sub-commands of the command line: `source add PATH|URL`, `source remove NAME`
+and `source list`, each for one knowledge base (`--base`).
+
+Owns the host's side of source changes. `--base shared` (the default) is the sources folder:
+a file, page or crawl is validated and stored there (registered as pending) and indexed by the
+next `ingest` or the bot's /reload, since a running bot owns that index. Any other base
+(`guild-<id>`, or just the server id) goes through `SourceLibrary` and is re-indexed at once,
+exactly as `/source` does in Discord. Handlers take `(settings, args)` (`needs_service=False`)
+and let a RagError reach `bot.cli.main`, which prints it as one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import getpass
+import json
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bot.rag.errors import SourceError
+from bot.settings import Settings
+
+if TYPE_CHECKING:
+    from bot.rag.library import SourceChange, SourceLibrary
+
+SHARED = "shared"
+BASE_HELP = "knowledge base: shared (the sources folder; default), guild-<server id>, or just the server id"
+_URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
+
+
+def add_source_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `source add|remove|list` to the CLI's sub-command parsers."""
+    source = subparsers.add_parser("source", help="add, remove or list the sources of a knowledge base")
+    actions = source.add_subparsers(dest="source_command", required=True, metavar="ACTION")
+
+    add = actions.add_parser("add", help="add a file or a web page (or a crawl of a site's folder)")
+    add.add_argument("target", metavar="PATH|URL", help="a file of a supported type, or an http(s) URL")
+    add.add_argument("--base", default=SHARED, help=BASE_HELP)
+    add.add_argument("--crawl", action="store_true", help="with a URL: also fetch the pages under its folder")
+    add.add_argument("--max-pages", type=_positive, help="most pages a crawl fetches (default: CRAWL_MAX_PAGES)")
+    add.add_argument("--max-depth", type=_positive, help="most links a crawl follows (default: CRAWL_MAX_DEPTH)")
+    add.add_argument("--name", help="the source's name (default: from the file name or URL)")
+    add.set_defaults(func=cmd_source_add, needs_service=False)
+
+    remove = actions.add_parser("remove", help="remove a source (its files, then re-index)")
+    remove.add_argument("name", help="the source's name, as `source list` shows it")
+    remove.add_argument("--base", default=SHARED, help=BASE_HELP)
+    remove.set_defaults(func=cmd_source_remove, needs_service=False)
+
+    listing = actions.add_parser("list", help="list the sources registered in a knowledge base")
+    listing.add_argument("--base", default=SHARED, help=BASE_HELP)
+    listing.add_argument("--json", action="store_true", help="print JSON instead of text")
+    listing.set_defaults(func=cmd_source_list, needs_service=False)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
+def base_name(text: str) -> str:
+    """`shared`, `guild-<id>`, or a server id (which means `guild-<id>`)."""
+    text = text.strip()
+    if text.isdigit():
+        return f"guild-{text}"
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}", text):
+        raise SourceError(f"{text!r} is not a knowledge base name: use shared, guild-<server id> or a server id.")
+    return text
+
+
+def _actor() -> dict[str, Any]:
+    try:
+        user = getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user name in this environment
+        user = None
+    return {"actor_id": "cli", "actor_name": user}
+
+
+@contextlib.contextmanager
+def _library(settings: Settings) -> Iterator[SourceLibrary]:
+    """A SourceLibrary over this host's state database; the embedding model loads only if indexing."""
+    from bot.rag.components import Components
+    from bot.rag.index.registry import KnowledgeBases
+    from bot.rag.library import SourceLibrary
+    from bot.state import Database, database_url
+
+    db = Database(database_url(settings))
+    try:
+        db.create_schema()
+        yield SourceLibrary(settings, KnowledgeBases(Components(settings)), db)
+    finally:
+        db.dispose()
+
+
+def _print_change(change: SourceChange) -> None:
+    print(f"{change.base}: {change.result}")
+    for note in change.notes:
+        print(f"  {note}")
+    if change.report is None:
+        print("  run `ingest` (or /reload in Discord) to index it now")
+    elif details := getattr(change.report, "details", None):
+        for line in details(limit=10):
+            print(f"  {line}")
+
+
+def cmd_source_add(settings: Settings, args: argparse.Namespace) -> int:
+    base = base_name(args.base)
+    progress = (lambda text: print(text, file=sys.stderr, flush=True)) if getattr(args, "verbose", False) else None
+    with _library(settings) as library:
+        if _URL.match(args.target):
+            change = library.add_url(base, args.target, crawl=args.crawl, max_pages=args.max_pages,
+                                     max_depth=args.max_depth, name=args.name, index=base != SHARED,
+                                     progress=progress, **_actor())
+        else:
+            path = Path(args.target).expanduser()
+            if args.crawl or args.max_pages or args.max_depth:
+                raise SourceError("--crawl, --max-pages and --max-depth go with a URL, not a file.")
+            if not path.is_file():
+                raise SourceError(f"{path}: no such file.")
+            if (size := path.stat().st_size) > settings.max_source_bytes:
+                raise SourceError(f"{path.name}: {size:,} bytes is over the {settings.max_source_bytes:,}-byte limit.")
+            change = library.add_file(base, path.name, path.read_bytes(), name=args.name, origin=str(path.resolve()),
+                                      index=base != SHARED, progress=progress, **_actor())
+    _print_change(change)
+    return 0
+
+
+def cmd_source_remove(settings: Settings, args: argparse.Namespace) -> int:
+    base = base_name(args.base)
+    with _library(settings) as library:
+        change = library.remove(base, args.name, index=base != SHARED, **_actor())
+    _print_change(change)
+    return 0
+
+
+def cmd_source_list(settings: Settings, args: argparse.Namespace) -> int:
+    base = base_name(args.base)
+    with _library(settings) as library:
+        rows = library.list(base)
+    if args.json:
+        fields = ("name", "kind", "origin", "status", "error", "chunks", "pages", "added_by", "added_by_name")
+        print(json.dumps([{**{f: getattr(r, f) for f in fields}, "added_at": r.added_at.isoformat(),
+                           "updated_at": r.updated_at.isoformat()} for r in rows], ensure_ascii=False))
+        return 0
+    if not rows:
+        print(f"{base}: no sources registered")
+    for r in rows:
+        who = r.added_by_name or r.added_by or "?"
+        status = "" if r.status == "ready" else f"\t{r.status}" + (f": {r.error}" if r.error else "")
+        when = f"{r.added_at:%Y-%m-%d %H:%M} UTC"
+        print(f"{r.name}\t{r.kind}\t{r.chunks} chunk(s)\tadded by {who} {when}\t{r.origin}{status}")
+    return 0
