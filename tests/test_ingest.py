@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from bot.rag.embeddings import MiniLMEmbeddings
 from bot.rag.service import RagService
@@ -118,3 +119,18 @@ def test_retired_versions_give_their_disk_space_back(service: RagService, source
     versions = [c.name for c in service.base.index.client.list_collections()]
     assert len(versions) == 2, "the live version and the one before it"
     assert len(folders) <= 2, f"segment folders of retired versions are deleted: {len(folders)} left"
+
+
+def test_unchanged_files_are_not_converted_again(service: RagService, sources_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (sources_dir / "guide.md").write_text("# Guide\n\nThe harbour bell rings at noon.\n", encoding="utf-8")
+    service.ingest()
+    converted: list[str] = []
+    from bot.rag.ingest import sources as loader
+
+    original = loader.load_source
+    monkeypatch.setattr(loader, "load_source", lambda path, name, *a, **k: converted.append(name) or original(path, name, *a, **k))
+    again = service.ingest()
+    assert converted == [] and not again.rebuilt and again.unchanged > 0
+    (sources_dir / "guide.md").write_text("# Guide\n\nThe harbour bell rings at six.\n", encoding="utf-8")
+    changed = service.ingest()
+    assert converted == ["guide.md"] and changed.updated == 1

@@ -31,6 +31,7 @@ class SourceDocument:
     url: str | None = None
     sections: tuple[DocumentSection, ...] = ()  # empty: the whole text is one section
     kind: str = "text"
+    file_hash: str | None = None  # of the file's bytes (and how it is chunked): unchanged files skip conversion
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class Chunk:
     heading: str | None = None  # heading path, "Built-in Functions › zip()"
     page: int | None = None
     anchor: str | None = None
+    file_hash: str | None = None
 
     @property
     def search_text(self) -> str:
@@ -90,6 +92,8 @@ class Chunk:
             meta["page"] = self.page
         if self.anchor:
             meta["anchor"] = self.anchor
+        if self.file_hash:
+            meta["file_hash"] = self.file_hash
         return meta
 
 

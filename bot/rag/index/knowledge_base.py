@@ -157,10 +157,12 @@ class KnowledgeBase:
         try:
             started = time.perf_counter()
             folder = (sources_dir or self.folder()).resolve()
-            loaded = load_sources(folder, self.settings.max_source_bytes)
-            if not loaded.documents and self._live is None and self.index.active_name() is None:
+            current = self._current_version()
+            loaded = load_sources(folder, self.settings.max_source_bytes, self._indexed_files(current), self._chunking)
+            if not loaded.documents and not loaded.unchanged and self._live is None and self.index.active_name() is None:
                 raise SourceError("No source could be read: " + " ".join(why for _, why in loaded.failed))
-            report = self._build(loaded.documents, [name for name, _ in loaded.failed], str(folder), progress)
+            keep = [name for name, _ in loaded.failed] + loaded.unchanged
+            report = self._build(current, loaded.documents, keep, str(folder), progress)
             report.skipped, report.failed, report.folder = loaded.skipped, loaded.failed, str(folder)
             for name, why in loaded.failed:
                 log.warning("%s: %s (its previous version, if any, keeps serving)", name, why)
@@ -169,6 +171,28 @@ class KnowledgeBase:
             return report
         finally:
             self._reload_lock.release()
+
+    @property
+    def _chunking(self) -> str:
+        """Part of every file's hash: a change of chunking re-reads every file."""
+        return f"{self.settings.chunk_size}/{self.settings.chunk_overlap}/sections-1"
+
+    def _current_version(self) -> IndexVersion | None:
+        if self._live is not None:
+            return self._live.version
+        try:
+            return self.index.load()
+        except Exception as exc:
+            raise IndexUnavailableError(
+                f"Ingest failed ({describe_store_error(self.settings, exc)}); no index is available yet."
+            ) from exc
+
+    def _indexed_files(self, version: IndexVersion | None) -> dict[str, str]:
+        """File hashes of the sources in the current version (none when its vectors are from
+        another embedding model: then everything is read again)."""
+        if version is None or version.embedding_model != self.components.embeddings.model_id:
+            return {}
+        return {c.source: c.file_hash for c in version.chunks.values() if c.file_hash}
 
     def folder(self) -> Path:
         """The sources folder: the configured one, or (for a base that remembers) the folder
@@ -185,14 +209,11 @@ class KnowledgeBase:
         return self.sources_dir
 
     def _build(
-        self, documents: Sequence[SourceDocument], keep: Sequence[str], origin: str, progress: Progress | None
+        self, current: IndexVersion | None, documents: Sequence[SourceDocument], keep: Sequence[str],
+        origin: str, progress: Progress | None,
     ) -> IngestReport:
         index = self.index
-        current = self._live.version if self._live is not None else None
         try:
-            if current is None:
-                name = index.active_name()
-                current = index.load(name) if name else None
             report, new_name = index.build(
                 documents, self.components.embeddings, self.components.chunker, current, keep=keep, origin=origin, progress=progress
             )

@@ -90,6 +90,7 @@ def _chunk_from_record(chunk_id: str, text: str, meta: dict[str, Any]) -> Chunk:
         heading=meta.get("heading"),
         page=int(meta["page"]) if meta.get("page") else None,
         anchor=meta.get("anchor"),
+        file_hash=meta.get("file_hash"),
     )
 
 

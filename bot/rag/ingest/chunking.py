@@ -54,7 +54,7 @@ def chunk_document(doc: SourceDocument, size: int, overlap: int) -> list[Chunk]:
             chunks.append(Chunk(
                 id=chunk_id(doc.name, index, text), source=doc.name, index=index, start=start, end=end,
                 text=text, source_hash=doc.content_hash, title=doc.title, url=doc.url,
-                heading=heading, page=section.page, anchor=section.anchor,
+                heading=heading, page=section.page, anchor=section.anchor, file_hash=doc.file_hash,
             ))
     return chunks
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +33,7 @@ class LoadedSources:
     documents: list[SourceDocument] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)  # same bytes as indexed: not converted again
 
 
 def discover(sources_dir: Path) -> tuple[list[Path], list[tuple[str, str]]]:
@@ -73,15 +75,30 @@ def _plain_text(raw: bytes, name: str) -> tuple[str, dict[str, str]]:
     return normalise_text(body), meta
 
 
-def load_source(path: Path, name: str, max_bytes: int) -> SourceDocument:
-    """One validated, converted, normalised source."""
+def read_file(path: Path, name: str, max_bytes: int) -> bytes:
     try:
         size = path.stat().st_size
         if size > max_bytes:
             raise SourceError(f"{name}: {size:,} bytes is over the {max_bytes:,}-byte limit.")
-        raw = path.read_bytes()
+        return path.read_bytes()
     except OSError as exc:
         raise SourceError(f"{name}: cannot be read ({exc.strerror or exc}).") from exc
+
+
+def file_hash(path: Path, raw: bytes, salt: str = "") -> str:
+    """Identity of a file as indexed: its bytes, its sidecar's, and how it is chunked (`salt`)."""
+    digest = hashlib.sha256(raw)
+    sidecar = path.with_name(path.name + SIDECAR_SUFFIX)
+    if sidecar.is_file():
+        digest.update(sidecar.read_bytes())
+    digest.update(salt.encode())
+    return digest.hexdigest()
+
+
+def load_source(path: Path, name: str, max_bytes: int, raw: bytes | None = None,
+                hashed: str | None = None) -> SourceDocument:
+    """One validated, converted, normalised source."""
+    raw = read_file(path, name, max_bytes) if raw is None else raw
     extra = _sidecar(path)
     if path.suffix.lower() == ".txt":
         text, meta = _plain_text(raw, name)
@@ -102,12 +119,16 @@ def load_source(path: Path, name: str, max_bytes: int) -> SourceDocument:
         url=extra.get("url") or url or None,
         sections=sections,
         kind=kind,
+        file_hash=hashed,
     )
 
 
-def load_sources(sources_dir: Path, max_bytes: int) -> LoadedSources:
-    """Every source in the folder, with the files skipped and failed. Raises only when the
-    folder is missing or holds no supported file at all."""
+def load_sources(
+    sources_dir: Path, max_bytes: int, known: Mapping[str, str] | None = None, salt: str = ""
+) -> LoadedSources:
+    """Every source in the folder, with the files skipped and failed. Files whose hash is
+    in `known` (name → file hash, from the index) are listed as unchanged, not converted.
+    Raises only when the folder is missing or holds no supported file at all."""
     paths, skipped = discover(sources_dir)
     if not paths:
         raise SourceError(
@@ -118,7 +139,12 @@ def load_sources(sources_dir: Path, max_bytes: int) -> LoadedSources:
     for path in paths:
         name = path.relative_to(sources_dir).as_posix()
         try:
-            document = load_source(path, name, max_bytes)
+            raw = read_file(path, name, max_bytes)
+            hashed = file_hash(path, raw, salt)
+            if known and known.get(name) == hashed:
+                loaded.unchanged.append(name)
+                continue
+            document = load_source(path, name, max_bytes, raw, hashed)
         except SourceError as exc:
             loaded.failed.append((name, str(exc)))
             continue
