@@ -21,6 +21,7 @@ from bot.settings import Settings
 from tests.discord_emulator import MANAGE_GUILD, DiscordEmulator, Member
 from tests.helpers import ARTICLE, StartBot
 from tests.openai_server import OpenAICompatibleServer
+from tests.postgres_server import start_postgres, stop_postgres
 
 
 @pytest.fixture(scope="session")
@@ -131,3 +132,17 @@ def member(emulator: DiscordEmulator) -> Member:
 @pytest.fixture
 def moderator(emulator: DiscordEmulator) -> Member:
     return emulator.member("mod", permissions=MANAGE_GUILD | (1 << 10) | (1 << 11))
+
+
+# --- a real PostgreSQL server for the DATABASE_URL path ----------------------------------
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """URL of the `postgres` database on a throwaway server for the whole session."""
+    try:
+        server = start_postgres()
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield server.url()
+    finally:
+        stop_postgres(server)

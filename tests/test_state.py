@@ -34,25 +34,12 @@ from bot.state import (
     ingest_lock,
 )
 from bot.state.locks import advisory_key, lock_path
-from tests.postgres_server import free_port, start_postgres, stop_postgres
+from tests.postgres_server import free_port
 
 TABLES = {"schema_version", "knowledge_bases", "sources", "crawl_pages", "audit_log", "guild_config"}
 
 
 # --- fixtures -----------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """URL of the `postgres` database on a throwaway server for the whole session."""
-    try:
-        server = start_postgres()
-    except RuntimeError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    try:
-        yield server.url()
-    finally:
-        stop_postgres(server)
 
 
 def _libpq(url: str) -> str:
