@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help=as_json)
     evaluate.add_argument("--k", type=int, help="chunks retrieved per question (default: TOP_K)")
     evaluate.add_argument("--no-baseline", action="store_true", help="skip the stock LangChain baseline")
+    evaluate.add_argument("--sources", type=Path, help="measure this folder (default: the sources folder)")
+    evaluate.add_argument("--index", type=Path, help="keep and reuse the index (ours and the baseline's) here")
     evaluate.set_defaults(func=cmd_eval, needs_service=False)
 
     bench = commands.add_parser("bench", help="measure speed and memory")

@@ -5,6 +5,7 @@ figures come from ingestion and retrieval alone."""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,7 +45,10 @@ def stock_text(path: Path) -> str:
 
 
 class BaselinePipeline:
-    def __init__(self, sources_dir: Path, embeddings: EmbeddingModel, answerer: Answerer, k: int = 4) -> None:
+    def __init__(self, sources_dir: Path, embeddings: EmbeddingModel, answerer: Answerer, k: int = 4,
+                 persist_dir: Path | None = None) -> None:
+        """Build the recipe over `sources_dir`; with `persist_dir`, its Chroma collection is
+        kept there and reused when the same chunks were embedded before."""
         self._texts: dict[str, str] = {}
         documents: list[Document] = []
         for path in discover(sources_dir)[0]:
@@ -63,11 +67,19 @@ class BaselinePipeline:
             self.chunks[chunk_id] = Chunk(chunk_id, doc.metadata["source"], i, start, start + len(doc.page_content), doc.page_content, "")
             doc.metadata["chunk_id"] = chunk_id
             ids.append(chunk_id)
-        client = chromadb.EphemeralClient(settings=ChromaSettings(anonymized_telemetry=False))
-        self.store = Chroma.from_documents(
-            self.documents, embeddings, ids=ids, client=client,
-            collection_name=f"baseline_{uuid.uuid4().hex[:8]}",
-        )
+        chroma_settings = ChromaSettings(anonymized_telemetry=False)
+        if persist_dir is None:
+            client = chromadb.EphemeralClient(settings=chroma_settings)
+            name = f"baseline_{uuid.uuid4().hex[:8]}"
+        else:
+            client = chromadb.PersistentClient(path=str(persist_dir), settings=chroma_settings)
+            digest = hashlib.sha256("\x00".join(d.page_content for d in self.documents).encode()).hexdigest()[:16]
+            name = f"baseline_{digest}"
+        existing = {c.name for c in client.list_collections()}
+        if name in existing:
+            self.store = Chroma(client=client, collection_name=name, embedding_function=embeddings)
+        else:
+            self.store = Chroma.from_documents(self.documents, embeddings, ids=ids, client=client, collection_name=name)
         self._lexical = LexicalIndex(list(self.chunks.values()))
         self._answerer = answerer
         self._k = k

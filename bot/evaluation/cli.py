@@ -49,12 +49,15 @@ def evaluate(settings: Settings, items: Sequence[QAItem], k: int, baseline: bool
     sources = live.version.sources
     report: dict[str, Any] = {
         "k": k, "provider": service.provider,
-        "sources": {"folder": str(settings.sources_dir), "files": len(sources),
+        "sources": {"folder": str(service.base.folder()), "files": len(sources),
                     "chunks": sum(info.chunks for info in sources.values())},
         "ours": {"summary": aggregate(ours, k), "questions": [r.to_dict() for r in ours]},
     }
     if baseline:
-        pipeline = BaselinePipeline(settings.sources_dir, service.components.embeddings, service.components.extractive, k)
+        pipeline = BaselinePipeline(
+            service.base.folder(), service.components.embeddings, service.components.extractive, k,
+            persist_dir=settings.vectorstore_dir / "baseline",
+        )
         theirs = run_items(items, pipeline.retrieve, pipeline.ask, lambda cid: pipeline.chunks[cid].text, "baseline")
         report["baseline"] = {"summary": aggregate(theirs, k), "questions": [r.to_dict() for r in theirs]}
     return report
@@ -97,8 +100,19 @@ def format_report(report: dict[str, Any]) -> str:
 
 
 def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
+    settings = with_corpus(settings, args)
     items = load_qa(args.file)
     report = evaluate(settings, items, args.k or settings.top_k, baseline=not args.no_baseline)
     report["file"] = str(args.file)
     print(json.dumps(report) if args.json else format_report(report))
     return 0
+
+
+def with_corpus(settings: Settings, args: argparse.Namespace) -> Settings:
+    """`--sources DIR` measures that folder; `--index DIR` keeps (and reuses) its index there."""
+    update: dict[str, Any] = {}
+    if getattr(args, "sources", None):
+        update["sources_dir"] = args.sources.resolve()
+    if getattr(args, "index", None):
+        update["vectorstore_dir"] = args.index.resolve()
+    return settings.model_copy(update=update) if update else settings

@@ -1,0 +1,298 @@
+"""The moderators' `/source` commands: add (a file, a web page or a crawl of a site's folder),
+remove, list and reload the sources of this server's own knowledge base (`guild-<id>`), and
+choose the channel where changes are announced.
+
+Owns the Discord side of source changes: option checks, the deferred private reply edited with
+progress while a source is fetched and indexed, the final report, and the one-line audit post
+in the server's log channel (never pinging anyone; a channel the bot cannot post in is logged
+and skipped). The changes themselves are `SourceLibrary`'s, run in a worker thread. Nothing here
+reaches another server's base: every command works on the base of the server it was run in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import math
+import threading
+import time
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.discord_bot.checks import is_moderator, moderator_only
+from bot.discord_bot.render import (
+    EMBED_COLOUR,
+    EMBED_FIELD_LIMIT,
+    EMBED_FIELD_NAME_LIMIT,
+    EMBED_FIELD_VALUE_LIMIT,
+    EMBED_TOTAL_LIMIT,
+    MESSAGE_LIMIT,
+    NO_MENTIONS,
+    trim,
+)
+from bot.rag.errors import ReloadInProgressError, SourceError, UnknownSourceError
+from bot.rag.library import SourceChange, SourceExistsError, SourceLibrary, guild_base
+from bot.state import Database, SourceRow, StateUnavailableError, database_url
+
+if TYPE_CHECKING:
+    from bot.discord_bot.app import SourceBot
+
+log = logging.getLogger(__name__)
+PROGRESS_INTERVAL = 1.0  # seconds between edits of the reply while a source is ingested
+AUTOCOMPLETE_LIMIT = 25
+MAX_PAGES_LIMIT = 500
+# What a moderator can fix: worded in the reply. Anything else goes to the tree's error handler.
+USER_ERRORS = (SourceError, SourceExistsError, UnknownSourceError, ReloadInProgressError)
+
+
+class ProgressEdits:
+    """Called from the worker thread with a progress line; edits the deferred reply on the
+    event loop, at most once per `interval` seconds. `settle()` waits for edits in flight, so
+    the final edit always comes last."""
+
+    def __init__(self, interaction: discord.Interaction, interval: float = PROGRESS_INTERVAL) -> None:
+        self.interaction, self.interval = interaction, interval
+        self.loop = asyncio.get_running_loop()
+        self._last = -math.inf
+        self._lock = threading.Lock()
+        self._pending: list[concurrent.futures.Future[None]] = []
+
+    def __call__(self, text: str) -> None:
+        with self._lock:
+            if time.monotonic() - self._last < self.interval:
+                return
+            self._last = time.monotonic()
+            self._pending.append(asyncio.run_coroutine_threadsafe(self._edit(text), self.loop))
+
+    async def _edit(self, text: str) -> None:
+        try:
+            await self.interaction.edit_original_response(content=f"⏳ {trim(text, MESSAGE_LIMIT - 2)}",
+                                                          allowed_mentions=NO_MENTIONS)
+        except discord.HTTPException as exc:  # progress is a courtesy; the final edit still comes
+            log.warning("progress edit failed: %s", exc)
+
+    async def settle(self) -> None:
+        await asyncio.gather(*(asyncio.wrap_future(f) for f in self._pending), return_exceptions=True)
+
+
+def clip(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def audit_line(user: discord.abc.User, change: SourceChange) -> str:
+    """The one line posted to the log channel (a mention shows who, without pinging)."""
+    return trim(f"📚 {user.mention} {change.result}", MESSAGE_LIMIT)
+
+
+def report_text(change: SourceChange, problem: str | None = None) -> str:
+    """The moderator's final reply: what happened, then the pages or files that had problems."""
+    lines = [f"✅ {change.result[:1].upper()}{change.result[1:]}."]
+    lines += [f"• {note}" for note in change.notes[:10]]
+    if len(change.notes) > 10:
+        lines.append(f"• …and {len(change.notes) - 10} more")
+    if problem:
+        lines.append(f"⚠️ {problem}")
+    return clip("\n".join(lines))
+
+
+def sources_embed(rows: list[SourceRow]) -> discord.Embed:
+    """This server's sources: name, kind, origin, chunks, who added them and when."""
+    embed = discord.Embed(title="This server's sources", colour=EMBED_COLOUR)
+    total = len(embed.title or "")
+    for row in rows[:EMBED_FIELD_LIMIT]:
+        status = "" if row.status == "ready" else f" · ⚠️ {row.status}" + (f": {row.error}" if row.error else "")
+        when = discord.utils.format_dt(row.added_at, "R")
+        value = (f"{row.kind} · {row.chunks} chunk{'' if row.chunks == 1 else 's'}"
+                 + (f" · {row.pages} page(s)" if row.kind == "crawl" else "")
+                 + f" · added by {row.added_by_name or row.added_by or '?'} {when}{status}")
+        origin = trim(row.origin, 55) if row.kind == "file" else f"<{trim(row.origin, 53)}>"
+        origin = "" if row.origin == row.name else "\n" + origin
+        value = trim(value, EMBED_FIELD_VALUE_LIMIT - 60) + origin
+        name = trim(row.name, EMBED_FIELD_NAME_LIMIT)
+        if total + len(name) + len(value) > EMBED_TOTAL_LIMIT - 100:
+            break
+        embed.add_field(name=name, value=value, inline=False)
+        total += len(name) + len(value)
+    if len(embed.fields) < len(rows):
+        embed.set_footer(text=f"…and {len(rows) - len(embed.fields)} more")
+    return embed
+
+
+@app_commands.guild_only()
+@app_commands.default_permissions(manage_guild=True)
+class SourcesCog(commands.GroupCog, group_name="source", group_description="This server's own sources (moderators)"):
+    """`/source add|remove|list|reload|log-channel`, for moderators of the server they run in."""
+
+    def __init__(self, bot: SourceBot, library: SourceLibrary) -> None:
+        self.bot, self.library = bot, library
+        super().__init__()
+
+    async def cog_unload(self) -> None:
+        await asyncio.to_thread(self.library.db.dispose)
+
+    @staticmethod
+    def _base(interaction: discord.Interaction) -> str:
+        if interaction.guild_id is None:
+            raise app_commands.NoPrivateMessage()
+        return guild_base(interaction.guild_id)
+
+    @staticmethod
+    def _actor(interaction: discord.Interaction) -> dict[str, str]:
+        return {"actor_id": str(interaction.user.id), "actor_name": str(interaction.user)}
+
+    @app_commands.command(name="add", description="Add a file or a web page (or crawl a site) to this server's sources")
+    @app_commands.describe(
+        attachment="A file: .txt .md .rst .html .pdf .docx .pptx .xlsx .csv",
+        url="A web page (http:// or https://)",
+        crawl="Also add the pages under the URL's folder on that site",
+        max_pages="Most pages a crawl fetches",
+        name="The source's name (default: from the file name or URL)",
+    )
+    @moderator_only()
+    async def add(self, interaction: discord.Interaction, attachment: discord.Attachment | None = None,
+                  url: str | None = None, crawl: bool = False,
+                  max_pages: app_commands.Range[int, 1, MAX_PAGES_LIMIT] | None = None,
+                  name: app_commands.Range[str, 1, 100] | None = None) -> None:
+        base, limit = self._base(interaction), self.bot.settings.max_source_bytes
+        problem = None
+        if (attachment is None) == (url is None):
+            problem = "Give exactly one of `attachment` (a file) or `url` (a web page)."
+        elif attachment is not None and (crawl or max_pages is not None):
+            problem = "`crawl` and `max_pages` go with a `url`, not with a file."
+        elif attachment is not None and attachment.size > limit:
+            problem = f"{attachment.filename} is {attachment.size:,} bytes; the limit is {limit:,}."
+        if problem is not None:
+            await interaction.response.send_message(problem, ephemeral=True, allowed_mentions=NO_MENTIONS)
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        progress = ProgressEdits(interaction)
+        try:
+            if attachment is not None:
+                progress(f"Downloading {attachment.filename}…")
+                try:
+                    data = await attachment.read()
+                except discord.HTTPException as exc:
+                    why = f"Couldn't download {attachment.filename} ({exc.status}); try again."
+                    await self._failed(interaction, progress, why)
+                    return
+                change = await asyncio.to_thread(self.library.add_file, base, attachment.filename, data, name=name,
+                                                 progress=progress, **self._actor(interaction))
+            else:
+                assert url is not None
+                change = await asyncio.to_thread(self.library.add_url, base, url.strip(), crawl=crawl, max_pages=max_pages,
+                                                 name=name, progress=progress, **self._actor(interaction))
+        except USER_ERRORS as exc:
+            await self._failed(interaction, progress, f"Couldn't add that source: {exc}")
+            return
+        await self._done(interaction, progress, change)
+
+    @app_commands.command(name="remove", description="Remove one of this server's sources")
+    @app_commands.describe(name="The source to remove")
+    @moderator_only()
+    async def remove(self, interaction: discord.Interaction, name: str) -> None:
+        base = self._base(interaction)
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        progress = ProgressEdits(interaction)
+        try:
+            change = await asyncio.to_thread(self.library.remove, base, name, **self._actor(interaction))
+        except USER_ERRORS as exc:
+            await self._failed(interaction, progress, f"Couldn't remove it: {exc}")
+            return
+        await self._done(interaction, progress, change)
+
+    @remove.autocomplete("name")
+    async def remove_name(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        if interaction.guild_id is None or not is_moderator(interaction, self.bot.settings):
+            return []
+        names = await asyncio.to_thread(self.library.names, guild_base(interaction.guild_id), current)
+        return [app_commands.Choice(name=n[:100], value=n) for n in names][:AUTOCOMPLETE_LIMIT]
+
+    @app_commands.command(name="list", description="List this server's sources")
+    @moderator_only()
+    async def list_sources(self, interaction: discord.Interaction) -> None:
+        rows = await asyncio.to_thread(self.library.list, self._base(interaction))
+        if not rows:
+            await interaction.response.send_message(
+                "This server has no sources of its own yet; add one with `/source add`.", ephemeral=True)
+            return
+        await interaction.response.send_message(f"{len(rows)} source(s):", embed=sources_embed(rows), ephemeral=True,
+                                                allowed_mentions=NO_MENTIONS)
+
+    @app_commands.command(name="reload", description="Re-fetch this server's web sources and re-read its files")
+    @moderator_only()
+    async def reload(self, interaction: discord.Interaction) -> None:
+        base = self._base(interaction)
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        progress = ProgressEdits(interaction)
+        try:
+            change = await asyncio.to_thread(self.library.reload, base, progress=progress, **self._actor(interaction))
+        except USER_ERRORS as exc:
+            await self._failed(interaction, progress, f"Reload failed: {exc}")
+            return
+        await self._done(interaction, progress, change)
+
+    @app_commands.command(name="log-channel", description="Where source changes are announced (no channel: nowhere)")
+    @app_commands.describe(channel="The channel (leave empty to stop announcing)")
+    @moderator_only()
+    async def log_channel(self, interaction: discord.Interaction, channel: discord.TextChannel | None = None) -> None:
+        base = self._base(interaction)
+        await asyncio.to_thread(self.library.set_log_channel, base, channel.id if channel else None,
+                                **self._actor(interaction))
+        if channel is None:
+            text = "Source changes are no longer announced in a channel."
+        else:
+            text = f"Source changes will be announced in {channel.mention}."
+            if not self._can_post(channel):
+                text += " I can't post there yet: give me View Channel and Send Messages in it."
+        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+
+    # --- replies and the log channel ------------------------------------------------------
+    async def _failed(self, interaction: discord.Interaction, progress: ProgressEdits, text: str) -> None:
+        await progress.settle()
+        await interaction.edit_original_response(content=f"❌ {clip(text, MESSAGE_LIMIT - 2)}",
+                                                  allowed_mentions=NO_MENTIONS)
+
+    async def _done(self, interaction: discord.Interaction, progress: ProgressEdits, change: SourceChange) -> None:
+        problem = await self._announce(interaction, change)
+        await progress.settle()
+        await interaction.edit_original_response(content=report_text(change, problem), allowed_mentions=NO_MENTIONS)
+
+    @staticmethod
+    def _can_post(channel: discord.abc.GuildChannel) -> bool:
+        permissions = channel.permissions_for(channel.guild.me)
+        return permissions.view_channel and permissions.send_messages
+
+    async def _announce(self, interaction: discord.Interaction, change: SourceChange) -> str | None:
+        """Post the audit line in this server's log channel, if it has one; why not, if it failed."""
+        if change.log_channel_id is None or interaction.guild is None:
+            return None
+        channel = interaction.guild.get_channel(int(change.log_channel_id))
+        problem = None
+        if not isinstance(channel, discord.TextChannel | discord.Thread | discord.VoiceChannel):
+            problem = "the log channel no longer exists; set another with `/source log-channel`."
+        elif not self._can_post(channel):
+            problem = f"I can't post in the log channel {channel.mention} (missing permission)."
+        else:
+            try:
+                await channel.send(audit_line(interaction.user, change), allowed_mentions=NO_MENTIONS)
+            except discord.HTTPException as exc:
+                problem = f"posting to the log channel failed ({exc.status})."
+        if problem is not None:
+            log.warning("guild %s: source change not announced: %s", interaction.guild_id, problem)
+        return problem
+
+
+async def setup(bot: SourceBot) -> None:
+    """Add the cog over the state database (tables created if missing). If that database cannot
+    be reached, the bot still answers questions: /source is left out and the reason logged."""
+    try:
+        db = Database(database_url(bot.settings))
+        await asyncio.to_thread(db.create_schema)
+    except StateUnavailableError as exc:
+        log.error("/source is unavailable: %s", exc)
+        return
+    await bot.add_cog(SourcesCog(bot, SourceLibrary(bot.settings, bot.service.bases, db)))
