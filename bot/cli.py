@@ -23,6 +23,7 @@ from bot.rag.models import Answer, Citation, Summary
 from bot.rag.service import RagService
 from bot.rag.stats import configure_question_log
 from bot.settings import Settings
+from bot.source_cli import add_source_commands
 
 EXIT_USER_ERROR = 2
 
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sources = commands.add_parser("sources", help="list the indexed sources")
     sources.add_argument("--json", action="store_true", help=as_json)
+    sources.add_argument("--base", help="a knowledge base other than the shared one, e.g. guild-123")
     sources.set_defaults(func=cmd_sources)
 
     run = commands.add_parser("run", help="run the Discord bot (needs DISCORD_TOKEN)")
@@ -78,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--scaled-chunks", type=int, default=2000, help="size of the scaled corpus")
     bench.add_argument("--repeats", type=int, default=30, help="questions timed per figure")
     bench.set_defaults(func=cmd_bench, needs_service=False)
+    add_source_commands(commands)
     return parser
 
 
@@ -176,7 +179,11 @@ def cmd_summary(service: RagService, args: argparse.Namespace) -> int:
 
 
 def cmd_sources(service: RagService, args: argparse.Namespace) -> int:
-    infos = service.sources()
+    if args.base:
+        base = service.bases.get(args.base).live_if_built()
+        infos = list(base.version.sources.values()) if base else []
+    else:
+        infos = service.sources()
     if args.json:
         print(json.dumps([
             {"name": i.name, "title": i.title, "chunks": i.chunks, "ingested_at": i.ingested_at.isoformat()}

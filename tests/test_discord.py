@@ -18,7 +18,7 @@ from tests.helpers import StartBot, field_values, followup, pings_nobody
 # --- mentions ---------------------------------------------------------------------------------
 async def test_mention_gets_a_cited_reply_to_that_message(emulator: DiscordEmulator, start_bot: StartBot, shared_service: RagService, member: Member) -> None:
     await start_bot(shared_service)
-    assert set(emulator.commands) == {"ask", "summary", "sources", "reload", "stats"}
+    assert set(emulator.commands) == {"ask", "summary", "sources", "reload", "stats", "source"}
     mark = len(emulator.calls)
     message = await emulator.inject_message(member, "How many hostages were taken back to Gaza?", mention_bot=True)
     await emulator.wait_for_call("POST", rf"/channels/{emulator.channel_id}/typing", after=mark)
@@ -171,8 +171,8 @@ async def test_broken_reload_keeps_answering_from_the_old_index(emulator: Discor
     mark = len(emulator.calls)
     interaction = await emulator.inject_slash(moderator, "reload")
     done = await emulator.wait_for_call("PATCH", rf"/webhooks/{emulator.app_id}/{interaction.token}/messages/@original", after=mark)
-    assert "Reload failed" in done.body["content"] and "broken.txt" in done.body["content"]
-    assert "previous index" in done.body["content"]
+    assert "1 file(s) failed" in done.body["content"] and "broken.txt: looks like a binary file" in done.body["content"]
+    assert "previous version" in done.body["content"]
     mark = len(emulator.calls)
     interaction = await emulator.inject_slash(member, "ask", question="How many hostages were taken back to Gaza?")
     assert "253" in (await followup(emulator, interaction.token, mark))["content"]

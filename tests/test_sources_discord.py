@@ -192,3 +192,19 @@ async def test_web_page_and_reload_from_discord(world: World) -> None:
         assert site.statuses["/docs/unlinked.html"] == [200, 304]
         empty = await world.run(world.mod_b, "source reload")
         assert reply(empty).startswith("❌ Reload failed: This knowledge base has no sources yet")
+
+
+def test_the_list_embed_keeps_within_discord_limits() -> None:
+    from datetime import UTC, datetime
+
+    from bot.discord_bot.cogs.sources import sources_embed
+    from bot.state import SourceRow
+
+    now = datetime.now(UTC)
+    rows = [SourceRow(id=i, base="guild-1", name=f"{'n' * 99}{i}", kind="crawl", origin="https://example.com/" + "p" * 3000,
+                      content_hash=None, added_by="1", added_by_name="m" * 300, added_at=now, updated_at=now, etag=None,
+                      last_modified=None, status="failed", error="e" * 3000, chunks=i, pages=i) for i in range(40)]
+    embed = sources_embed(rows)
+    assert 0 < len(embed.fields) <= 25 and len(embed) <= 6000
+    assert all(len(f.name or "") <= 256 and len(f.value or "") <= 1024 for f in embed.fields)
+    assert embed.footer.text == f"…and {40 - len(embed.fields)} more"

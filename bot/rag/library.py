@@ -32,7 +32,6 @@ from bot.state import Database, SourceExistsError, SourceRegistry, SourceRow, in
 
 __all__ = ["SHARED", "SourceChange", "SourceExistsError", "SourceLibrary", "guild_base", "guild_of"]
 LOCK_TIMEOUT, BUSY_WAIT = 600.0, 60.0  # waits for another change of the base / a reload the base itself runs
-LAST_SOURCE = "That is the last source of this knowledge base; add another source before removing it."
 
 
 def guild_base(guild_id: int | str) -> str:
@@ -179,7 +178,7 @@ class SourceLibrary:
             before = self._indexed_names(base) if index and action == "add" else set()
             try:
                 change.apply(self.folder(base), files)
-                report = self._ingest(base, progress, removing=action == "remove") if index else None
+                report = self._ingest(base, progress) if index else None
                 if action == "remove":
                     self.registry.remove(base, name)
                 else:
@@ -206,7 +205,7 @@ class SourceLibrary:
             result = f"removed `{name}` ({kind}) — index: {report}"
         return SourceChange(action, base, name, kind, result, report, self.log_channel(base), chunks, tuple(notes or []))
 
-    def _ingest(self, base: str, progress: Progress | None, removing: bool = False) -> IngestReport:
+    def _ingest(self, base: str, progress: Progress | None) -> IngestReport:
         say(progress, "Indexing… (I keep answering from the current index meanwhile)")
 
         def embedded(done: int, total: int) -> None:
@@ -220,10 +219,6 @@ class SourceLibrary:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.25)
-            except SourceError:
-                if removing and not any(p.is_file() and not p.name.startswith(".") for p in self.folder(base).rglob("*")):
-                    raise SourceError(LAST_SOURCE) from None
-                raise
 
     def _indexed_names(self, base: str) -> set[str]:
         try:

@@ -23,7 +23,7 @@ from bot.rag.components import Components, describe_store_error
 from bot.rag.errors import IndexUnavailableError, RagError, ReloadInProgressError, SourceError
 from bot.rag.index.retrieval import HybridRetriever, LexicalIndex
 from bot.rag.index.store import ChromaIndex, IndexVersion, Progress
-from bot.rag.ingest.sources import load_sources
+from bot.rag.ingest.sources import LoadedSources, NoSourcesError, load_sources
 from bot.rag.models import Answer, Chunk, IngestReport, SourceDocument, SourceInfo
 
 log = logging.getLogger(__name__)
@@ -54,13 +54,14 @@ class KnowledgeBase:
     """The index of one set of sources (a folder), with its versions in Chroma."""
 
     def __init__(self, name: str, components: Components, collection_prefix: str, sources_dir: Path,
-                 remember_folder: bool = False) -> None:
+                 remember_folder: bool = False, may_become_empty: bool = False) -> None:
         self.name = name
         self.components = components
         self.settings = components.settings
         self.collection_prefix = collection_prefix
         self.sources_dir = sources_dir
         self._remember_folder = remember_folder  # follow the folder the index was last built from
+        self._may_become_empty = may_become_empty  # a server's base whose last source was removed
         self.last_reload: IngestReport | None = None
         self._live: LiveIndex | None = None
         self._checked_at = time.monotonic()
@@ -158,7 +159,12 @@ class KnowledgeBase:
             started = time.perf_counter()
             folder = (sources_dir or self.folder()).resolve()
             current = self._current_version()
-            loaded = load_sources(folder, self.settings.max_source_bytes, self._indexed_files(current), self._chunking)
+            try:
+                loaded = load_sources(folder, self.settings.max_source_bytes, self._indexed_files(current), self._chunking)
+            except NoSourcesError:
+                if current is None or not self._may_become_empty:
+                    raise
+                loaded = LoadedSources()  # every source was removed: the base becomes empty
             if not loaded.documents and not loaded.unchanged and self._live is None and self.index.active_name() is None:
                 raise SourceError("No source could be read: " + " ".join(why for _, why in loaded.failed))
             keep = [name for name, _ in loaded.failed] + loaded.unchanged
@@ -187,12 +193,12 @@ class KnowledgeBase:
                 f"Ingest failed ({describe_store_error(self.settings, exc)}); no index is available yet."
             ) from exc
 
-    def _indexed_files(self, version: IndexVersion | None) -> dict[str, str]:
+    def _indexed_files(self, version: IndexVersion | None) -> dict[str, tuple[str, str]]:
         """File hashes of the sources in the current version (none when its vectors are from
         another embedding model: then everything is read again)."""
         if version is None or version.embedding_model != self.components.embeddings.model_id:
             return {}
-        return {c.source: c.file_hash for c in version.chunks.values() if c.file_hash}
+        return {c.source: (c.file_hash, c.source_hash) for c in version.chunks.values() if c.file_hash}
 
     def folder(self) -> Path:
         """The sources folder: the configured one, or (for a base that remembers) the folder

@@ -43,7 +43,9 @@ class KnowledgeBases:
                 prefix = collection_prefix(self.components.settings.collection_prefix, name)
                 # The shared base follows `ingest --sources DIR` unless SOURCES_DIR is set.
                 remember = name == SHARED and sources_dir is None and "sources_dir" not in self.components.settings.model_fields_set
-                base = self._bases[name] = KnowledgeBase(name, self.components, prefix, folder, remember)
+                base = self._bases[name] = KnowledgeBase(
+                    name, self.components, prefix, folder, remember_folder=remember, may_become_empty=name != SHARED
+                )
             return base
 
     @property

@@ -26,6 +26,10 @@ SIDECAR_SUFFIX = ".source.json"
 BUILD_FOLDERS = {"_sources", "_static", "_images", "_downloads", ".doctrees", "__pycache__", "node_modules"}
 
 
+class NoSourcesError(SourceError):
+    """The folder holds no supported file."""
+
+
 @dataclass
 class LoadedSources:
     """What a folder holds: the documents, and the files left out with the reason."""
@@ -124,14 +128,15 @@ def load_source(path: Path, name: str, max_bytes: int, raw: bytes | None = None,
 
 
 def load_sources(
-    sources_dir: Path, max_bytes: int, known: Mapping[str, str] | None = None, salt: str = ""
+    sources_dir: Path, max_bytes: int, known: Mapping[str, tuple[str, str]] | None = None, salt: str = ""
 ) -> LoadedSources:
     """Every source in the folder, with the files skipped and failed. Files whose hash is
-    in `known` (name → file hash, from the index) are listed as unchanged, not converted.
+    in `known` (name → (file hash, text hash), from the index) are listed as unchanged, not
+    converted.
     Raises only when the folder is missing or holds no supported file at all."""
     paths, skipped = discover(sources_dir)
     if not paths:
-        raise SourceError(
+        raise NoSourcesError(
             f"No sources in {sources_dir}: add files of a supported type ({', '.join(sorted(SUPPORTED_SUFFIXES))})."
         )
     loaded = LoadedSources(skipped=skipped)
@@ -141,8 +146,13 @@ def load_sources(
         try:
             raw = read_file(path, name, max_bytes)
             hashed = file_hash(path, raw, salt)
-            if known and known.get(name) == hashed:
-                loaded.unchanged.append(name)
+            indexed = (known or {}).get(name)
+            if indexed is not None and indexed[0] == hashed:
+                if indexed[1] in seen:
+                    loaded.skipped.append((name, f"same text as {seen[indexed[1]]}"))
+                else:
+                    seen[indexed[1]] = name
+                    loaded.unchanged.append(name)
                 continue
             document = load_source(path, name, max_bytes, raw, hashed)
         except SourceError as exc:
