@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     discord_guild_id: int | None = None
     allowed_channel_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
     moderator_role_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
+    owner_ids: Annotated[list[int], NoDecode] = Field(
+        default_factory=list, description="Discord users who run the host: may /reload the shared sources."
+    )
     question_cooldown_seconds: float = Field(10.0, ge=0)
     question_cooldown_count: int = Field(3, ge=1)
     discord_api_base: str | None = Field(
@@ -122,7 +125,7 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
-    @field_validator("allowed_channel_ids", "moderator_role_ids", mode="before")
+    @field_validator("allowed_channel_ids", "moderator_role_ids", "owner_ids", mode="before")
     @classmethod
     def _split_ids(cls, value: object) -> object:
         if isinstance(value, str):

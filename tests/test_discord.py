@@ -137,9 +137,19 @@ async def test_reload_needs_manage_server(emulator: DiscordEmulator, start_bot: 
     assert service.last_reload is not None and service.last_reload.added  # only the start-up ingest ran
 
 
-async def test_reload_by_a_moderator_reflects_changed_sources(emulator: DiscordEmulator, start_bot: StartBot, service: RagService, sources_dir: Path, moderator: Member, member: Member) -> None:
+async def test_reload_of_the_shared_sources_is_the_hosts(emulator: DiscordEmulator, start_bot: StartBot, service: RagService, moderator: Member) -> None:
     await asyncio.to_thread(service.start)
-    await start_bot(service)
+    await start_bot(service)  # the moderator is not in OWNER_IDS nor the application's owner
+    mark = len(emulator.calls)
+    interaction = await emulator.inject_slash(moderator, "reload")
+    call = await emulator.wait_for_call("POST", rf"/interactions/\d+/{interaction.token}/callback", after=mark)
+    assert call.body["data"]["flags"] == 64 and "Only the bot's host" in call.body["data"]["content"]
+    assert "/source" in call.body["data"]["content"]
+
+
+async def test_reload_by_the_host_reflects_changed_sources(emulator: DiscordEmulator, start_bot: StartBot, service: RagService, sources_dir: Path, moderator: Member, member: Member) -> None:
+    await asyncio.to_thread(service.start)
+    await start_bot(service, owner_ids=[int(moderator.id)])
     (sources_dir / "lighthouse.md").write_text("The old lighthouse on Skerry Point was painted bright green in 1911.\n", encoding="utf-8")
     mark = len(emulator.calls)
     interaction = await emulator.inject_slash(moderator, "reload")
@@ -155,9 +165,9 @@ async def test_reload_by_a_moderator_reflects_changed_sources(emulator: DiscordE
 
 async def test_reload_by_a_moderator_role(emulator: DiscordEmulator, start_bot: StartBot, service: RagService) -> None:
     await asyncio.to_thread(service.start)
-    await start_bot(service, moderator_role_ids=[int(emulator.moderator_role_id)])
-    emulator.commands["reload"]["default_member_permissions"] = None  # the admin allowed the role
     role_member = emulator.member("helper", roles=[emulator.moderator_role_id])
+    await start_bot(service, moderator_role_ids=[int(emulator.moderator_role_id)], owner_ids=[int(role_member.id)])
+    emulator.commands["reload"]["default_member_permissions"] = None  # the admin allowed the role
     mark = len(emulator.calls)
     interaction = await emulator.inject_slash(role_member, "reload")
     done = await emulator.wait_for_call("PATCH", rf"/webhooks/{emulator.app_id}/{interaction.token}/messages/@original", after=mark)
@@ -166,7 +176,7 @@ async def test_reload_by_a_moderator_role(emulator: DiscordEmulator, start_bot: 
 
 async def test_broken_reload_keeps_answering_from_the_old_index(emulator: DiscordEmulator, start_bot: StartBot, service: RagService, sources_dir: Path, moderator: Member, member: Member) -> None:
     await asyncio.to_thread(service.start)
-    await start_bot(service)
+    await start_bot(service, owner_ids=[int(moderator.id)])
     (sources_dir / "broken.txt").write_bytes(b"\x00\x01\x02binary")
     mark = len(emulator.calls)
     interaction = await emulator.inject_slash(moderator, "reload")

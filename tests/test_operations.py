@@ -48,10 +48,10 @@ LIGHTHOUSE = "The old lighthouse on Skerry Point was painted bright green in 191
 async def test_load_with_a_reload_in_the_middle(emulator: DiscordEmulator, start_bot: StartBot, service: RagService, sources_dir: Path) -> None:
     emulator.heartbeat_interval_ms = 250
     await asyncio.to_thread(service.start)
-    await start_bot(service, question_cooldown_count=3, question_cooldown_seconds=60)
+    moderator = emulator.member("mod", permissions=MANAGE_GUILD | (1 << 10) | (1 << 11))
+    await start_bot(service, question_cooldown_count=3, question_cooldown_seconds=60, owner_ids=[int(moderator.id)])
     members = [emulator.member(f"user{i}") for i in range(30)]
     spammers = [emulator.member(f"spammer{i}") for i in range(5)]
-    moderator = emulator.member("mod", permissions=MANAGE_GUILD | (1 << 10) | (1 << 11))
     questions = ["How many hostages were taken back to Gaza?", "Who is the IDF chief of staff?",
                  "What did Lapid say Netanyahu should do?", "What is the capital of Australia?"]
     (sources_dir / "lighthouse.md").write_text(LIGHTHOUSE, encoding="utf-8")
@@ -108,9 +108,9 @@ async def test_load_with_a_reload_in_the_middle(emulator: DiscordEmulator, start
 async def test_one_reload_at_a_time(emulator: DiscordEmulator, start_bot: StartBot, service: RagService, sources_dir: Path, embeddings: MiniLMEmbeddings) -> None:
     slow = RagService(service.settings, embeddings=SlowEmbeddings(embeddings, delay=1.5))
     await asyncio.to_thread(slow.start)
-    await start_bot(slow)
-    (sources_dir / "lighthouse.md").write_text(LIGHTHOUSE, encoding="utf-8")
     moderator = emulator.member("mod", permissions=MANAGE_GUILD | (1 << 10) | (1 << 11))
+    await start_bot(slow, owner_ids=[int(moderator.id)])
+    (sources_dir / "lighthouse.md").write_text(LIGHTHOUSE, encoding="utf-8")
     mark = len(emulator.calls)
     first = await emulator.inject_slash(moderator, "reload")
     await asyncio.sleep(0.5)

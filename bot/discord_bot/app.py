@@ -21,8 +21,11 @@ from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 EXIT_CONFIG_ERROR = 2
-EXTENSIONS = ("bot.discord_bot.cogs.questions", "bot.discord_bot.cogs.knowledge")
-EXTENSIONS += ("bot.discord_bot.cogs.sources",)  # /source: each server's own sources
+EXTENSIONS = (
+    "bot.discord_bot.cogs.questions",  # mentions, replies, /ask
+    "bot.discord_bot.cogs.knowledge",  # /summary, /sources, /reload, /stats
+    "bot.discord_bot.cogs.sources",  # /source: each server's own sources
+)
 
 
 def bot_intents() -> discord.Intents:

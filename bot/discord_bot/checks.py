@@ -77,3 +77,23 @@ def moderator_only() -> Callable[[T], T]:
         return app_commands.default_permissions(manage_guild=True)(command)
 
     return decorate
+
+
+class NotHost(app_commands.CheckFailure):
+    def __init__(self) -> None:
+        super().__init__(
+            "Only the bot's host can reload the shared sources. "
+            "Moderators manage this server's own sources with /source."
+        )
+
+
+def host_only() -> Callable[[T], T]:
+    """The host's command (the shared sources): OWNER_IDS or the application's owner."""
+
+    async def predicate(interaction: discord.Interaction) -> bool:
+        client = interaction.client
+        if interaction.user.id in client.settings.owner_ids or await client.is_owner(interaction.user):  # type: ignore[attr-defined]
+            return True
+        raise NotHost()
+
+    return app_commands.check(predicate)

@@ -1,4 +1,4 @@
-"""What the bot knows: /summary, /sources and the moderators' /reload."""
+"""What the bot knows: /summary, /sources, /stats, and the host's /reload of the shared sources."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.discord_bot.checks import moderator_only
+from bot.discord_bot.checks import host_only, moderator_only
 from bot.discord_bot.render import (
     NO_MENTIONS,
     render_reload,
@@ -57,7 +57,8 @@ class KnowledgeCog(commands.Cog):
         reply = render_sources(infos, self.bot.service.last_reload)
         await interaction.response.send_message(reply.content, embed=reply.embed, allowed_mentions=NO_MENTIONS)
 
-    @app_commands.command(name="reload", description="Re-read the sources folder (moderators)")
+    @app_commands.command(name="reload", description="Re-read the shared sources folder (the bot's host)")
+    @host_only()  # runs after the moderator check: a member is told "moderators only" first
     @moderator_only()
     async def reload(self, interaction: discord.Interaction) -> None:
         await interaction.response.send_message("Reloading the sources… I keep answering from the current index meanwhile.", ephemeral=True)
