@@ -19,6 +19,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from bot.rag.errors import RagError
+from bot.rag.index.registry import parse_base_name
 from bot.rag.models import Answer, Citation, Summary
 from bot.rag.service import RagService
 from bot.rag.stats import configure_question_log
@@ -180,7 +181,7 @@ def cmd_summary(service: RagService, args: argparse.Namespace) -> int:
 
 def cmd_sources(service: RagService, args: argparse.Namespace) -> int:
     if args.base:
-        base = service.bases.get(args.base).live_if_built()
+        base = service.bases.get(parse_base_name(args.base)).live_if_built()
         infos = list(base.version.sources.values()) if base else []
     else:
         infos = service.sources()

@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bot.rag.errors import SourceError
+from bot.rag.index.registry import SHARED, parse_base_name
 from bot.settings import Settings
 
 if TYPE_CHECKING:
     from bot.rag.library import SourceChange, SourceLibrary
 
-SHARED = "shared"
 BASE_HELP = "knowledge base: shared (the sources folder; default), guild-<server id>, or just the server id"
 _URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 
@@ -66,12 +66,7 @@ def _positive(text: str) -> int:
 
 def base_name(text: str) -> str:
     """`shared`, `guild-<id>`, or a server id (which means `guild-<id>`)."""
-    text = text.strip()
-    if text.isdigit():
-        return f"guild-{text}"
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}", text):
-        raise SourceError(f"{text!r} is not a knowledge base name: use shared, guild-<server id> or a server id.")
-    return text
+    return parse_base_name(text)
 
 
 def _actor() -> dict[str, Any]:

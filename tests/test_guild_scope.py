@@ -71,3 +71,15 @@ async def test_two_guilds_in_discord(emulator: DiscordEmulator, start_bot: Start
     asked_there = await emulator.inject_slash(there, "ask", question=FERRY_QUESTION)
     body = await followup(emulator, asked_there.token, mark)
     assert "south pier" not in body["content"] and "ferry.md" not in str(body.get("embeds"))
+
+
+@pytest.mark.parametrize("name", ["guild_123", "Guild-123", "guild-12a", "../shared", "shared "])
+def test_only_two_spellings_of_a_base_name_exist(service: RagService, name: str) -> None:
+    from bot.rag.errors import UnknownSourceError
+
+    if name.strip() == "shared":
+        assert service.bases.get(name) is service.bases.shared
+        return
+    with pytest.raises(UnknownSourceError, match="is not a knowledge base"):
+        service.bases.get(name)
+    assert service.bases.get("123") is service.bases.get("guild-123")

@@ -123,6 +123,9 @@ def test_allow_private_urls_true_or_a_network_list() -> None:
             check_url(url, listed)
     with pytest.raises(SourceError, match="ALLOW_PRIVATE_URLS"):
         check_url("http://127.0.0.1/", make_settings(allow_private_urls="not-a-network"))
+    for allow in ("true", "169.254.0.0/16"):  # a metadata service is never a web source
+        with pytest.raises(UnsafeURLError, match="metadata"):
+            check_url("http://169.254.169.254/latest/", make_settings(allow_private_urls=allow))
 
 
 def test_public_literals_pass_without_any_lookup_or_connection(

@@ -65,7 +65,7 @@ class SourceLibrary:
         self.settings, self.bases, self.db, self.registry = settings, bases, db, registry or SourceRegistry(db)
 
     def folder(self, base: str) -> Path:
-        return self.bases.get(base).sources_dir
+        return self.bases.get(base).folder()  # the shared base: the folder its index is built from
 
     def list(self, base: str) -> builtins.list[SourceRow]:
         return self.registry.list(base)
@@ -243,9 +243,13 @@ class SourceLibrary:
         raise SourceError(f"`{name}` could not be indexed" + (f": {mine[0]}" if mine else "."))
 
     def _refuse_existing(self, base: str, name: str) -> None:
+        """A name is one source in what a server's members are answered from: its own base
+        and the shared one (a citation must never be read from the wrong file)."""
         path = self.folder(base) / name
         if self.registry.get(base, name) is not None or path.exists() or path.with_name(path.name + SIDECAR).exists():
             raise SourceExistsError(name)
+        if base != SHARED and (self.folder(SHARED) / name).exists():
+            raise SourceExistsError(name, "among the shared sources every server is answered from")
 
     def _save(self, row: SourceRow, **changes: Any) -> None:
         keep = {k: getattr(row, k) for k in ("content_hash", "etag", "last_modified", "status", "error", "chunks", "pages")}

@@ -101,7 +101,7 @@ class RagService:
         if guild_id is None:
             return shared.chain
         own = self.bases.get(guild_base_name(guild_id)).live_if_built()
-        if own is None:
+        if own is None or not own.version.chunks:  # nothing added yet, or every source removed
             return shared.chain
         return scoped_chain([own, shared], self.components.answerer, self.settings.top_k)
 

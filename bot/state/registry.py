@@ -42,10 +42,9 @@ MAX_DETAIL_CHARS = 4000
 class SourceExistsError(RagError):
     """A source of that name already exists in the knowledge base."""
 
-    def __init__(self, name: str) -> None:
-        super().__init__(
-            f"A source called '{name}' already exists in this server; remove it first or choose another name."
-        )
+    def __init__(self, name: str, where: str = "in this server") -> None:
+        hint = "remove it first or choose another name" if where == "in this server" else "choose another name"
+        super().__init__(f"A source called '{name}' already exists {where}; {hint}.")
         self.name = name
 
 

@@ -118,7 +118,10 @@ class KnowledgeBase:
         and log why; with no index at all, or no sources folder, raise."""
         folder = self.folder()
         if not folder.is_dir():
-            raise SourceError(f"The sources folder {folder} does not exist.")
+            remembered = " (the folder the index was last built from; set SOURCES_DIR or run `ingest --sources DIR`)"
+            raise SourceError(
+                f"The sources folder {folder} does not exist{remembered if folder != self.sources_dir else ''}."
+            )
         try:
             return self.ingest()
         except SourceError as exc:
@@ -204,14 +207,15 @@ class KnowledgeBase:
         """The sources folder: the configured one, or (for a base that remembers) the folder
         its index was last built from, so `ingest --sources DIR` sticks."""
         if self._remember_folder:
-            version = self._live.version if self._live is not None else None
-            if version is None:
+            if self._live is not None:
+                origin = self._live.version.origin
+            else:
                 try:
-                    version = self.index.load()
+                    origin = self.index.active_origin()
                 except Exception:  # the store is checked again, with a clear message, on use
-                    version = None
-            if version is not None and version.origin:
-                return Path(version.origin)
+                    origin = None
+            if origin:
+                return Path(origin)
         return self.sources_dir
 
     def _build(

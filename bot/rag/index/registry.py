@@ -9,14 +9,28 @@ import threading
 from pathlib import Path
 
 from bot.rag.components import Components
+from bot.rag.errors import UnknownSourceError
 from bot.rag.index.knowledge_base import KnowledgeBase
 
 SHARED = "shared"
 
 
+_BASE_NAME = re.compile(rf"{SHARED}|guild-\d{{1,20}}")
+
+
 def guild_base_name(guild_id: int | str) -> str:
     """The knowledge base of one Discord server."""
-    return f"guild-{guild_id}"
+    return f"guild-{int(guild_id)}"
+
+
+def parse_base_name(text: str) -> str:
+    """`shared`, `guild-<server id>`, or a bare server id (meaning `guild-<id>`); anything else
+    is refused, so two spellings can never share one set of collections."""
+    text = text.strip()
+    name = guild_base_name(text) if text.isdigit() else text
+    if not _BASE_NAME.fullmatch(name):
+        raise UnknownSourceError(f"{text!r} is not a knowledge base: use shared, guild-<server id> or a server id.")
+    return name
 
 
 def collection_prefix(base_prefix: str, name: str) -> str:
@@ -36,6 +50,7 @@ class KnowledgeBases:
         self._lock = threading.Lock()
 
     def get(self, name: str = SHARED, sources_dir: Path | None = None) -> KnowledgeBase:
+        name = parse_base_name(name)
         with self._lock:
             base = self._bases.get(name)
             if base is None:

@@ -128,6 +128,11 @@ class ChromaIndex:
         ready = [c for _, c in self._versions() if (c.metadata or {}).get("state") == "ready"]
         return ready[-1].name if ready else None
 
+    def active_origin(self) -> str | None:
+        """The folder the newest ready version was built from (its metadata only)."""
+        ready = [c for _, c in self._versions() if (c.metadata or {}).get("state") == "ready"]
+        return str(ready[-1].metadata.get("origin") or "") or None if ready else None
+
     def load(self, name: str | None = None) -> IndexVersion | None:
         """The named (default: newest ready) version with its chunks loaded."""
         name = name or self.active_name()

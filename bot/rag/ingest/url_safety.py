@@ -193,6 +193,8 @@ def check_address(ip: IPAddress, settings: Settings) -> str | None:
     kind = non_public_kind(ip)
     if kind is None:
         return None
+    if ip in _METADATA_ADDRESSES or _embedded_ipv4(ip) in _METADATA_ADDRESSES:
+        return f"it points to a cloud metadata address ({ip}), never a web source"  # whatever is allowed
     allowed = allowed_networks(settings)
     if allowed is True:
         return None
