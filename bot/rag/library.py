@@ -134,7 +134,7 @@ class SourceLibrary:
         with self._failure_audited(base, "reload", None, actor), self._locked(base):
             if not self.registry.list(base) and not self.folder(base).is_dir():
                 raise SourceError("This knowledge base has no sources yet; add one first.")
-            change, fetcher = FolderChange(self._staging()), WebFetcher(self.settings)
+            change, fetcher, report = FolderChange(self._staging()), WebFetcher(self.settings), None
             try:
                 for row in [r for r in self.registry.list(base) if r.kind in ("url", "crawl")]:
                     say(progress, f"Checking {row.name} for changes…")
@@ -156,7 +156,7 @@ class SourceLibrary:
                         self.registry.set_crawl_pages(row.id, pages)
                     self._save(row, chunks=_chunks_of(counts, row.name, row.kind), **fields)
             except BaseException:
-                change.rollback()
+                self._roll_back(base, change, indexed=report is not None)
                 raise
             finally:
                 fetcher.close()
@@ -189,10 +189,7 @@ class SourceLibrary:
                     if pages:
                         self.registry.set_crawl_pages(row.id, pages)
             except BaseException:
-                change.rollback()
-                if report is not None:  # the index already holds the change: read the restored folder again
-                    with contextlib.suppress(RagError):
-                        self.bases.get(base).ingest()
+                self._roll_back(base, change, indexed=report is not None)
                 raise
             change.commit()
         self._audit(base, action, name, actor, "ok", "\n".join(notes or []) or None, report)
@@ -241,6 +238,13 @@ class SourceLibrary:
             return chunks
         mine = [reason for file, reason in why.items() if file == name or file.startswith(f"{name}/")]
         raise SourceError(f"`{name}` could not be indexed" + (f": {mine[0]}" if mine else "."))
+
+    def _roll_back(self, base: str, change: FolderChange, indexed: bool) -> None:
+        """Put the folder back; when the index already holds the change, read the folder again."""
+        change.rollback()
+        if indexed:
+            with contextlib.suppress(RagError):
+                self.bases.get(base).ingest()
 
     def _refuse_existing(self, base: str, name: str) -> None:
         """A name is one source in what a server's members are answered from: its own base

@@ -114,7 +114,9 @@ def page_files(target: str, pages: Iterable[FetchedPage], *, crawl: bool, stored
         except SourceError as exc:
             if not crawl:
                 raise
-            out.notes.append(f"failed: {exc}")
+            out.notes.append(f"failed: {exc}" + (" (its stored copy is kept)" if known else ""))
+            if known:
+                out.kept.add(f"{target}/{known.name}")
             continue
         out.files[file] = (page.content, {"url": page.url, "title": doc.title})
         out.validators[page.url] = (page.etag, page.last_modified)
@@ -139,7 +141,13 @@ def fetch_web(fetcher: WebFetcher, kind: str, url: str, folder: Path, *, max_byt
         result = fetcher.crawl(
             url, max_pages=options.get("max_pages"), max_depth=options.get("max_depth"), known=known,
             progress=lambda done, total: say(progress, f"Crawling {shown}: {done}/{total} page(s)…"))
-        pages, failed = result.pages, {link for link, _ in result.failed}
+        pages = result.pages
+        # A stored page is deleted only when the site says it is gone (404/410), or when a
+        # crawl that ran to the end never met it; one that failed or was cut off keeps its copy.
+        gone_status = {link for link, why in result.failed if "HTTP 404" in why or "HTTP 410" in why}
+        failed = {link for link, _ in result.failed + result.skipped} - gone_status
+        if result.stopped:
+            failed |= set(known or {})
         target = row.name if row else source_name(name or url_slug(url))
         notes = [f"failed: {display_url(link)}: {why}" for link, why in result.failed]
         notes += [f"stopped early: {result.stopped}"] if result.stopped else []
@@ -194,6 +202,7 @@ class FolderChange:
 
     def apply(self, folder: Path, files: Files) -> None:
         """Write (or, for None, delete) each file of `files` under `folder`, with its sidecar."""
+        folder.mkdir(parents=True, exist_ok=True)  # the base's own folder stays, even on rollback
         for name, item in files.items():
             path = folder / name
             if not path.resolve().is_relative_to(folder.resolve()):

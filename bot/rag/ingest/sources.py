@@ -43,7 +43,7 @@ class LoadedSources:
 def discover(sources_dir: Path) -> tuple[list[Path], list[tuple[str, str]]]:
     """Supported files under `sources_dir` (sorted) and the files skipped, with why."""
     if not sources_dir.exists():
-        raise SourceError(f"The sources folder {sources_dir} does not exist.")
+        raise NoSourcesError(f"The sources folder {sources_dir} does not exist.")
     if not sources_dir.is_dir():
         raise SourceError(f"{sources_dir} is not a folder.")
     found: list[Path] = []
