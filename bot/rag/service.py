@@ -20,7 +20,8 @@ from bot.rag.answer.base import Answerer, AnswerEvent
 from bot.rag.components import Components
 from bot.rag.embeddings import EmbeddingModel
 from bot.rag.errors import QuestionError, RagError, UnknownSourceError
-from bot.rag.index.knowledge_base import KnowledgeBase, LiveIndex
+from bot.rag.index.knowledge_base import KnowledgeBase
+from bot.rag.index.live import LiveIndex
 from bot.rag.index.registry import KnowledgeBases, guild_base_name
 from bot.rag.index.scope import scoped_chain
 from bot.rag.index.store import Progress

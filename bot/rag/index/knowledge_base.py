@@ -10,44 +10,20 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from langchain_chroma import Chroma
-from langchain_core.documents import Document
-from langchain_core.runnables import Runnable, RunnableLambda, RunnableParallel, RunnablePassthrough
 
-from bot.rag.answer.base import AnswerInput, AnswerStep
 from bot.rag.components import Components, describe_store_error
 from bot.rag.errors import IndexUnavailableError, RagError, ReloadInProgressError, SourceError
+from bot.rag.index.live import LiveIndex
 from bot.rag.index.retrieval import HybridRetriever, LexicalIndex
+from bot.rag.index.scope import scoped_chain
 from bot.rag.index.store import ChromaIndex, IndexVersion, Progress
 from bot.rag.ingest.sources import LoadedSources, NoSourcesError, load_sources
-from bot.rag.models import Answer, Chunk, IngestReport, SourceDocument, SourceInfo
+from bot.rag.models import IngestReport, SourceDocument, SourceInfo
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class LiveIndex:
-    """Everything that answers from one index version; replaced whole on reload. It is the
-    corpus its own chain's answerer reads, so one question never mixes two versions."""
-
-    version: IndexVersion
-    lexical: LexicalIndex
-    retriever: HybridRetriever
-    chain: Runnable[str, Answer] = field(init=False)
-
-    def idf(self, term: str) -> float:
-        return self.lexical.idf(term)
-
-    def source_text(self, source: str) -> str:
-        return self.version.source_text(source)
-
-    def chunks_of(self, documents: Sequence[Document]) -> list[Chunk]:
-        """The chunks behind documents the retriever returned."""
-        return [self.version.chunks[str(d.metadata["chunk_id"])] for d in documents]
 
 
 class KnowledgeBase:
@@ -267,15 +243,8 @@ class KnowledgeBase:
             hybrid=self.settings.hybrid_search,
         )
 
-        def answer_input(inputs: dict[str, Any]) -> AnswerInput:
-            return {"question": inputs["question"], "chunks": live.chunks_of(inputs["documents"])}
-
         live = LiveIndex(version, lexical, retriever)
-        live.chain = (
-            RunnableParallel(question=RunnablePassthrough(), documents=retriever)
-            | RunnableLambda(answer_input)
-            | AnswerStep(components.answerer, corpus=live)
-        )
+        live.chain = scoped_chain([live], components.answerer, self.settings.top_k)
         self._live = live
         log.info("%s: serving index %s (%d chunks)", self.name, version.name, len(version.chunks))
 

@@ -1,6 +1,6 @@
-"""Answering from several knowledge bases at once — a server's own base and the shared one:
-each base's retriever runs, their rankings are fused (reciprocal rank, ties by similarity),
-and the answerer reads one corpus over both. The chain has the same shape as one base's."""
+"""The answering chain over one or several live indexes — a base alone, or a server's own
+base with the shared one: each retriever runs, their rankings are fused (reciprocal rank,
+ties by similarity), and the answerer reads one corpus over them."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from langchain_core.documents import Document
 from langchain_core.runnables import Runnable, RunnableLambda, RunnableParallel, RunnablePassthrough
 
 from bot.rag.answer.base import Answerer, AnswerInput, AnswerStep
-from bot.rag.index.knowledge_base import LiveIndex
+from bot.rag.index.live import LiveIndex
 from bot.rag.index.retrieval import RRF_K
 from bot.rag.models import Answer, Chunk
 
