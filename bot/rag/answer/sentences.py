@@ -10,6 +10,8 @@ from bot.rag.answer.answer_types import CONTINUES, PRONOUN_SUBJECTS
 from bot.rag.models import Chunk
 from bot.rag.text import Span, split_sentences, words
 
+CONTEXT_WINDOW = 800  # characters before a chunk read for the sentences that lead into it
+
 
 @dataclass(frozen=True)
 class Candidate:
@@ -24,20 +26,22 @@ class Candidate:
 
 def candidates_of(chunks: Sequence[Chunk], source_text: Callable[[str], str]) -> list[Candidate]:
     """Sentences of the chunks, each once (chunks overlap), in retrieval order, each with
-    the sentence before it in its source."""
-    sentences: dict[str, list[Span]] = {}
+    the sentence before it in its source. Only the chunk and a little before it are split
+    into sentences, so the cost does not grow with the size of the source."""
     seen: set[tuple[str, int]] = set()
     out: list[Candidate] = []
     for chunk in chunks:
-        if chunk.source not in sentences:
-            sentences[chunk.source] = split_sentences(source_text(chunk.source))
-        spans = sentences[chunk.source]
+        text = source_text(chunk.source)
+        window = max(0, chunk.start - CONTEXT_WINDOW)
+        spans = [Span(window + s.start, window + s.end, s.text) for s in split_sentences(text[window:chunk.end])]
+        if window > 0 and spans:
+            spans = spans[1:]  # may be cut by the window: never a candidate nor context
         for i, span in enumerate(spans):
             if span.start < chunk.start or span.end > chunk.end:
                 continue
             if (chunk.source, span.start) not in seen:
                 seen.add((chunk.source, span.start))
-                out.append(Candidate(chunk, span, _context_before(spans, i, source_text(chunk.source)), len(out)))
+                out.append(Candidate(chunk, span, _context_before(spans, i, text), len(out)))
     return out
 
 
