@@ -208,11 +208,10 @@ class OpenAIAnswerer:
 
     def stream(self, question: str, chunks: Sequence[Chunk], corpus: Corpus) -> Iterator[AnswerEvent]:
         """The answer as it is written (each item: the cleaned text so far), then the Answer."""
-        chunks = within_budget(chunks, self._settings.context_token_budget)
-        if not chunks:
-            yield Answer(question, self._prompts.refusal, False, [], self.provider)
+        if isinstance(prepared := self._prepare(question, chunks), Answer):
+            yield prepared
             return
-        draft = _Draft(len(chunks))
+        chunks, draft = prepared
         with model_errors(self._settings):
             for message in self._answer_messages.stream(self._inputs(question, chunks)):
                 if (visible := draft.add(message)) is not None:
@@ -221,16 +220,22 @@ class OpenAIAnswerer:
 
     async def astream(self, question: str, chunks: Sequence[Chunk], corpus: Corpus) -> AsyncIterator[AnswerEvent]:
         """`stream` on the event loop: the model's reply is read asynchronously."""
-        chunks = within_budget(chunks, self._settings.context_token_budget)
-        if not chunks:
-            yield Answer(question, self._prompts.refusal, False, [], self.provider)
+        if isinstance(prepared := self._prepare(question, chunks), Answer):
+            yield prepared
             return
-        draft = _Draft(len(chunks))
+        chunks, draft = prepared
         with model_errors(self._settings):
             async for message in self._answer_messages.astream(self._inputs(question, chunks)):
                 if (visible := draft.add(message)) is not None:
                     yield visible
         yield await asyncio.to_thread(self._finish, question, draft.complete(), chunks, corpus)
+
+    def _prepare(self, question: str, chunks: Sequence[Chunk]) -> tuple[list[Chunk], _Draft] | Answer:
+        """The excerpts that fit the budget and an empty draft, or the refusal when none do."""
+        kept = within_budget(chunks, self._settings.context_token_budget)
+        if not kept:
+            return Answer(question, self._prompts.refusal, False, [], self.provider)
+        return kept, _Draft(len(kept))
 
     def _finish(self, question: str, reply: str, chunks: Sequence[Chunk], corpus: Corpus) -> Answer:
         """The Answer for a complete reply: refusal, or text with its markers checked."""
