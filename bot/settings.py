@@ -122,6 +122,14 @@ class Settings(BaseSettings):
     stream_edit_interval: float = Field(
         1.0, ge=0.0, description="Seconds between edits of a message while a model answer streams in."
     )
+    shard_count: int | None = Field(
+        None, ge=1, le=10_000,
+        description="Total gateway shards of the bot, across every process (unset: no sharding, one connection).",
+    )
+    shard_ids: Annotated[list[int], NoDecode] = Field(
+        default_factory=list,
+        description="Shards this process runs (comma list, each 0..SHARD_COUNT-1); empty: all of them.",
+    )
 
     log_level: str = "INFO"
 
@@ -133,6 +141,29 @@ class Settings(BaseSettings):
         if isinstance(value, int):
             return [value]
         return value
+
+    @field_validator("shard_count", mode="before")
+    @classmethod
+    def _empty_shard_count(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("shard_ids", mode="before")
+    @classmethod
+    def _split_shard_ids(cls, value: object) -> object:
+        return cls._split_ids(value)
+
+    @model_validator(mode="after")
+    def _check_shards(self) -> Settings:
+        if self.shard_ids and self.shard_count is None:
+            raise ValueError("SHARD_IDS needs SHARD_COUNT (the total number of shards across every process)")
+        if self.shard_count is not None:
+            wrong = [i for i in self.shard_ids if not 0 <= i < self.shard_count]
+            if wrong:
+                raise ValueError(f"SHARD_IDS {wrong} out of range: with SHARD_COUNT={self.shard_count} "
+                                 f"shard ids are 0..{self.shard_count - 1}")
+            if len(set(self.shard_ids)) != len(self.shard_ids):
+                raise ValueError(f"SHARD_IDS lists a shard twice: {self.shard_ids}")
+        return self
 
     @model_validator(mode="after")
     def _resolve_paths(self) -> Settings:

@@ -9,17 +9,27 @@ permissions on commands, options checked against the synced schema, channel perm
 overwrites -> 403 50013, the ephemeral flag fixed by the first response, gateway intents) and
 records every REST call so tests can assert on what a member would see. Payload shapes and rule
 checks live in tests/discord_payloads.py.
+
+Shards: a sharded IDENTIFY (`shard: [id, count]`) opens a session for that shard; READY carries
+`shard` and lists only that shard's guilds, and every guild event (GUILD_CREATE, MESSAGE_*,
+INTERACTION_CREATE, channel and role changes) goes only to the session running the guild's shard,
+`(guild_id >> 22) % count`, as on Discord; DMs and events without a guild go to shard 0. Any
+number of sessions may be connected at once (one per shard, from one process or several); an
+unsharded session receives everything. `add_guild(..., shard=k, shard_count=n)` picks a guild id
+on shard k; `sent_on(shard, event)` is what that shard's sessions received.
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
+import itertools
 import json
 import mimetypes
 import re
 import time
 import urllib.parse
+from dataclasses import dataclass, field
 from typing import Any
 
 import discord
@@ -53,6 +63,52 @@ from tests.discord_payloads import (  # noqa: F401  (re-exported: tests import t
 INTERACTION_DEADLINE = 3.0
 UPLOAD_LIMIT = 10 * 1024 * 1024
 _DEFAULT: Any = object()
+# Guild ids picked for a shard: timestamps far above the ids tests/discord_payloads.snowflake()
+# hands out (1.3e18 + a counter), so the two never collide.
+_SHARD_TIMESTAMPS = itertools.count(1_400_000_000_000_000_000 >> 22)
+_GUILD_KEYED_BY_ID = {"GUILD_CREATE", "GUILD_UPDATE", "GUILD_DELETE"}
+
+
+def shard_of(guild_id: str | int | None, shard_count: int) -> int:
+    """Discord's routing: the shard that receives a guild's events (DMs: None -> shard 0)."""
+    return 0 if guild_id is None else (int(guild_id) >> 22) % shard_count
+
+
+def event_guild(event: str, data: Any) -> str | None:
+    """The guild a gateway event belongs to (None: a DM or no guild), which decides its shard."""
+    if not isinstance(data, dict):
+        return None
+    gid = data.get("id") if event in _GUILD_KEYED_BY_ID else data.get("guild_id")
+    return None if gid is None else str(gid)
+
+
+@dataclass
+class GatewaySession:
+    """One IDENTIFYed gateway session (Discord's session_id). `shard` is (shard_id, shard_count)
+    from a sharded IDENTIFY, None for an unsharded client (which gets every guild). A RESUME
+    attaches the client's new socket to it and replays what it missed."""
+
+    id: str
+    shard: tuple[int, int] | None
+    intents: int | None
+    ws: web.WebSocketResponse | None
+    seq: int = 0
+    sent: list[dict[str, Any]] = field(default_factory=list)  # every dispatch frame, in order
+
+    @property
+    def shard_id(self) -> int | None:
+        return None if self.shard is None else self.shard[0]
+
+    @property
+    def connected(self) -> bool:
+        return self.ws is not None and not self.ws.closed
+
+    def owns(self, guild_id: str | None) -> bool:
+        return self.shard is None or shard_of(guild_id, self.shard[1]) == self.shard[0]
+
+    def events(self, event: str | None = None) -> list[dict[str, Any]]:
+        """The `d` of every event sent on this session (of one type when `event` is given)."""
+        return [f["d"] for f in self.sent if event is None or f["t"] == event]
 
 
 class DiscordEmulator:
@@ -70,17 +126,19 @@ class DiscordEmulator:
         self.expectations: list[Expectation] = []
         self.dms_closed: set[str] = set()
         self.sockets: list[web.WebSocketResponse] = []
-        self.sessions = 0
+        self.sessions = 0  # IDENTIFYs so far
         self.resumes = 0
-        self.intents: int | None = None  # from IDENTIFY
+        self.intents: int | None = None  # from the last IDENTIFY
+        self.identifies: list[dict[str, Any]] = []  # every IDENTIFY's `d`, token removed
+        self.gateway_sessions: list[GatewaySession] = []  # in IDENTIFY order
+        self.shard_count: int | None = None  # from add_guild(shard_count=) or the last sharded IDENTIFY
         self.heartbeat_interval_ms = 41250
         self.heartbeats: list[float] = []  # when each client heartbeat arrived
         self._commands: dict[str | None, dict[str, dict[str, Any]]] = {}  # scope (None: global) -> name -> command
         self._command_ids: dict[tuple[str | None, str], str] = {}
         self._users: dict[str, dict[str, Any]] = {self.app_id: self.bot_user}
         self._dms: dict[str, str] = {}  # user id -> DM channel id
-        self._seq = 0
-        self._sent: list[dict[str, Any]] = []  # dispatched events, for RESUME replay
+        self._sent: list[dict[str, Any]] = []  # every dispatched frame, all sessions (each keeps its own too)
         self._outbox: list[tuple[str, Any]] = []
         self._identified = False
         self._flush_lock = asyncio.Lock()
@@ -108,10 +166,23 @@ class DiscordEmulator:
         self._users[member.id] = member.user
         return member
 
-    def add_guild(self, name: str, *, channel: str = "general", owner: dict[str, Any] | None = None) -> str:
+    def add_guild(self, name: str, *, channel: str = "general", owner: dict[str, Any] | None = None,
+                  shard: int | None = None, shard_count: int | None = None) -> str:
         """A guild the bot is in, with @everyone and one text channel (Guild.default_channel).
-        Added after READY, it reaches the client as GUILD_CREATE (the bot joined it)."""
-        gid = snowflake()
+        Added after READY, it reaches the client as GUILD_CREATE (the bot joined it), on the
+        session of its shard. With `shard`, its id is picked so that the guild lands on that shard
+        of `shard_count` (default: the emulator's shard_count) shards."""
+        if shard is None:
+            gid = snowflake()
+        else:
+            count = shard_count or self.shard_count
+            if count is None or not 0 <= shard < count:
+                raise ValueError(f"shard {shard} needs a shard_count above it (got {count})")
+            self.shard_count = self.shard_count or count
+            timestamp = next(_SHARD_TIMESTAMPS)
+            while timestamp % count != shard:
+                timestamp = next(_SHARD_TIMESTAMPS)
+            gid = str(timestamp << 22)
         self.guilds[gid] = Guild(gid, name, (owner or self.owner)["id"])
         self.guilds[gid].roles[gid] = P.role(gid, "@everyone", EVERYONE_PERMISSIONS)
         self.guilds[gid].default_channel = self._new_channel(gid, channel, 0)
@@ -216,11 +287,48 @@ class DiscordEmulator:
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(f"ws://127.0.0.1:{self.port}/")
 
     # --- gateway ---------------------------------------------------------------------------
+    def shard_of(self, guild_id: str | int | None, shard_count: int | None = None) -> int:
+        """The shard Discord sends this guild's events to (DMs: shard 0), out of `shard_count`
+        (default: the emulator's shard_count; unsharded: 0)."""
+        return shard_of(guild_id, shard_count or self.shard_count or 1)
+
+    def session_for(self, guild_id: str | None) -> GatewaySession | None:
+        """The session that receives this guild's events (None: a DM): the newest connected one
+        running its shard, else the newest such session (its events wait for a RESUME)."""
+        owners = [s for s in self.gateway_sessions if s.owns(guild_id)]
+        connected = [s for s in owners if s.connected]
+        return (connected or owners or [None])[-1]
+
+    def shard_session(self, shard_id: int | None) -> GatewaySession:
+        """The newest session that IDENTIFYed for this shard (None: an unsharded session)."""
+        for session in reversed(self.gateway_sessions):
+            if session.shard_id == shard_id:
+                return session
+        raise LookupError(f"no gateway session for shard {shard_id}; sessions: "
+                          f"{[s.shard for s in self.gateway_sessions]}")
+
+    def sent_on(self, shard_id: int | None, event: str | None = None) -> list[dict[str, Any]]:
+        """The events every session of this shard (None: unsharded sessions) has been sent."""
+        return [d for s in self.gateway_sessions if s.shard_id == shard_id for d in s.events(event)]
+
+    async def wait_for_sessions(self, *shards: int | None, timeout: float = 60.0) -> list[GatewaySession]:
+        """Wait until a connected session runs each of these shards (None: an unsharded one)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = {s.shard_id: s for s in self.gateway_sessions if s.connected}
+            if all(shard in found for shard in shards):
+                return [found[shard] for shard in shards]
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no connected session for shards {shards} within {timeout}s; "
+                                     f"have {sorted(map(str, found))}")
+            await asyncio.sleep(0.02)
+
     async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         self.sockets.append(ws)
         await ws.send_json({"op": 10, "d": {"heartbeat_interval": self.heartbeat_interval_ms}, "s": None, "t": None})
+        session: GatewaySession | None = None  # what this socket IDENTIFYed or RESUMEd
         try:
             async for msg in ws:
                 if msg.type != WSMsgType.TEXT:
@@ -231,23 +339,26 @@ class DiscordEmulator:
                     self.heartbeats.append(time.monotonic())
                     await ws.send_json({"op": 11, "d": None, "s": None, "t": None})
                 elif op == 2:
-                    self.sessions += 1
-                    self.intents = payload["d"].get("intents")
-                    self._identified = True
-                    await self._send(ws, "READY", self._ready())
-                    for gid in self.guilds:
-                        await self._send(ws, "GUILD_CREATE", self._guild(gid))
+                    session = await self._identify(ws, payload["d"])
+                    if session is None:
+                        break
                 elif op == 6:
                     self.resumes += 1
-                    last = payload["d"].get("seq") or 0
-                    for event in self._sent:
-                        if event["s"] > last:
-                            await ws.send_json(event)
-                    await self._send(ws, "RESUMED", {})
-                elif op == 8:  # request guild members: one chunk with everyone
+                    d = payload["d"]
+                    session = next((s for s in self.gateway_sessions if s.id == d.get("session_id")), None)
+                    if session is None:  # Discord: invalid session, not resumable
+                        await ws.send_json({"op": 9, "d": False, "s": None, "t": None})
+                        continue
+                    session.ws = ws
+                    last = d.get("seq") or 0
+                    for frame in session.sent:
+                        if frame["s"] > last:
+                            await ws.send_json(frame)
+                    await self._send(session, "RESUMED", {})
+                elif op == 8 and session is not None:  # request guild members: one chunk with everyone
                     d = payload["d"]
                     for gid in d["guild_id"] if isinstance(d["guild_id"], list) else [d["guild_id"]]:
-                        await self._send(ws, "GUILD_MEMBERS_CHUNK", {
+                        await self._send(session, "GUILD_MEMBERS_CHUNK", {
                             "guild_id": str(gid), "members": self._member_payloads(str(gid), everyone=True),
                             "chunk_index": 0, "chunk_count": 1, "not_found": [], "nonce": d.get("nonce")})
         finally:
@@ -255,23 +366,54 @@ class DiscordEmulator:
                 self.sockets.remove(ws)
         return ws
 
-    async def _send(self, ws: web.WebSocketResponse | None, event: str, data: Any) -> None:
-        self._seq += 1
-        frame = {"op": 0, "t": event, "s": self._seq, "d": data}
-        self._sent.append(frame)  # kept for RESUME even when no socket is connected right now
-        if ws is not None and not ws.closed:
+    async def _identify(self, ws: web.WebSocketResponse, d: dict[str, Any]) -> GatewaySession | None:
+        """Op 2: a new session (for one shard when `shard` is given), READY, then its guilds."""
+        shard: tuple[int, int] | None = None
+        if d.get("shard") is not None:
+            shard = (int(d["shard"][0]), int(d["shard"][1]))
+            if not (shard[1] >= 1 and 0 <= shard[0] < shard[1]):
+                await ws.close(code=4010, message=b"Invalid shard")  # what Discord closes with
+                return None
+            self.shard_count = shard[1]
+        self.sessions += 1
+        self.intents = d.get("intents")
+        self.identifies.append({k: v for k, v in d.items() if k != "token"})
+        self._identified = True
+        session = GatewaySession(f"session-{self.sessions}", shard, d.get("intents"), ws)
+        self.gateway_sessions.append(session)
+        await self._send(session, "READY", self._ready(session))
+        for gid in self.guilds:
+            if session.owns(gid):
+                await self._send(session, "GUILD_CREATE", self._guild(gid))
+        return session
+
+    async def _send(self, session: GatewaySession | None, event: str, data: Any) -> None:
+        if session is None:  # no session runs this shard: Discord would not deliver it either
+            return
+        session.seq += 1
+        frame = {"op": 0, "t": event, "s": session.seq, "d": data}
+        session.sent.append(frame)  # kept for RESUME even when no socket is connected right now
+        self._sent.append(frame)
+        if session.connected:
             try:
-                await ws.send_json(frame)
+                await session.ws.send_json(frame)  # type: ignore[union-attr]
             except (ConnectionError, RuntimeError):
                 pass
 
     async def dispatch(self, event: str, data: Any) -> None:
+        """Send an event on the session running its guild's shard (DMs: shard 0)."""
+        gid = event_guild(event, data)
         for _ in range(200):  # wait for a connected socket (e.g. during a reconnect)
-            if self.sockets:
+            session = self.session_for(gid)
+            if session is not None and session.connected:
                 break
             await asyncio.sleep(0.01)
         await self.settle()
-        await self._send(self.sockets[-1], event, data)
+        session = self.session_for(gid)
+        if session is None:
+            raise RuntimeError(f"no gateway session receives {event} for guild {gid} (shard "
+                               f"{self.shard_of(gid)}); sessions: {[s.shard for s in self.gateway_sessions]}")
+        await self._send(session, event, data)
 
     def _announce(self, event: str, data: Any) -> None:
         """Queue a gateway event caused by a change of the world (only once a client is connected)."""
@@ -286,26 +428,33 @@ class DiscordEmulator:
         task.add_done_callback(self._tasks.discard)
 
     async def settle(self) -> None:
-        """Send the queued gateway events (channel/guild/role changes, echoes of the bot's messages)."""
+        """Send the queued gateway events (channel/guild/role changes, echoes of the bot's messages),
+        each on the session of its guild's shard."""
         async with self._flush_lock:
             while self._outbox:
                 event, data = self._outbox.pop(0)
-                await self._send(self.sockets[-1] if self.sockets else None, event, data)
+                await self._send(self.session_for(event_guild(event, data)), event, data)
 
-    async def request_reconnect(self) -> None:
-        """Op 7: the client must reconnect and RESUME."""
-        ws = self.sockets[-1]
+    async def request_reconnect(self, shard: int | None = None) -> None:
+        """Op 7: the client must reconnect and RESUME (default: on the newest socket)."""
+        ws = self.sockets[-1] if shard is None else self.shard_session(shard).ws
+        assert ws is not None
         await ws.send_json({"op": 7, "d": None, "s": None, "t": None})
 
     def _wants(self, intent: int) -> bool:
         return self.intents is None or bool(self.intents & intent)
 
-    def _ready(self) -> dict[str, Any]:
-        return {
-            "v": 10, "user": self.bot_user, "guilds": [{"id": gid, "unavailable": True} for gid in self.guilds],
-            "session_id": f"session-{self.sessions}", "resume_gateway_url": f"ws://127.0.0.1:{self.port}/",
+    def _ready(self, session: GatewaySession | None = None) -> dict[str, Any]:
+        guilds = [gid for gid in self.guilds if session is None or session.owns(gid)]
+        data: dict[str, Any] = {
+            "v": 10, "user": self.bot_user, "guilds": [{"id": gid, "unavailable": True} for gid in guilds],
+            "session_id": session.id if session else f"session-{self.sessions}",
+            "resume_gateway_url": f"ws://127.0.0.1:{self.port}/",
             "application": {"id": self.app_id, "flags": 0}, "private_channels": [], "relationships": [],
         }
+        if session is not None and session.shard is not None:
+            data["shard"] = list(session.shard)  # discord.py's sharded parse_ready needs it (KeyError)
+        return data
 
     def _member_payloads(self, gid: str, everyone: bool) -> list[dict[str, Any]]:
         members = [self._bot_member(gid)] + (list(self.guilds[gid].members.values()) if everyone else [])

@@ -100,3 +100,21 @@ def test_server_going_away_mid_traffic_then_recovering(make_settings: Callable[.
         assert "253" in service.ask("How many hostages were taken back to Gaza?").answer
     finally:
         server.stop()
+
+
+def test_two_processes_starting_at_once_on_an_empty_server_build_one_index(server_settings: Settings) -> None:
+    env = {
+        "PATH": "/usr/bin:/bin", "HOME": str(server_settings.data_dir.parent), "LLM_PROVIDER": "extractive",
+        "SOURCES_DIR": str(server_settings.sources_dir), "DATA_DIR": str(server_settings.data_dir),
+        "CHROMA_HOST": "127.0.0.1", "CHROMA_PORT": str(server_settings.chroma_port),
+        "COLLECTION_PREFIX": server_settings.collection_prefix,
+    }
+    both = [subprocess.Popen([sys.executable, "-m", "bot", "ask", "Who is the IDF chief of staff?"], env=env,
+                             cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    results = [process.communicate(timeout=180) for process in both]
+    assert [process.returncode for process in both] == [0, 0], [err for _, err in results]
+    assert all("halevi" in out.lower() for out, _ in results)
+    prefix = server_settings.collection_prefix
+    names = [c.name for c in RagService(server_settings).base.index.client.list_collections() if c.name.startswith(prefix)]
+    assert names == [f"{prefix}_v1"], "one process built, the other waited and used it"

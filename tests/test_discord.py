@@ -25,7 +25,10 @@ async def test_mention_gets_a_cited_reply_to_that_message(emulator: DiscordEmula
     call = await emulator.wait_for_call("POST", rf"/channels/{emulator.channel_id}/messages", after=mark)
     assert str(call.body["message_reference"]["message_id"]) == message["id"]
     assert "253" in call.body["content"] and "[1]" in call.body["content"]
-    assert any("253 others were taken back to gaza" in v for v in field_values(call.body))
+    assert "253 others were taken back to gaza" in call.body["content"]  # the quote, shown once
+    fields = call.body["embeds"][0]["fields"]
+    assert fields[0]["name"] == "[1] haliva-resignation.txt"
+    assert not any("253 others were taken back to gaza" in v for v in field_values(call.body))
     assert pings_nobody(call.body)
 
 
@@ -74,8 +77,9 @@ async def test_ask_defers_then_follows_up_with_the_cited_answer(emulator: Discor
     defer = await emulator.wait_for_call("POST", rf"/interactions/\d+/{interaction.token}/callback", after=mark)
     assert defer.body["type"] == 5 and defer.at - interaction.created < 3 and not interaction.late
     body = await followup(emulator, interaction.token, mark)
-    assert "herzi halevi" in body["content"].lower()
-    assert any("lt gen herzi halevi" in v for v in field_values(body))
+    assert "lt gen herzi halevi" in body["content"].lower()
+    assert body["embeds"][0]["fields"][0]["name"].endswith("haliva-resignation.txt")
+    assert not any("lt gen herzi halevi" in v for v in field_values(body))  # not repeated below
     assert pings_nobody(body)
 
 

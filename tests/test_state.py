@@ -441,11 +441,29 @@ def test_threads_serialise_and_time_out(db: Database, tmp_path: Path) -> None:
             pass
     assert isinstance(caught.value, ReloadInProgressError)
     with ingest_lock(db, "B", lock_dir=tmp_path, timeout=0.3):  # another base is free
-        with pytest.raises(RuntimeError, match="re-entrant"):
-            with ingest_lock(db, "B", lock_dir=tmp_path, timeout=0.3):
-                pass
+        with ingest_lock(db, "B", lock_dir=tmp_path, timeout=0.3):  # re-entrant in the holding thread
+            pass
+        with pytest.raises(LockTimeoutError):  # ... and still held after the nested block
+            run_in_thread(lambda: ingest_lock(db, "B", lock_dir=tmp_path, timeout=0.3).__enter__())
     release.set()
     thread.join()
+
+
+def run_in_thread(fn: Any) -> None:
+    """Run `fn` in another thread and raise what it raised."""
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            fn()
+        except BaseException as exc:  # handed back to the caller
+            errors.append(exc)
+
+    worker = threading.Thread(target=target)
+    worker.start()
+    worker.join()
+    if errors:
+        raise errors[0]
 
 
 def test_lock_resources_are_stable_and_released(db: Database, tmp_path: Path) -> None:

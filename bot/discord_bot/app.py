@@ -1,4 +1,5 @@
-"""The bot object (commands.Bot with the cogs, command sync) and `python -m bot run`."""
+"""The bot object (commands.Bot with the cogs, command sync; an AutoShardedBot when SHARD_COUNT
+is set) and `python -m bot run`."""
 
 from __future__ import annotations
 
@@ -37,9 +38,12 @@ def bot_intents() -> discord.Intents:
 
 
 class SourceBot(commands.Bot):
-    """Holds the settings and the shared service; the cogs do the talking."""
+    """Holds the settings and the shared service; the cogs do the talking. Unsharded: one
+    gateway connection. With SHARD_COUNT set use `build_bot`, which makes a ShardedSourceBot."""
 
     def __init__(self, settings: Settings, service: RagService, **options: object) -> None:
+        if settings.shard_count is not None and not isinstance(self, commands.AutoShardedBot):
+            raise TypeError("SHARD_COUNT is set: build the bot with build_bot(settings, service) (a ShardedSourceBot)")
         super().__init__(
             command_prefix=commands.when_mentioned,  # no prefix commands: questions go to the cog
             intents=bot_intents(),
@@ -79,9 +83,23 @@ class SourceBot(commands.Bot):
             log.warning("shutdown: %d request(s) still running after %.0fs; closing anyway", self._in_flight, grace)
         await self.close()
 
+    @property
+    def syncs_commands(self) -> bool:
+        """Whether this process registers the slash commands with Discord. With several sharded
+        processes only one should (each sync replaces the whole command list: from every process
+        it is wasted requests, rate limits and a race): the one running shard 0, or all shards."""
+        return not self.settings.shard_ids or 0 in self.settings.shard_ids
+
+    def describe_shards(self) -> str:
+        return ""
+
     async def setup_hook(self) -> None:
         for extension in EXTENSIONS:
             await self.load_extension(extension)
+        if not self.syncs_commands:
+            log.info("not syncing slash commands: the process running shard 0 does (this one runs %s)",
+                     self.describe_shards())
+            return
         if self.settings.discord_guild_id:
             guild = discord.Object(id=self.settings.discord_guild_id)
             self.tree.copy_global_to(guild=guild)
@@ -95,7 +113,36 @@ class SourceBot(commands.Bot):
         """Questions are handled by QuestionsCog; there are no prefix commands."""
 
     async def on_ready(self) -> None:
-        log.info("connected as %s (%s) to %d guild(s)", self.user, getattr(self.user, "id", "?"), len(self.guilds))
+        log.info("connected as %s (%s) to %d guild(s)%s", self.user, getattr(self.user, "id", "?"), len(self.guilds),
+                 f" on {self.describe_shards()}" if self.describe_shards() else "")
+
+
+class ShardedSourceBot(SourceBot, commands.AutoShardedBot):
+    """SourceBot on an AutoShardedBot: one gateway connection per shard in SHARD_IDS (all
+    SHARD_COUNT shards when empty). Discord sends a guild's events only to shard
+    `(guild_id >> 22) % SHARD_COUNT` and DMs to shard 0, so several processes, each with its
+    own SHARD_IDS, split the guilds between them. Cogs, command tree and shutdown are SourceBot's."""
+
+    def __init__(self, settings: Settings, service: RagService, **options: object) -> None:
+        if settings.shard_count is None:
+            raise ValueError("a ShardedSourceBot needs SHARD_COUNT")
+        options.setdefault("shard_count", settings.shard_count)
+        options.setdefault("shard_ids", list(settings.shard_ids) or None)  # None: every shard
+        super().__init__(settings, service, **options)
+
+    def describe_shards(self) -> str:
+        ids = self.shard_ids if self.shard_ids is not None else range(self.shard_count or 0)
+        return f"shard(s) {','.join(map(str, ids))} of {self.shard_count}"
+
+    async def on_shard_ready(self, shard_id: int) -> None:
+        log.info("shard %d of %s ready", shard_id, self.shard_count)
+
+
+def build_bot(settings: Settings, service: RagService, **options: object) -> SourceBot:
+    """The bot for these settings: an AutoShardedBot (ShardedSourceBot) when SHARD_COUNT is set,
+    else a plain commands.Bot (SourceBot)."""
+    cls = ShardedSourceBot if settings.shard_count is not None else SourceBot
+    return cls(settings, service, **options)
 
 
 class SourceTree(app_commands.CommandTree["SourceBot"]):
@@ -146,7 +193,7 @@ def run_bot(settings: Settings) -> int:
         discord.http.Route.BASE = settings.discord_api_base.rstrip("/")
     if settings.discord_gateway_url:
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord_gateway_url)
-    bot = SourceBot(settings, service)
+    bot = build_bot(settings, service)
     try:
         asyncio.run(_serve(bot, settings.discord_token.get_secret_value()))
     except discord.LoginFailure:

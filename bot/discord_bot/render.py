@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -12,12 +13,18 @@ from bot.rag.models import Answer, Citation, IngestReport, SourceInfo, Summary
 from bot.rag.stats import StatsSnapshot
 
 MESSAGE_LIMIT = 2000
+EMBED_TITLE_LIMIT = 256
 EMBED_DESCRIPTION_LIMIT = 4096
 EMBED_FIELD_LIMIT = 25
 EMBED_FIELD_NAME_LIMIT = 256
 EMBED_FIELD_VALUE_LIMIT = 1024
 EMBED_TOTAL_LIMIT = 6000
 QUOTE_CHARS = 300  # quotes in the sources embed are trimmed to this
+TITLE_CHARS = 200  # a source's title in a citation field
+LINK_CHARS = 300  # longer links are left out rather than cut
+QUOTED_ABOVE = "Quoted above."  # a field's value when the message already shows its quote
+FOOTER_RESERVE = 60  # room kept in the embed for "…and N more source(s) not shown"
+COVERAGE_CHARS = 300  # the summary heading's list of covered sources is trimmed to this
 EMBED_COLOUR = discord.Colour.blurple()
 
 # Sent with every message: text echoed from users or sources never pings anyone.
@@ -56,19 +63,52 @@ def split_text(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
     return pieces
 
 
-def sources_embed(citations: list[Citation], title: str = "Sources") -> discord.Embed | None:
+def _loose(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def _already_shown(quote: str, shown: str) -> bool:
+    """Whether the message text already holds the quote word for word (the extractive
+    back-end's answers and every extractive summary are their quotes)."""
+    quote = _loose(quote)
+    return bool(quote) and quote in shown
+
+
+def _place_value(citation: Citation, shown: str, title: str | None) -> str:
+    """Where the citation is from (the source's title, its link), and its quote only when
+    the message does not already show it. At most 200 + 300 + 300 characters and newlines."""
+    lines = []
+    if title and _loose(title) not in _loose(citation.label or citation.source):
+        lines.append(discord.utils.escape_markdown(trim(title, TITLE_CHARS)))
+    if not _already_shown(citation.quote, shown):
+        lines.append(trim(f"“{citation.quote}”", QUOTE_CHARS))
+    if citation.link and len(citation.link) < LINK_CHARS:
+        lines.append(f"<{citation.link}>")
+    return "\n".join(lines)[:EMBED_FIELD_VALUE_LIMIT] or QUOTED_ABOVE
+
+
+def sources_embed(
+    citations: list[Citation], title: str = "Sources", shown: str = "", titles: Mapping[str, str | None] | None = None
+) -> discord.Embed | None:
+    """One field per citation saying where it is from: its label ("functions.html › zip()",
+    "manual.pdf p. 3"), the source's title and link when it has them. The quote is added
+    only when `shown` (the message text) does not already hold it word for word."""
     if not citations:
         return None
-    embed = discord.Embed(title=title, colour=EMBED_COLOUR)
-    total = len(title)
+    embed = discord.Embed(title=trim(title, EMBED_TITLE_LIMIT), colour=EMBED_COLOUR)
+    shown = _loose(shown)
+    total = len(embed.title or "")
+    added = 0
     for citation in citations[:EMBED_FIELD_LIMIT]:
         name = trim(f"[{citation.n}] {citation.label or citation.source}", EMBED_FIELD_NAME_LIMIT)
-        link = f"\n<{citation.link}>" if citation.link and len(citation.link) < 300 else ""
-        value = trim(f"“{citation.quote}”", min(QUOTE_CHARS, EMBED_FIELD_VALUE_LIMIT) - len(link)) + link
-        if total + len(name) + len(value) > EMBED_TOTAL_LIMIT:
+        value = _place_value(citation, shown, (titles or {}).get(citation.source))
+        if total + len(name) + len(value) > EMBED_TOTAL_LIMIT - FOOTER_RESERVE:
             break
         embed.add_field(name=name, value=value, inline=False)
         total += len(name) + len(value)
+        added += 1
+    if added < len(citations):
+        embed.set_footer(text=f"…and {len(citations) - added} more source(s) not shown")
     return embed
 
 
@@ -78,14 +118,30 @@ def _with_embed_last(texts: list[str], embed: discord.Embed | None) -> list[Repl
     return replies
 
 
-def render_answer(answer: Answer) -> list[Reply]:
-    return _with_embed_last(split_text(answer.answer), sources_embed(answer.citations))
+def render_answer(answer: Answer, titles: Mapping[str, str | None] | None = None) -> list[Reply]:
+    """The answer text (split to fit), then where each citation is from."""
+    return _with_embed_last(split_text(answer.answer), sources_embed(answer.citations, shown=answer.answer, titles=titles))
 
 
-def render_summary(summary: Summary) -> list[Reply]:
-    heading = f"**Summary of {summary.source}**" if summary.source else "**Summary of all sources**"
-    lines = [heading] + [f"• {b.text} " + "".join(f"[{n}]" for n in b.citations) for b in summary.bullets]
-    return _with_embed_last(split_text("\n".join(lines)), sources_embed(summary.citations))
+def covered_sources(summary: Summary) -> list[str]:
+    """The sources the summary's bullets come from, in order."""
+    return list(dict.fromkeys(c.source for c in summary.citations))
+
+
+def render_summary(summary: Summary, titles: Mapping[str, str | None] | None = None) -> list[Reply]:
+    """The bullets under a heading that says what they summarise (for all sources: which
+    ones they cover), then where each bullet is from."""
+    if summary.source:
+        heading = f"**Summary of {discord.utils.escape_markdown(summary.source)}**"
+    else:
+        covered = covered_sources(summary)
+        heading = "**Summary of all sources**"
+        if covered:
+            names = ", ".join(discord.utils.escape_markdown(name) for name in covered)
+            heading += " " + trim(f"— covering {len(covered)} source{'' if len(covered) == 1 else 's'}: {names}", COVERAGE_CHARS)
+    bullets = [f"• {b.text} " + "".join(f"[{n}]" for n in b.citations) for b in summary.bullets]
+    text = "\n".join([heading, *bullets])
+    return _with_embed_last(split_text(text), sources_embed(summary.citations, shown=text, titles=titles))
 
 
 def render_sources(infos: list[SourceInfo], last_reload: IngestReport | None) -> Reply:

@@ -4,6 +4,7 @@ and the chunker. Knowledge bases and services get them injected; nothing else bu
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from functools import cached_property
 
@@ -18,6 +19,8 @@ from bot.rag.ingest.chunking import chunk_document
 from bot.rag.models import Chunk, SourceDocument
 from bot.rag.prompts import Prompts
 from bot.settings import Settings
+from bot.state.db import Database, database_url
+from bot.state.locks import ingest_lock
 
 Chunker = Callable[[SourceDocument], list[Chunk]]
 
@@ -100,6 +103,19 @@ class Components:
 
         bullets = (self.settings.summary_min_bullets, self.settings.summary_max_bullets)
         return ExtractiveAnswerer(self.vectors, self.settings.min_answer_score, self.prompts.refusal, bullets)
+
+    @cached_property
+    def database(self) -> Database:
+        """The state database (SQLite in DATA_DIR, or DATABASE_URL); opened on first use."""
+        return Database(database_url(self.settings))
+
+    def build_lock(self, base: str) -> contextlib.AbstractContextManager[None]:
+        """Held while a knowledge base is built. With a shared Chroma server, across every
+        process (the state database's lock), so two processes never build, or clean up, one
+        base at the same time; embedded Chroma belongs to one process: a no-op there."""
+        if not self.settings.uses_chroma_server:
+            return contextlib.nullcontext()
+        return ingest_lock(self.database, base, lock_dir=self.settings.data_dir / "locks")
 
     @cached_property
     def chunker(self) -> Chunker:

@@ -23,7 +23,7 @@ from bot.rag.errors import QuestionError, RagError, UnknownSourceError
 from bot.rag.index.knowledge_base import KnowledgeBase
 from bot.rag.index.live import LiveIndex
 from bot.rag.index.registry import KnowledgeBases, guild_base_name
-from bot.rag.index.scope import scoped_chain
+from bot.rag.index.scope import ScopedCorpus, scoped_chain
 from bot.rag.index.store import Progress
 from bot.rag.models import Answer, Chunk, IngestReport, SourceInfo, Summary
 from bot.rag.stats import QuestionStats
@@ -159,12 +159,14 @@ class RagService:
     # --- summaries -------------------------------------------------------------------------
     def summary(self, source: str | None = None, guild_id: int | None = None) -> Summary:
         """Key points of one source (or all), each cited; cached per content and back-end.
-        In a server, a source of the server's own base is found too."""
-        live = self.start()
+        In a server, its own sources are summarised too."""
+        shared = self.start()
         own = self.bases.get(guild_base_name(guild_id)).live_if_built() if guild_id is not None else None
-        if own is not None and source is not None and self._matches(source, own.version.source_names):
-            live = own
-        chunks = sorted(live.version.chunks.values(), key=lambda c: (c.source, c.index))
+        lives = [own, shared] if own is not None and own.version.chunks else [shared]
+        if source is not None:  # the base that holds it (the server's own first)
+            lives = [next((lv for lv in lives if self._matches(source, lv.version.source_names)), shared)]
+        corpus = ScopedCorpus(lives)
+        chunks = sorted((c for lv in lives for c in lv.version.chunks.values()), key=lambda c: (c.source, c.index))
         if source is not None:
             source = self._source_named(source, {c.source for c in chunks})
             chunks = [c for c in chunks if c.source == source]
@@ -173,7 +175,7 @@ class RagService:
         with self._summaries_lock:
             cached = self._summaries.get(key)
         if cached is None:
-            cached = answerer.summarise(source, chunks, live)
+            cached = answerer.summarise(source, chunks, corpus)
             with self._summaries_lock:
                 self._summaries[key] = cached
         return cached

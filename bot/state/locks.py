@@ -11,7 +11,7 @@ WAITS for the first (up to `timeout`), it does not fail at once. Three layers, t
    file lock the kernel frees if the process dies. Valid for processes on one machine, which is
    what sharing one SQLite file implies.
 
-The lock is not re-entrant: taking it again in the thread that holds it raises `RuntimeError`.
+The lock is re-entrant within a thread: taking it again where it is held is a no-op.
 """
 
 from __future__ import annotations
@@ -95,8 +95,10 @@ def ingest_lock(db: Database, base: str, *, lock_dir: Path, timeout: float = 600
 
     me = threading.get_ident()
     with _registry_guard:
-        if _holders.get(key) == me:
-            raise RuntimeError(f"ingest_lock({base!r}) is already held by this thread (not re-entrant)")
+        nested = _holders.get(key) == me
+    if nested:  # the thread already holds it (a source change that re-indexes): nothing more to take
+        yield
+        return
     local = _thread_lock(key)
     if not local.acquire(timeout=_remaining(deadline)):
         raise LockTimeoutError(base, timeout)

@@ -38,7 +38,8 @@ class KnowledgeCog(commands.Cog):
     async def summary(self, interaction: discord.Interaction, source: str | None = None) -> None:
         await interaction.response.defer(thinking=True)
         summary = await asyncio.to_thread(self.bot.service.summary, source, interaction.guild_id)
-        for reply in render_summary(summary):
+        infos = await asyncio.to_thread(self.bot.service.sources, interaction.guild_id)
+        for reply in render_summary(summary, {info.name: info.title for info in infos}):
             await interaction.followup.send(reply.content, embed=reply.embed or discord.utils.MISSING, allowed_mentions=NO_MENTIONS)
 
     @summary.autocomplete("source")

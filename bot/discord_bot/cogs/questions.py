@@ -1,13 +1,16 @@
 """Questions: @mentions (or replies to the bot) in channels and threads, and /ask. Answers
 come from the service's `astream` (the chain's own async stream): a streaming back-end's
-text appears progressively (edits throttled); others arrive whole."""
+text appears progressively (edits throttled); others arrive whole. A request to summarise
+("Summarize the article", "tl;dr", "key points of X") gets the source's summary, as /summary
+gives it, instead of a refusal."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING
 
 import discord
@@ -15,9 +18,18 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.discord_bot.checks import CooldownHit, QuestionCooldown, channel_allowed
-from bot.discord_bot.render import MESSAGE_LIMIT, NO_MENTIONS, Reply, describe_error, render_answer, trim
+from bot.discord_bot.render import (
+    MESSAGE_LIMIT,
+    NO_MENTIONS,
+    Reply,
+    describe_error,
+    render_answer,
+    render_summary,
+    trim,
+)
+from bot.rag.answer.intent import summary_request
 from bot.rag.errors import QuestionError, RagError
-from bot.rag.models import Answer
+from bot.rag.models import Answer, SourceInfo
 
 if TYPE_CHECKING:
     from bot.discord_bot.app import SourceBot
@@ -34,8 +46,31 @@ class QuestionsCog(commands.Cog):
         self.bot = bot
         self.cooldown = QuestionCooldown(bot.settings)
 
-    async def answer_progressively(
+    async def _known_sources(self, guild_id: int | None) -> list[SourceInfo]:
+        """The sources a question in this server may name; none when the index cannot say
+        (the question then goes the usual way, which reports the problem)."""
+        try:
+            return await asyncio.to_thread(self.bot.service.sources, guild_id)
+        except RagError:
+            return []
+
+    async def reply_for(
         self, question: str, user: int, guild_id: int | None, show: Callable[[str], Awaitable[None]]
+    ) -> tuple[list[Reply], bool]:
+        """The rendered reply to a question, and whether anything partial was shown: the
+        summary when the question asks for one, else the streamed answer."""
+        infos = await self._known_sources(guild_id)
+        titles = {info.name: info.title for info in infos if info.title}
+        request = summary_request(self.bot.service.validate_question(question), [i.name for i in infos], titles)
+        if request is not None:
+            log.info("question routed to the summary of %s (guild=%s)", request.source or "all sources", guild_id)
+            summary = await asyncio.to_thread(self.bot.service.summary, request.source, guild_id)
+            return render_summary(summary, titles), False
+        return await self.answer_progressively(question, user, guild_id, show, titles)
+
+    async def answer_progressively(
+        self, question: str, user: int, guild_id: int | None, show: Callable[[str], Awaitable[None]],
+        titles: Mapping[str, str | None] | None = None,
     ) -> tuple[list[Reply], bool]:
         """Consume the stream, calling `show` with partial text at most every interval.
         Returns the rendered final answer and whether anything partial was shown."""
@@ -43,7 +78,7 @@ class QuestionsCog(commands.Cog):
         shown, last = False, 0.0
         async for item in self.bot.service.astream(question, user, guild_id):
             if isinstance(item, Answer):
-                return render_answer(item), shown
+                return render_answer(item, titles), shown
             now = time.monotonic()
             if item.strip() and now - last >= interval:
                 await show(trim(item, MESSAGE_LIMIT - len(WRITING)) + WRITING)
@@ -89,7 +124,7 @@ class QuestionsCog(commands.Cog):
         try:
             self.bot.service.validate_question(question)
             async with message.channel.typing():
-                replies, _ = await self.answer_progressively(
+                replies, _ = await self.reply_for(
                     question, message.author.id, message.guild.id if message.guild else None, show
                 )
         except Exception as exc:
@@ -133,7 +168,7 @@ class QuestionsCog(commands.Cog):
         async def show(partial: str) -> None:
             await interaction.edit_original_response(content=partial, allowed_mentions=NO_MENTIONS)
 
-        replies, shown = await self.answer_progressively(question, interaction.user.id, interaction.guild_id, show)
+        replies, shown = await self.reply_for(question, interaction.user.id, interaction.guild_id, show)
         first, *rest = replies
         if shown:
             await interaction.edit_original_response(content=first.content, embed=first.embed, allowed_mentions=NO_MENTIONS)

@@ -73,15 +73,16 @@ def _with_context(cand: Candidate, spans: Sequence[Span], index: dict[int, int],
 
 
 def _bullets_of(candidates: Sequence[Candidate], source_text: Callable[[str], str]) -> list[_Bullet]:
-    sentences: dict[str, tuple[list[Span], dict[int, int]]] = {}
+    sentences: dict[str, tuple[str, list[Span], dict[int, int]]] = {}
     out = []
     for cand in candidates:
         source = cand.chunk.source
         if source not in sentences:
-            spans = split_sentences(source_text(source))
-            sentences[source] = (spans, {span.start: i for i, span in enumerate(spans)})
-        spans, index = sentences[source]
-        out.append(_with_context(cand, spans, index, source_text(source)))
+            text = source_text(source)
+            spans = split_sentences(text)
+            sentences[source] = (text, spans, {span.start: i for i, span in enumerate(spans)})
+        text, spans, index = sentences[source]
+        out.append(_with_context(cand, spans, index, text))
     return out
 
 
@@ -103,12 +104,14 @@ def extractive_summary(
     bullets = [b for b in bullets if b.complete or b.source not in complete]
     matrix = vectors.get([b.text for b in bullets])
     sources = list(dict.fromkeys(b.source for b in bullets))
-    members = {name: [i for i, b in enumerate(bullets) if b.source == name] for name in sources}
+    members: dict[str, list[int]] = {}
+    for i, bullet in enumerate(bullets):
+        members.setdefault(bullet.source, []).append(i)
     lead = np.array([LEAD_BONUS / (1 + order) for order in _order_within_source(bullets)])
     centrality = matrix @ _unit(matrix.mean(axis=0)) + lead
     # Each source's own key points: centrality within it (the same as above for one source).
     own_centrality = np.empty(len(bullets))
-    for name, rows in members.items():
+    for rows in members.values():
         own_centrality[rows] = matrix[rows] @ _unit(matrix[rows].mean(axis=0)) + lead[rows]
     count = min(len(bullets), max(bullet_count(len(candidates), low, high), min(high, len(sources))))
     chosen: list[int] = []

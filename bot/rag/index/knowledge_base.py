@@ -135,27 +135,32 @@ class KnowledgeBase:
         if not self._reload_lock.acquire(blocking=False):
             raise ReloadInProgressError("A reload is already running; try again when it finishes.")
         try:
-            started = time.perf_counter()
-            folder = (sources_dir or self.folder()).resolve()
-            current = self._current_version()
-            try:
-                loaded = load_sources(folder, self.settings.max_source_bytes, self._indexed_files(current), self._chunking)
-            except NoSourcesError:
-                if current is None or not self._may_become_empty:
-                    raise
-                loaded = LoadedSources()  # every source was removed: the base becomes empty
-            if not loaded.documents and not loaded.unchanged and self._live is None and self.index.active_name() is None:
-                raise SourceError("No source could be read: " + " ".join(why for _, why in loaded.failed))
-            keep = [name for name, _ in loaded.failed] + loaded.unchanged
-            report = self._build(current, loaded.documents, keep, str(folder), progress)
-            report.skipped, report.failed, report.folder = loaded.skipped, loaded.failed, str(folder)
-            for name, why in loaded.failed:
-                log.warning("%s: %s (its previous version, if any, keeps serving)", name, why)
-            log.info("ingest of %s: %s in %.2fs", self.name, report, time.perf_counter() - started)
-            self.last_reload = report
-            return report
+            with self.components.build_lock(self.name):
+                return self._ingest(sources_dir, progress)
         finally:
             self._reload_lock.release()
+
+    def _ingest(self, sources_dir: Path | None, progress: Progress | None) -> IngestReport:
+        """Read the folder and build: the caller holds the locks."""
+        started = time.perf_counter()
+        folder = (sources_dir or self.folder()).resolve()
+        current = self._current_version()
+        try:
+            loaded = load_sources(folder, self.settings.max_source_bytes, self._indexed_files(current), self._chunking)
+        except NoSourcesError:
+            if current is None or not self._may_become_empty:
+                raise
+            loaded = LoadedSources()  # every source was removed: the base becomes empty
+        if not loaded.documents and not loaded.unchanged and self._live is None and self.index.active_name() is None:
+            raise SourceError("No source could be read: " + " ".join(why for _, why in loaded.failed))
+        keep = [name for name, _ in loaded.failed] + loaded.unchanged
+        report = self._build(current, loaded.documents, keep, str(folder), progress)
+        report.skipped, report.failed, report.folder = loaded.skipped, loaded.failed, str(folder)
+        for name, why in loaded.failed:
+            log.warning("%s: %s (its previous version, if any, keeps serving)", name, why)
+        log.info("ingest of %s: %s in %.2fs", self.name, report, time.perf_counter() - started)
+        self.last_reload = report
+        return report
 
     @property
     def _chunking(self) -> str:
@@ -163,7 +168,9 @@ class KnowledgeBase:
         return f"{self.settings.chunk_size}/{self.settings.chunk_overlap}/sections-1"
 
     def _current_version(self) -> IndexVersion | None:
-        if self._live is not None:
+        """What a build starts from: the live version; with a shared Chroma server, the newest
+        ready one (another process may have published one while this one waited for the lock)."""
+        if self._live is not None and not self.settings.uses_chroma_server:
             return self._live.version
         try:
             return self.index.load()

@@ -46,7 +46,7 @@ class IndexVersion:
     chunks: dict[str, Chunk] = field(default_factory=dict)
     _texts: dict[str, str] = field(default_factory=dict, repr=False)
 
-    @property
+    @cached_property
     def sources(self) -> dict[str, SourceInfo]:
         counts: dict[str, int] = defaultdict(int)
         titles: dict[str, str | None] = {}
