@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     """All configuration. Field names map to upper-case environment variables."""
 
     model_config = SettingsConfigDict(
-        env_file=(PROJECT_ROOT / ".env", ".env"), env_file_encoding="utf-8", extra="ignore"
+        env_file=(PROJECT_ROOT / ".env", home_dir() / ".env", ".env"), env_file_encoding="utf-8", extra="ignore"
     )
 
     # --- sources and index -------------------------------------------------------------

@@ -62,7 +62,10 @@ class KnowledgeCog(commands.Cog):
     @host_only()  # runs after the moderator check: a member is told "moderators only" first
     @moderator_only()
     async def reload(self, interaction: discord.Interaction) -> None:
-        await interaction.response.send_message("Reloading the sources… I keep answering from the current index meanwhile.", ephemeral=True)
+        await interaction.response.send_message(
+            "Reloading the sources… I keep answering from the current index meanwhile.", ephemeral=True,
+            allowed_mentions=NO_MENTIONS,
+        )
         log.info("reload requested (guild=%s user=%s)", interaction.guild_id, interaction.user.id)
         try:
             report = await asyncio.to_thread(self.bot.service.ingest)

@@ -149,7 +149,7 @@ class QuestionsCog(commands.Cog):
     @app_commands.describe(question="What do you want to know?")
     async def ask(self, interaction: discord.Interaction, question: str) -> None:
         if self.bot.draining:
-            await interaction.response.send_message(RESTARTING, ephemeral=True)
+            await interaction.response.send_message(RESTARTING, ephemeral=True, allowed_mentions=NO_MENTIONS)
             return
         async with self.bot.tracked():
             await self._answer_interaction(interaction, question)
@@ -161,7 +161,7 @@ class QuestionsCog(commands.Cog):
         try:
             self.bot.service.validate_question(question)
         except QuestionError as exc:
-            await interaction.response.send_message(str(exc), ephemeral=True)
+            await interaction.response.send_message(str(exc), ephemeral=True, allowed_mentions=NO_MENTIONS)
             return
         await interaction.response.defer(thinking=True)
 

@@ -217,7 +217,8 @@ class SourcesCog(commands.GroupCog, group_name="source", group_description="This
         rows = await asyncio.to_thread(self.library.list, self._base(interaction))
         if not rows:
             await interaction.response.send_message(
-                "This server has no sources of its own yet; add one with `/source add`.", ephemeral=True)
+                "This server has no sources of its own yet; add one with `/source add`.", ephemeral=True,
+                allowed_mentions=NO_MENTIONS)
             return
         await interaction.response.send_message(f"{len(rows)} source(s):", embed=sources_embed(rows), ephemeral=True,
                                                 allowed_mentions=NO_MENTIONS)
