@@ -19,7 +19,7 @@ from bot.rag.embeddings import MiniLMEmbeddings
 from bot.rag.service import RagService
 from bot.settings import Settings
 from tests.discord_emulator import MANAGE_GUILD, DiscordEmulator, Member
-from tests.helpers import ARTICLE, StartBot
+from tests.helpers import ARTICLE, StartBot, connect, disconnect_all
 from tests.openai_server import OpenAICompatibleServer
 from tests.postgres_server import start_postgres, stop_postgres
 
@@ -111,17 +111,11 @@ async def start_bot(emulator: DiscordEmulator) -> AsyncIterator[StartBot]:
             "discord_guild_id": int(emulator.guild_id), "question_cooldown_count": 100, **overrides,
         })
         bot = SourceBot(settings, service, guild_ready_timeout=0.05)
-        await bot.login("test-token")
-        task = asyncio.create_task(bot.connect())
-        await asyncio.wait_for(bot.wait_until_ready(), 10)
-        running.append((bot, task))
+        await connect(bot, running)
         return bot
 
     yield start
-    for bot, task in running:
-        await bot.close()
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+    await disconnect_all(running)
 
 
 @pytest.fixture

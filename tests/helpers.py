@@ -3,6 +3,7 @@ sets, running the CLI in a subprocess, and reading what the bot sent to Discord.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -59,3 +60,16 @@ async def followup(emulator: DiscordEmulator, token: str, after: int) -> dict:
     return call.body
 
 
+async def connect(bot: Any, running: list[tuple[Any, asyncio.Task[None]]]) -> None:
+    """Log a discord.py client in against the emulator and wait until it is ready."""
+    await bot.login("test-token")
+    task = asyncio.create_task(bot.connect())
+    await asyncio.wait_for(bot.wait_until_ready(), 10)
+    running.append((bot, task))
+
+
+async def disconnect_all(running: list[tuple[Any, asyncio.Task[None]]]) -> None:
+    for bot, task in running:
+        await bot.close()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

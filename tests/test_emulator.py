@@ -16,6 +16,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from tests.discord_emulator import EPHEMERAL, MANAGE_GUILD, DiscordEmulator, Member
+from tests.helpers import connect, disconnect_all
 
 ORIGINAL_BASE = discord.http.Route.BASE
 ORIGINAL_GATEWAY = discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
@@ -130,17 +131,11 @@ async def start_bot(emulator: DiscordEmulator) -> AsyncIterator[Callable[..., Aw
 
     async def start(**intents: bool) -> TinyBot:
         bot = TinyBot(**intents)
-        await bot.login("test-token")
-        task = asyncio.create_task(bot.connect())
-        await asyncio.wait_for(bot.wait_until_ready(), 10)
-        running.append((bot, task))
+        await connect(bot, running)
         return bot
 
     yield start
-    for bot, task in running:
-        await bot.close()
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+    await disconnect_all(running)
 
 
 @pytest.fixture

@@ -17,7 +17,8 @@ import logging
 import math
 import threading
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
@@ -194,15 +195,7 @@ class SourcesCog(commands.GroupCog, group_name="source", group_description="This
     @app_commands.describe(name="The source to remove")
     @moderator_only()
     async def remove(self, interaction: discord.Interaction, name: str) -> None:
-        base = self._base(interaction)
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        progress = ProgressEdits(interaction)
-        try:
-            change = await asyncio.to_thread(self.library.remove, base, name, **self._actor(interaction))
-        except USER_ERRORS as exc:
-            await self._failed(interaction, progress, f"Couldn't remove it: {exc}")
-            return
-        await self._done(interaction, progress, change)
+        await self._change(interaction, "Couldn't remove it", self.library.remove, name)
 
     @remove.autocomplete("name")
     async def remove_name(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
@@ -226,15 +219,7 @@ class SourcesCog(commands.GroupCog, group_name="source", group_description="This
     @app_commands.command(name="reload", description="Re-fetch this server's web sources and re-read its files")
     @moderator_only()
     async def reload(self, interaction: discord.Interaction) -> None:
-        base = self._base(interaction)
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        progress = ProgressEdits(interaction)
-        try:
-            change = await asyncio.to_thread(self.library.reload, base, progress=progress, **self._actor(interaction))
-        except USER_ERRORS as exc:
-            await self._failed(interaction, progress, f"Reload failed: {exc}")
-            return
-        await self._done(interaction, progress, change)
+        await self._change(interaction, "Reload failed", self.library.reload, with_progress=True)
 
     @app_commands.command(name="log-channel", description="Where source changes are announced (no channel: nowhere)")
     @app_commands.describe(channel="The channel (leave empty to stop announcing)")
@@ -252,6 +237,20 @@ class SourcesCog(commands.GroupCog, group_name="source", group_description="This
         await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
 
     # --- replies and the log channel ------------------------------------------------------
+    async def _change(self, interaction: discord.Interaction, failure: str, change_of: Callable[..., SourceChange],
+                      *args: Any, with_progress: bool = False) -> None:
+        """Defer privately, run one library change in a worker thread, report how it went."""
+        base = self._base(interaction)
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        progress = ProgressEdits(interaction)
+        extra: dict[str, Any] = {"progress": progress} if with_progress else {}
+        try:
+            change = await asyncio.to_thread(change_of, base, *args, **extra, **self._actor(interaction))
+        except USER_ERRORS as exc:
+            await self._failed(interaction, progress, f"{failure}: {exc}")
+            return
+        await self._done(interaction, progress, change)
+
     async def _failed(self, interaction: discord.Interaction, progress: ProgressEdits, text: str) -> None:
         await progress.settle()
         await interaction.edit_original_response(content=f"❌ {clip(text, MESSAGE_LIMIT - 2)}",
