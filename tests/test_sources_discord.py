@@ -14,7 +14,7 @@ import pytest
 
 from bot.discord_bot.app import SourceBot
 from bot.rag.embeddings import MiniLMEmbeddings
-from bot.rag.library import guild_base
+from bot.rag.index.registry import guild_base_name as guild_base
 from bot.rag.service import RagService
 from bot.settings import Settings
 from tests.discord_emulator import EPHEMERAL, MANAGE_GUILD, DiscordEmulator, Interaction, Member

@@ -12,6 +12,7 @@ from bot.rag.errors import ModelError, RagError
 from bot.rag.models import Answer, Citation, IngestReport, SourceInfo, Summary
 from bot.rag.stats import StatsSnapshot
 
+AUTOCOMPLETE_LIMIT = 25  # Discord shows at most 25 choices
 MESSAGE_LIMIT = 2000
 EMBED_TITLE_LIMIT = 256
 EMBED_DESCRIPTION_LIMIT = 4096

@@ -21,21 +21,18 @@ from pathlib import Path
 from typing import Any
 
 from bot.rag.errors import RagError, ReloadInProgressError, SourceError, UnknownSourceError
-from bot.rag.index.registry import SHARED, KnowledgeBases, guild_base_name
+from bot.rag.index.registry import SHARED, KnowledgeBases
 from bot.rag.ingest.convert import convert, detect_suffix
+from bot.rag.ingest.sources import SIDECAR_SUFFIX
 from bot.rag.ingest.url_safety import check_url
 from bot.rag.ingest.web import WebFetcher
-from bot.rag.library_files import SIDECAR, Files, FolderChange, Progress, fetch_web, say, sha256, source_name, url_slug
+from bot.rag.library_files import Files, FolderChange, Progress, fetch_web, say, sha256, source_name, url_slug
 from bot.rag.models import IngestReport
 from bot.settings import Settings
 from bot.state import Database, SourceExistsError, SourceRegistry, SourceRow, ingest_lock
 
-__all__ = ["SHARED", "SourceChange", "SourceExistsError", "SourceLibrary", "guild_base", "guild_of"]
+__all__ = ["SHARED", "SourceChange", "SourceExistsError", "SourceLibrary", "guild_of"]
 LOCK_TIMEOUT, BUSY_WAIT = 600.0, 60.0  # waits for another change of the base / a reload the base itself runs
-
-
-def guild_base(guild_id: int | str) -> str:
-    return guild_base_name(guild_id)
 
 
 def guild_of(base: str) -> str | None:
@@ -250,7 +247,7 @@ class SourceLibrary:
         """A name is one source in what a server's members are answered from: its own base
         and the shared one (a citation must never be read from the wrong file)."""
         path = self.folder(base) / name
-        if self.registry.get(base, name) is not None or path.exists() or path.with_name(path.name + SIDECAR).exists():
+        if self.registry.get(base, name) is not None or path.exists() or path.with_name(path.name + SIDECAR_SUFFIX).exists():
             raise SourceExistsError(name)
         if base != SHARED and (self.folder(SHARED) / name).exists():
             raise SourceExistsError(name, "among the shared sources every server is answered from")

@@ -25,13 +25,13 @@ from urllib.parse import urlsplit
 
 from bot.rag.errors import SourceError
 from bot.rag.ingest.convert import convert, detect_suffix
+from bot.rag.ingest.sources import SIDECAR_SUFFIX
 from bot.rag.ingest.url_safety import display_url
 from bot.rag.ingest.web import FetchedPage, WebFetcher
 
 if TYPE_CHECKING:
     from bot.state import SourceRow
 
-SIDECAR = ".source.json"
 NAME_LIMIT = 100  # Discord shows at most 100 characters of an autocomplete choice
 Files = dict[str, tuple[bytes, dict[str, Any] | None] | None]
 """Name in the folder -> (bytes, sidecar metadata or None); None: delete it (and its sidecar)."""
@@ -57,7 +57,7 @@ def source_name(name: str, suffix: str = "") -> str:
     text = unicodedata.normalize("NFC", name.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]).strip()
     text = text[: -len(suffix)] if suffix and text.lower().endswith(suffix) else text
     text = re.sub(r"[^\w. -]+", "-", text).strip(" .-")[: NAME_LIMIT - len(suffix)].strip(" .-")
-    if not text or (text + suffix).endswith(SIDECAR):
+    if not text or (text + suffix).endswith(SIDECAR_SUFFIX):
         raise SourceError(f"{name!r} cannot be a source name: use letters, digits, spaces, '.', '-' or '_'.")
     return text + suffix
 
@@ -169,10 +169,10 @@ def fetch_web(fetcher: WebFetcher, kind: str, url: str, folder: Path, *, max_byt
 def stored_pages(folder: Path) -> dict[str, Path]:
     """url -> stored file of a crawl's pages, read from their sidecars."""
     pages: dict[str, Path] = {}
-    for sidecar in folder.glob(f"*{SIDECAR}"):
+    for sidecar in folder.glob(f"*{SIDECAR_SUFFIX}"):
         with contextlib.suppress(OSError, ValueError, AttributeError):
             url = json.loads(sidecar.read_text(encoding="utf-8")).get("url")
-            pages[url] = sidecar.with_name(sidecar.name.removesuffix(SIDECAR))
+            pages[url] = sidecar.with_name(sidecar.name.removesuffix(SIDECAR_SUFFIX))
     return pages
 
 
@@ -209,12 +209,12 @@ class FolderChange:
                 raise SourceError(f"{name!r} is not a name inside the knowledge base's folder.")
             if item is None:
                 self.delete(path)
-                self.delete(path.with_name(path.name + SIDECAR))
+                self.delete(path.with_name(path.name + SIDECAR_SUFFIX))
                 continue
             self.write(path, item[0])
             if item[1] is not None:
                 meta = {k: v for k, v in item[1].items() if v}
-                self.write(path.with_name(path.name + SIDECAR), json.dumps(meta, ensure_ascii=False).encode())
+                self.write(path.with_name(path.name + SIDECAR_SUFFIX), json.dumps(meta, ensure_ascii=False).encode())
 
     def rollback(self) -> None:
         for path in self._created:

@@ -12,6 +12,7 @@ from discord.ext import commands
 
 from bot.discord_bot.checks import host_only, moderator_only
 from bot.discord_bot.render import (
+    AUTOCOMPLETE_LIMIT,
     NO_MENTIONS,
     render_reload,
     render_sources,
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
     from bot.discord_bot.app import SourceBot
 
 log = logging.getLogger(__name__)
-AUTOCOMPLETE_LIMIT = 25  # Discord shows at most 25 choices
 
 
 class KnowledgeCog(commands.Cog):

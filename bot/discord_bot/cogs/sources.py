@@ -26,6 +26,7 @@ from discord.ext import commands
 
 from bot.discord_bot.checks import is_moderator, moderator_only
 from bot.discord_bot.render import (
+    AUTOCOMPLETE_LIMIT,
     EMBED_COLOUR,
     EMBED_FIELD_LIMIT,
     EMBED_FIELD_NAME_LIMIT,
@@ -36,7 +37,8 @@ from bot.discord_bot.render import (
     trim,
 )
 from bot.rag.errors import ReloadInProgressError, SourceError, UnknownSourceError
-from bot.rag.library import SourceChange, SourceExistsError, SourceLibrary, guild_base
+from bot.rag.index.registry import guild_base_name
+from bot.rag.library import SourceChange, SourceExistsError, SourceLibrary
 from bot.state import Database, SourceRow, StateUnavailableError, database_url
 
 if TYPE_CHECKING:
@@ -44,7 +46,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 PROGRESS_INTERVAL = 1.0  # seconds between edits of the reply while a source is ingested
-AUTOCOMPLETE_LIMIT = 25
 MAX_PAGES_LIMIT = 500
 # What a moderator can fix: worded in the reply. Anything else goes to the tree's error handler.
 USER_ERRORS = (SourceError, SourceExistsError, UnknownSourceError, ReloadInProgressError)
@@ -139,7 +140,7 @@ class SourcesCog(commands.GroupCog, group_name="source", group_description="This
     def _base(interaction: discord.Interaction) -> str:
         if interaction.guild_id is None:
             raise app_commands.NoPrivateMessage()
-        return guild_base(interaction.guild_id)
+        return guild_base_name(interaction.guild_id)
 
     @staticmethod
     def _actor(interaction: discord.Interaction) -> dict[str, str]:
@@ -201,7 +202,7 @@ class SourcesCog(commands.GroupCog, group_name="source", group_description="This
     async def remove_name(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
         if interaction.guild_id is None or not is_moderator(interaction, self.bot.settings):
             return []
-        names = await asyncio.to_thread(self.library.names, guild_base(interaction.guild_id), current)
+        names = await asyncio.to_thread(self.library.names, guild_base_name(interaction.guild_id), current)
         return [app_commands.Choice(name=n[:100], value=n) for n in names][:AUTOCOMPLETE_LIMIT]
 
     @app_commands.command(name="list", description="List this server's sources")
