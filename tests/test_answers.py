@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from bot.rag.answer.key_terms import key_terms
 from bot.rag.ingest.sources import load_source
 from bot.rag.models import Answer
 from bot.rag.service import RagService
@@ -72,7 +73,43 @@ def test_off_topic_questions_are_refused(shared_service: RagService, question: s
     answer = shared_service.ask(question)
     assert not answer.answerable
     assert answer.citations == []
-    assert answer.answer == shared_service.components.prompts.refusal
+    assert answer.answer.startswith(shared_service.components.prompts.refusal.rstrip("."))
+
+
+@pytest.mark.parametrize(
+    ("question", "unknown"),
+    [
+        ("What did Joe Biden say about the resignation?", "biden"),
+        ("How do I register a blueprint in Flask?", "flask"),
+        ("how do i use pandas dropna on the hostages figures", "pandas"),
+    ],
+)
+def test_questions_about_what_the_sources_never_name_are_refused(
+    shared_service: RagService, question: str, unknown: str
+) -> None:
+    answer = shared_service.ask(question)
+    assert not answer.answerable and answer.citations == []
+    assert f"“{unknown}”" in answer.answer  # the member is told which word the sources lack
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "Who directs the shin bet?",  # "directs": the article has "director"
+        "whats the name of the IDF cheif of staff?",  # a chat spelling and a typo
+        "Why did Haliva resign from his post?",
+    ],
+)
+def test_rare_words_the_sources_hold_in_another_form_are_not_unknown(shared_service: RagService, question: str) -> None:
+    answer = shared_service.ask(question)
+    assert "never mention" not in answer.answer, answer.answer
+
+
+def test_key_terms_leave_out_code_quotes_and_common_words() -> None:
+    assert key_terms("how do i register a blueprint in flask?") == ["blueprint", "flask"]
+    assert key_terms("tomllib.load(open('pyproject.toml')) errors out, how do i open it?") == []
+    assert "test" not in key_terms("'test_test_file'.lstrip('test_') removed too much")
+    assert key_terms("whats the best mechanical keyboard?") == []
 
 
 def test_summary_bullets_are_cited_source_sentences(shared_service: RagService) -> None:

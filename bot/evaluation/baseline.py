@@ -87,6 +87,9 @@ class BaselinePipeline:
     def idf(self, term: str) -> float:
         return self._lexical.idf(term)
 
+    def mentions(self, term: str) -> bool:
+        return self._lexical.mentions(term)
+
     def source_text(self, source: str) -> str:
         return self._texts[source]
 

@@ -102,7 +102,9 @@ class Components:
         from bot.rag.answer.extractive import ExtractiveAnswerer
 
         bullets = (self.settings.summary_min_bullets, self.settings.summary_max_bullets)
-        return ExtractiveAnswerer(self.vectors, self.settings.min_answer_score, self.prompts.refusal, bullets)
+        return ExtractiveAnswerer(
+            self.vectors, self.settings.min_answer_score, self.prompts.refusal, self.prompts.unknown_terms, bullets
+        )
 
     @cached_property
     def database(self) -> Database:

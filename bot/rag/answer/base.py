@@ -20,6 +20,8 @@ class Corpus(Protocol):
 
     def idf(self, term: str) -> float: ...
 
+    def mentions(self, term: str) -> bool: ...  # whether any source holds the stemmed term
+
     def source_text(self, source: str) -> str: ...
 
 

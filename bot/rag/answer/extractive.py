@@ -5,7 +5,8 @@ Each sentence is scored by `DENSE_WEIGHT` x its embedding similarity to the ques
 `LEXICAL_WEIGHT` x the idf-weighted share of the question's content words it contains. A
 sentence that leans on the one before it ("He also called for ...") is also scored with
 that sentence as context. Questions that ask for a number, a date or an age only accept
-sentences that contain one the question does not. When the best sentence scores below the
+sentences that contain one the question does not. A question whose key terms (names,
+tools, rare words) the sources never mention is refused outright. When the best sentence scores below the
 calibrated threshold the answer is a refusal. Nothing is generated: every word shown comes
 from the sources, so this back-end cannot invent facts.
 """
@@ -25,6 +26,7 @@ from bot.rag.answer.answer_types import (
 )
 from bot.rag.answer.base import Corpus, WholeAnswerStreams
 from bot.rag.answer.citations import span_citation
+from bot.rag.answer.key_terms import missing_key_terms
 from bot.rag.answer.sentences import (
     Candidate,
     candidates_of,
@@ -153,11 +155,12 @@ class ExtractiveAnswerer(WholeAnswerStreams):
 
     provider = "extractive"
 
-    def __init__(self, vectors: VectorCache, threshold: float, refusal: str,
+    def __init__(self, vectors: VectorCache, threshold: float, refusal: str, unknown_terms: str,
                  summary_bullets: tuple[int, int] = (3, 6)) -> None:
         self._vectors = vectors
         self._threshold = threshold
         self._refusal = refusal
+        self._unknown_terms = unknown_terms
         self._summary_bullets = summary_bullets
 
     def rank(self, question: str, chunks: Sequence[Chunk], corpus: Corpus) -> list[ScoredCandidate]:
@@ -166,6 +169,10 @@ class ExtractiveAnswerer(WholeAnswerStreams):
         return score_candidates(question, question_vector, candidates, self._vectors, corpus.idf)
 
     def answer(self, question: str, chunks: Sequence[Chunk], corpus: Corpus) -> Answer:
+        missing = missing_key_terms(question, corpus.mentions)
+        if missing:
+            terms = ", ".join(f"“{word}”" for word in missing)
+            return Answer(question, self._unknown_terms.format(terms=terms), False, [], self.provider)
         kind = expected_answer_type(question)
         chosen = select_evidence(self.rank(question, chunks, corpus), self._threshold, kind)
         if not chosen:

@@ -27,6 +27,9 @@ class LiveIndex:
     def idf(self, term: str) -> float:
         return self.lexical.idf(term)
 
+    def mentions(self, term: str) -> bool:
+        return self.lexical.mentions(term)
+
     def source_text(self, source: str) -> str:
         return self.version.source_text(source)
 

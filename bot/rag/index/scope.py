@@ -32,6 +32,9 @@ class ScopedCorpus:
     def idf(self, term: str) -> float:
         return max(live.idf(term) for live in self.lives)  # rare in any base: informative
 
+    def mentions(self, term: str) -> bool:
+        return any(live.mentions(term) for live in self.lives)
+
     def chunks_of(self, documents: Sequence[Document]) -> list[Chunk]:
         return [self.lives[int(d.metadata["scope"])].version.chunks[str(d.metadata["chunk_id"])] for d in documents]
 
