@@ -18,7 +18,7 @@ from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from bot.rag.answer.base import Answerer
 from bot.rag.embeddings import EmbeddingModel
-from bot.rag.index.retrieval import LexicalIndex
+from bot.rag.index.lexical import LexicalIndex
 from bot.rag.ingest.sources import discover
 from bot.rag.models import Answer, Chunk
 
@@ -80,7 +80,7 @@ class BaselinePipeline:
             self.store = Chroma(client=client, collection_name=name, embedding_function=embeddings)
         else:
             self.store = Chroma.from_documents(self.documents, embeddings, ids=ids, client=client, collection_name=name)
-        self._lexical = LexicalIndex(list(self.chunks.values()))
+        self._lexical = LexicalIndex.build(list(self.chunks.values()))
         self._answerer = answerer
         self._k = k
 

@@ -81,8 +81,9 @@ class Components:
 
     @cached_property
     def vectors(self) -> VectorCache:
-        """Vectors of texts embedded at question time (questions, sentences), reused."""
-        return VectorCache(self.embeddings)
+        """Vectors of texts embedded at question time (questions, sentences), reused across
+        questions, processes and restarts."""
+        return VectorCache(self.embeddings, store_dir=self.settings.vectorstore_dir / "sentence-vectors")
 
     @cached_property
     def chroma(self) -> ClientAPI:

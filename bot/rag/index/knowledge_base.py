@@ -7,6 +7,7 @@ and LCEL chain that answer from the active version."""
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
 from collections.abc import Sequence
@@ -16,8 +17,9 @@ from langchain_chroma import Chroma
 
 from bot.rag.components import Components, describe_store_error
 from bot.rag.errors import IndexUnavailableError, RagError, ReloadInProgressError, SourceError
+from bot.rag.index.lexical import LexicalIndex
 from bot.rag.index.live import LiveIndex
-from bot.rag.index.retrieval import HybridRetriever, LexicalIndex
+from bot.rag.index.retrieval import HybridRetriever
 from bot.rag.index.scope import scoped_chain
 from bot.rag.index.store import ChromaIndex, IndexVersion, Progress
 from bot.rag.ingest.sources import LoadedSources, NoSourcesError, load_sources
@@ -237,7 +239,7 @@ class KnowledgeBase:
     # --- the live chain ---------------------------------------------------------------
     def _activate(self, version: IndexVersion) -> None:
         components = self.components
-        lexical = LexicalIndex(list(version.chunks.values()))
+        lexical = self._lexical_index(version)
         vectorstore = Chroma(
             client=components.chroma, collection_name=version.name, embedding_function=components.embeddings
         )
@@ -254,6 +256,25 @@ class KnowledgeBase:
         live.chain = scoped_chain([live], components.answerer, self.settings.top_k)
         self._live = live
         log.info("%s: serving index %s (%d chunks)", self.name, version.name, len(version.chunks))
+
+    def _lexical_index(self, version: IndexVersion) -> LexicalIndex:
+        """The version's lexical index: read from beside it, or built and saved there for the
+        next process (saved indexes of versions that no longer exist are removed)."""
+        root = self.settings.vectorstore_dir / "lexical"
+        folder = root / f"{version.name}-{version.collection.id}"
+        lexical = LexicalIndex.load(folder)
+        if lexical is not None and len(lexical.ids) == len(version.chunks):
+            return lexical
+        lexical = LexicalIndex.build(list(version.chunks.values()))
+        try:
+            lexical.save(folder)
+            live = {f"{name}-{cid}" for name, cid in self.index.version_ids()}
+            for old in root.glob(f"{self.collection_prefix}_v*"):
+                if old.name not in live:
+                    shutil.rmtree(old, ignore_errors=True)
+        except OSError as exc:
+            log.warning("the lexical index of %s could not be saved (%s): it is rebuilt at each start", version.name, exc)
+        return lexical
 
     def sources(self) -> list[SourceInfo]:
         return list(self.start().version.sources.values())

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from langchain_core.documents import Document
 from langchain_core.runnables import Runnable
 
-from bot.rag.index.retrieval import HybridRetriever, LexicalIndex
+from bot.rag.index.lexical import LexicalIndex
+from bot.rag.index.retrieval import HybridRetriever
 from bot.rag.index.store import IndexVersion
 from bot.rag.models import Answer, Chunk
 

@@ -128,6 +128,10 @@ class ChromaIndex:
         ready = [c for _, c in self._versions() if (c.metadata or {}).get("state") == "ready"]
         return ready[-1].name if ready else None
 
+    def version_ids(self) -> list[tuple[str, str]]:
+        """(name, collection id) of every version, ready or not."""
+        return [(c.name, str(c.id)) for _, c in self._versions()]
+
     def active_origin(self) -> str | None:
         """The folder the newest ready version was built from (its metadata only)."""
         ready = [c for _, c in self._versions() if (c.metadata or {}).get("state") == "ready"]

@@ -1,0 +1,89 @@
+"""What a big knowledge base needs: work done once is kept — sentence vectors across
+processes and restarts, the lexical index beside its version — so a start-up or a repeated
+question does not redo it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bot.rag.embeddings import MiniLMEmbeddings
+from bot.rag.index.lexical import LexicalIndex
+from bot.rag.service import RagService
+from bot.settings import Settings
+
+
+class CountingEmbeddings:
+    """The real model, counting the texts it is asked to embed (a spy, not a stand-in)."""
+
+    def __init__(self, model: MiniLMEmbeddings) -> None:
+        self._model = model
+        self.model_id = model.model_id
+        self.texts: list[str] = []
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        self.texts.extend(texts)
+        return self._model.encode(texts)
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self.encode(texts).tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.encode([text])[0].tolist()
+
+
+QUESTION = "What did the general call for in his resignation letter?"
+
+
+def test_sentence_vectors_are_embedded_once_not_once_per_process(
+    make_settings: Callable[..., Settings], embeddings: MiniLMEmbeddings
+) -> None:
+    settings = make_settings()
+    first_model = CountingEmbeddings(embeddings)
+    first = RagService(settings, embeddings=first_model).ask(QUESTION)
+    assert first.answerable and len(first_model.texts) > 10  # chunks at ingest, then the sentences
+
+    later_model = CountingEmbeddings(embeddings)  # a new process: nothing in memory
+    later = RagService(settings, embeddings=later_model)
+    again = later.ask(QUESTION)
+    assert again.answer == first.answer
+    assert later_model.texts == []  # the question and every sentence came from the store
+    other = later.ask("Who is the IDF chief of staff?")
+    assert other.answerable and len(later_model.texts) < 10  # new sentences only, not the chunks' all
+
+
+def test_the_lexical_index_is_saved_beside_its_version_and_read_back(
+    make_settings: Callable[..., Settings], embeddings: MiniLMEmbeddings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings()
+    first = RagService(settings, embeddings=embeddings)
+    expected = first.ask(QUESTION)
+    saved = list((settings.vectorstore_dir / "lexical").iterdir())
+    assert [p.name.split("-")[0] for p in saved] == [first.start().version.name]
+
+    def no_rebuild(chunks: object) -> LexicalIndex:
+        raise AssertionError("the saved lexical index should have been read")
+
+    monkeypatch.setattr(LexicalIndex, "build", staticmethod(no_rebuild))
+    later = RagService(settings, embeddings=embeddings)  # a new process on the same index
+    assert later.ask(QUESTION).answer == expected.answer
+    assert later.retrieve("Rafah displaced Palestinians")  # BM25 over the memory-mapped matrix
+
+
+def test_a_new_version_replaces_the_saved_lexical_index_of_the_one_before_last(
+    make_settings: Callable[..., Settings], embeddings: MiniLMEmbeddings, sources_dir: Path
+) -> None:
+    settings = make_settings()
+    service = RagService(settings, embeddings=embeddings)
+    names = [service.start().version.name]
+    for n in range(2):
+        (sources_dir / f"note-{n}.txt").write_text(f"The harbour ferry number {n} leaves at noon.", encoding="utf-8")
+        service.ingest()
+        names.append(service.start().version.name)
+    saved = sorted(p.name.split("-")[0] for p in (settings.vectorstore_dir / "lexical").iterdir())
+    assert saved == sorted(names[-2:])  # the live version and the previous one (kept for in-flight questions)
+    answer = service.ask("When does the harbour ferry leave?")
+    assert answer.answerable and "noon" in answer.answer
