@@ -10,7 +10,10 @@ import sys
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+
 from bot.discord_bot.app import SourceBot
+from bot.rag.embeddings import MiniLMEmbeddings
 from bot.rag.service import RagService
 from bot.settings import PROJECT_ROOT, Settings
 from tests.discord_emulator import DiscordEmulator
@@ -24,6 +27,29 @@ class StartBot(Protocol):
     """The `start_bot` fixture: a connected SourceBot over `service`, settings overridden."""
 
     async def __call__(self, service: RagService, **overrides: Any) -> SourceBot: ...
+
+
+class CountingEmbeddings(MiniLMEmbeddings):
+    """The real model, recording the texts it embeds (to prove what is not re-embedded); with
+    `fail_after`, the call after that many texts raises `failure`, as a crash would."""
+
+    def __init__(self, model: MiniLMEmbeddings, model_id: str | None = None, fail_after: int | None = None,
+                 failure: BaseException | None = None) -> None:
+        self.__dict__.update(model.__dict__)
+        if model_id:
+            self.model_id = model_id
+        self.texts: list[str] = []
+        self._fail_after, self._failure = fail_after, failure
+
+    @property
+    def embedded(self) -> int:
+        return len(self.texts)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        if self._fail_after is not None and len(self.texts) + len(texts) > self._fail_after:
+            raise self._failure or RuntimeError("the embedder crashed")
+        self.texts.extend(texts)
+        return super().encode(texts)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

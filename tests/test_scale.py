@@ -7,32 +7,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from bot.rag.embeddings import MiniLMEmbeddings
+from bot.rag.errors import RagError
 from bot.rag.index.lexical import LexicalIndex
 from bot.rag.service import RagService
 from bot.settings import Settings
-
-
-class CountingEmbeddings:
-    """The real model, counting the texts it is asked to embed (a spy, not a stand-in)."""
-
-    def __init__(self, model: MiniLMEmbeddings) -> None:
-        self._model = model
-        self.model_id = model.model_id
-        self.texts: list[str] = []
-
-    def encode(self, texts: list[str]) -> np.ndarray:
-        self.texts.extend(texts)
-        return self._model.encode(texts)
-
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return self.encode(texts).tolist()
-
-    def embed_query(self, text: str) -> list[float]:
-        return self.encode([text])[0].tolist()
+from tests.helpers import CountingEmbeddings
 
 
 QUESTION = "What did the general call for in his resignation letter?"
@@ -87,3 +69,37 @@ def test_a_new_version_replaces_the_saved_lexical_index_of_the_one_before_last(
     assert saved == sorted(names[-2:])  # the live version and the previous one (kept for in-flight questions)
     answer = service.ask("When does the harbour ferry leave?")
     assert answer.answerable and "noon" in answer.answer
+
+
+def _notes(folder: Path, count: int) -> None:
+    for n in range(count):
+        (folder / f"harbour-{n:02d}.txt").write_text(
+            " ".join(f"Pier {n}-{i} of the harbour opens at {i % 12 + 1} o'clock for the ferry." for i in range(12)),
+            encoding="utf-8",
+        )
+
+
+@pytest.mark.parametrize("failure", [KeyboardInterrupt(), RuntimeError("the embedder crashed")])
+def test_an_interrupted_ingest_resumes_without_re_embedding_and_never_serves_half(
+    make_settings: Callable[..., Settings], embeddings: MiniLMEmbeddings, sources_dir: Path, failure: BaseException
+) -> None:
+    settings = make_settings(chunk_size=200, chunk_overlap=0)
+    service = RagService(settings, embeddings=embeddings)
+    before = service.start().version
+    _notes(sources_dir, 30)  # ~180 new chunks: a write batch and a half
+    crashing = CountingEmbeddings(embeddings, fail_after=150, failure=failure)
+    crashing_service = RagService(settings, embeddings=crashing)
+    with pytest.raises((KeyboardInterrupt, RagError)):
+        crashing_service.ingest()
+    assert crashing.embedded > 0
+    # what was embedded is not served: readers still see the version from before
+    assert RagService(settings, embeddings=embeddings).base.index.active_name() == before.name
+
+    resumed = CountingEmbeddings(embeddings)
+    service = RagService(settings, embeddings=resumed)
+    report = service.ingest()
+    live = service.start().version
+    assert live.name != before.name and len(live.chunks) == report.added + report.unchanged
+    assert set(crashing.texts).isdisjoint(resumed.texts)  # nothing embedded twice
+    assert len(crashing.texts) + len(resumed.texts) >= report.added
+    assert service.ask("When does pier 7-3 of the harbour open?").answerable

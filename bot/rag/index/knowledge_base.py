@@ -222,19 +222,11 @@ class KnowledgeBase:
         except RagError:
             raise
         except Exception as exc:
-            log.exception("ingest failed")
-            self._cleanup_after_failure(index)
+            log.exception("ingest failed")  # what it embedded stays in the unfinished version: the next build resumes
             raise IndexUnavailableError(
                 f"Ingest failed ({describe_store_error(self.settings, exc)}); "
                 + ("the previous index is still serving." if self._live else "no index is available yet.")
             ) from exc
-
-    @staticmethod
-    def _cleanup_after_failure(index: ChromaIndex) -> None:
-        try:
-            index.drop_unfinished()
-        except Exception:  # the store may be the thing that failed; nothing more to do
-            log.warning("could not remove an unfinished index version", exc_info=True)
 
     # --- the live chain ---------------------------------------------------------------
     def _activate(self, version: IndexVersion) -> None:

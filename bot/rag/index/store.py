@@ -2,8 +2,9 @@
 
 Every build writes a new collection `<prefix>_v<n>` marked `state=building`, then flips it to
 `state=ready` in one metadata update: that flip is the atomic switch. Readers use the newest
-ready version; a crash mid-build leaves an ignored `building` collection that the next build
-removes. The previous ready version is kept until the next build so that a question that
+ready version; a crash or Ctrl-C mid-build leaves an ignored `building` collection, and the
+next build with the same model goes on from it (what was embedded is not embedded again);
+any other unfinished version is removed. The previous ready version is kept until the next build so that a question that
 started on it can finish. Unchanged chunks are copied with their stored vectors, never
 re-embedded; the collection records which embedding model made its vectors.
 """
@@ -30,7 +31,7 @@ from bot.rag.models import Chunk, IngestReport, SourceDocument, SourceInfo
 
 log = logging.getLogger(__name__)
 
-_WRITE_BATCH = 256
+_WRITE_BATCH = 128  # chunks embedded and written per step: what an interrupted build keeps
 Progress = Callable[[int, int], None]  # (chunks embedded so far, chunks to embed)
 
 
@@ -220,18 +221,30 @@ class ChromaIndex:
         self, chunks: list[Chunk], embeddings: EmbeddingModel, reusable: IndexVersion | None, origin: str | None,
         progress: Progress | None = None,
     ) -> str:
-        self.drop_unfinished()
-        versions = self._versions()
-        number = (versions[-1][0] + 1) if versions else 1
-        name = f"{self._prefix}_v{number}"
         created = datetime.now(UTC).isoformat()
         about = {"embedding_model": embeddings.model_id, "created_at": created, **({"origin": origin} if origin else {})}
-        collection = self._client.create_collection(
-            name,
-            configuration={"hnsw": {"space": "cosine"}},
-            metadata={"state": "building", **about},
-            embedding_function=None,
-        )
+        collection = self._resumable(embeddings.model_id)
+        if collection is not None:
+            name = collection.name
+            wanted = {c.id for c in chunks}
+            done = set(collection.get(include=[])["ids"])
+            stale = sorted(done - wanted)
+            for lo in range(0, len(stale), _WRITE_BATCH):
+                collection.delete(ids=stale[lo:lo + _WRITE_BATCH])
+            done &= wanted
+            log.info("resuming the unfinished build %s: %d chunks already in it", name, len(done))
+        else:
+            self.drop_unfinished()
+            versions = self._versions()
+            name = f"{self._prefix}_v{(versions[-1][0] + 1) if versions else 1}"
+            collection = self._client.create_collection(
+                name,
+                configuration={"hnsw": {"space": "cosine"}},
+                metadata={"state": "building", **about},
+                embedding_function=None,
+            )
+            done = set()
+        chunks = [c for c in chunks if c.id not in done]
         reuse_ids = [c.id for c in chunks if reusable is not None and c.id in reusable.chunks]
         fresh = [c for c in chunks if reusable is None or c.id not in reusable.chunks]
         started = time.perf_counter()
@@ -258,11 +271,23 @@ class ChromaIndex:
             metadata={"state": "ready", **about}
         )
         log.info(
-            "index %s ready: %d chunks (%d embedded, %d reused) in %.2fs",
-            name, len(chunks), len(fresh), len(reuse_ids), time.perf_counter() - started,
+            "index %s ready: %d chunks (%d embedded, %d copied, %d from an interrupted build) in %.2fs",
+            name, len(chunks) + len(done), len(fresh), len(reuse_ids), len(done), time.perf_counter() - started,
         )
         self._prune(keep=name)
         return name
+
+    def _resumable(self, model_id: str) -> Collection | None:
+        """The build a crash or Ctrl-C left unfinished, when it is the newest version and its
+        vectors are from this model: the next build goes on from what it holds."""
+        versions = self._versions()
+        if not versions:
+            return None
+        newest = versions[-1][1]
+        meta = newest.metadata or {}
+        if meta.get("state") == "building" and meta.get("embedding_model") == model_id:
+            return newest
+        return None
 
     def drop_unfinished(self) -> None:
         """Remove versions left `building` by a crash or a failed build."""
