@@ -96,22 +96,25 @@ def score_candidates(
         return []
     kind = expected_answer_type(question)
     q_terms = set(content_terms(question)) - ANSWER_TYPE_WORDS
-    texts = [c.span.text for c in candidates]
-    windows = [f"{c.previous.text} {c.span.text}" for c in candidates if c.previous is not None]
-    sims = vectors.get(texts + windows) @ question_vector
-    window_sim = dict(zip(windows, sims[len(texts):]))
+    sims = vectors.get([c.span.text for c in candidates]) @ question_vector
+    # Only sentences that may be read with the one before are embedded together with it.
+    paired = [
+        c.previous is not None and _pairs_with_previous(c, float(sim), q_terms) for c, sim in zip(candidates, sims)
+    ]
+    windows = [f"{c.previous.text} {c.span.text}" for c, pair in zip(candidates, paired) if pair and c.previous]
+    window_sim = dict(zip(windows, vectors.get(windows) @ question_vector)) if windows else {}
 
     def combined(dense: float, text: str) -> tuple[float, float]:
         lexical = lexical_overlap(q_terms, text, idf)
         return DENSE_WEIGHT * dense + LEXICAL_WEIGHT * lexical, lexical
 
     scored = []
-    for cand, sim in zip(candidates, sims[: len(texts)]):
+    for cand, sim, pair in zip(candidates, sims, paired):
         dense = float(sim)
         score, lexical = combined(dense, cand.span.text)
         typed = has_answer_type(kind, cand.span.text, question)
         with_previous = False
-        if cand.previous is not None and _pairs_with_previous(cand, dense, q_terms):
+        if pair and cand.previous is not None:
             window = f"{cand.previous.text} {cand.span.text}"
             window_score, window_lexical = combined(float(window_sim[window]), window)
             window_score *= CONTEXT_DISCOUNT
