@@ -80,6 +80,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help=as_json)
     bench.add_argument("--scaled-chunks", type=int, default=2000, help="size of the scaled corpus")
     bench.add_argument("--repeats", type=int, default=30, help="questions timed per figure")
+    bench.add_argument("--sources", type=Path, metavar="DIR",
+                       help="measure this folder (default: the article and a scaled corpus)")
+    bench.add_argument("--index", type=Path, metavar="DIR",
+                       help="the index of --sources: reused if one is built there, else built there")
+    bench.add_argument("--questions", type=Path, metavar="FILE",
+                       help='JSONL, a "question" per line (default: derived from the headings)')
+    bench.add_argument("--sample-chunks", type=int, default=400, metavar="N",
+                       help="--sources: time throughput on files holding about N chunks")
+    bench.add_argument("--sample-files", type=int, metavar="N", help="--sources: ... or on N files")
+    bench.add_argument("--cold-starts", type=int, default=3, metavar="N", help="fresh processes timed (median)")
     bench.set_defaults(func=cmd_bench, needs_service=False)
     add_source_commands(commands)
     return parser
