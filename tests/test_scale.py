@@ -16,7 +16,6 @@ from bot.rag.service import RagService
 from bot.settings import Settings
 from tests.helpers import CountingEmbeddings
 
-
 QUESTION = "What did the general call for in his resignation letter?"
 
 
