@@ -18,7 +18,7 @@ from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from bot.rag.answer.base import Answerer
 from bot.rag.embeddings import EmbeddingModel
-from bot.rag.index.lexical import LexicalIndex
+from bot.rag.index.lexical import LexicalIndex, Pages
 from bot.rag.ingest.sources import discover
 from bot.rag.models import Answer, Chunk
 
@@ -81,14 +81,21 @@ class BaselinePipeline:
         else:
             self.store = Chroma.from_documents(self.documents, embeddings, ids=ids, client=client, collection_name=name)
         self._lexical = LexicalIndex.build(list(self.chunks.values()))
+        by_source: dict[str, list[Chunk]] = {}
+        for chunk in self.chunks.values():
+            by_source.setdefault(chunk.source, []).append(chunk)
+        self._pages = Pages(lambda source: by_source.get(source, []), self.source_text)
         self._answerer = answerer
         self._k = k
 
-    def idf(self, term: str) -> float:
-        return self._lexical.idf(term)
+    def page_idf(self, source: str, term: str) -> float:
+        return self._pages.idf(source, term)
 
     def mentions(self, term: str) -> bool:
         return self._lexical.mentions(term)
+
+    def page_mentions(self, source: str, name: str) -> bool:
+        return self._pages.mentions(source, name)
 
     def source_text(self, source: str) -> str:
         return self._texts[source]

@@ -18,9 +18,11 @@ AnswerEvent = str | Answer  # a stream yields the text written so far, then the 
 class Corpus(Protocol):
     """What an answerer needs of the live index beyond the retrieved chunks."""
 
-    def idf(self, term: str) -> float: ...
+    def page_idf(self, source: str, term: str) -> float: ...  # how rare the term is on that source
 
     def mentions(self, term: str) -> bool: ...  # whether any source holds the stemmed term
+
+    def page_mentions(self, source: str, name: str) -> bool: ...  # whether that source names it
 
     def source_text(self, source: str) -> str: ...
 

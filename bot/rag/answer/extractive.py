@@ -6,13 +6,15 @@ Each sentence is scored by `DENSE_WEIGHT` x its embedding similarity to the ques
 sentence that leans on the one before it ("He also called for ...") is also scored with
 that sentence as context. Questions that ask for a number, a date or an age only accept
 sentences that contain one the question does not. A question whose key terms (names,
-tools, rare words) the sources never mention is refused outright. When the best sentence scores below the
+tools, rare words) the sources never mention is refused outright, and one that names
+something ("pytest", "3.12") is answered only from a page that names it too. When the best sentence scores below the
 calibrated threshold the answer is a refusal. Nothing is generated: every word shown comes
 from the sources, so this back-end cannot invent facts.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -26,7 +28,7 @@ from bot.rag.answer.answer_types import (
 )
 from bot.rag.answer.base import Corpus, WholeAnswerStreams
 from bot.rag.answer.citations import span_citation
-from bot.rag.answer.key_terms import missing_key_terms
+from bot.rag.answer.key_terms import missing_key_terms, named_things
 from bot.rag.answer.sentences import (
     Candidate,
     candidates_of,
@@ -89,9 +91,12 @@ def score_candidates(
     question_vector: np.ndarray,
     candidates: Sequence[Candidate],
     vectors: VectorCache,
-    idf: Callable[[str], float],
+    page_idf: Callable[[str, str], float],
 ) -> list[ScoredCandidate]:
-    """Every candidate scored, alone and with the sentence before it as context; best first."""
+    """Every candidate scored, alone and with the sentence before it as context; best first.
+    Words weigh by how rare they are on the candidate's own page (`page_idf(source, term)`),
+    so a page's subject does not count as evidence and a knowledge base that grows does not
+    move the scores of the pages already in it."""
     if not candidates:
         return []
     kind = expected_answer_type(question)
@@ -104,19 +109,20 @@ def score_candidates(
     windows = [f"{c.previous.text} {c.span.text}" for c, pair in zip(candidates, paired) if pair and c.previous]
     window_sim = dict(zip(windows, vectors.get(windows) @ question_vector)) if windows else {}
 
-    def combined(dense: float, text: str) -> tuple[float, float]:
+    def combined(dense: float, text: str, idf: Callable[[str], float]) -> tuple[float, float]:
         lexical = lexical_overlap(q_terms, text, idf)
         return DENSE_WEIGHT * dense + LEXICAL_WEIGHT * lexical, lexical
 
     scored = []
     for cand, sim, pair in zip(candidates, sims, paired):
         dense = float(sim)
-        score, lexical = combined(dense, cand.span.text)
+        idf = functools.partial(page_idf, cand.chunk.source)
+        score, lexical = combined(dense, cand.span.text, idf)
         typed = has_answer_type(kind, cand.span.text, question)
         with_previous = False
         if pair and cand.previous is not None:
             window = f"{cand.previous.text} {cand.span.text}"
-            window_score, window_lexical = combined(float(window_sim[window]), window)
+            window_score, window_lexical = combined(float(window_sim[window]), window, idf)
             window_score *= CONTEXT_DISCOUNT
             window_typed = typed or has_answer_type(kind, cand.previous.text, question)
             if (window_typed, window_score) > (typed, score):
@@ -169,7 +175,7 @@ class ExtractiveAnswerer(WholeAnswerStreams):
     def rank(self, question: str, chunks: Sequence[Chunk], corpus: Corpus) -> list[ScoredCandidate]:
         question_vector = self._vectors.get([question])[0]
         candidates = candidates_of(chunks, corpus.source_text)
-        return score_candidates(question, question_vector, candidates, self._vectors, corpus.idf)
+        return score_candidates(question, question_vector, candidates, self._vectors, corpus.page_idf)
 
     def answer(self, question: str, chunks: Sequence[Chunk], corpus: Corpus) -> Answer:
         missing = missing_key_terms(question, corpus.mentions)
@@ -177,7 +183,11 @@ class ExtractiveAnswerer(WholeAnswerStreams):
             terms = ", ".join(f"“{word}”" for word in missing)
             return Answer(question, self._unknown_terms.format(terms=terms), False, [], self.provider)
         kind = expected_answer_type(question)
-        chosen = select_evidence(self.rank(question, chunks, corpus), self._threshold, kind)
+        scored = self.rank(question, chunks, corpus)
+        names = named_things(question)
+        if names:  # only pages that name what the question names can answer it
+            scored = [s for s in scored if all(corpus.page_mentions(s.candidate.chunk.source, n) for n in names)]
+        chosen = select_evidence(scored, self._threshold, kind)
         if not chosen:
             return Answer(question, self._refusal, False, [], self.provider)
         citations: list[Citation] = []

@@ -24,6 +24,7 @@ KEY_TERM_MAX_ZIPF = 4.0
 _QUOTED = re.compile(r"`[^`\n]*`|(?<![\w'])'[^'\n]+'(?!\w)|\"[^\"\n]*\"|“[^”\n]*”")
 _CODE = re.compile(r"\S*[_()\[\]{}=<>/\\@$]\S*")  # identifiers, calls, paths: not words the asker chose
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9]*")
+VERSION = re.compile(r"(?<![\w.])\d+\.\d+(?:\.\d+)?(?![\w]|\.\d)")  # "3.12", "2.7.18"
 # Chat spellings without the apostrophe: rare on paper, common in questions, never a subject.
 _CHAT_WORDS = frozenset(
     """whats thats hows whys wheres whos dont doesnt didnt cant couldnt wont wouldnt shouldnt
@@ -32,17 +33,32 @@ _CHAT_WORDS = frozenset(
 )
 
 
-def key_terms(question: str) -> list[str]:
-    """The question's rare words (lower case, in order, each once)."""
+def _rare_words(question: str) -> dict[str, float]:
+    """The question's words rarer than KEY_TERM_MAX_ZIPF, with their Zipf frequencies."""
     prose = _CODE.sub(" ", _QUOTED.sub(" ", question))
-    found: dict[str, None] = {}
+    found: dict[str, float] = {}
     for word in _WORD.findall(prose):
         word = word.lower()
-        if len(word) < 3 or word in STOPWORDS or word in _CHAT_WORDS:
+        if len(word) < 3 or word in STOPWORDS or word in _CHAT_WORDS or word in found:
             continue
-        if zipf_frequency(word, "en", wordlist="small") < KEY_TERM_MAX_ZIPF:
-            found[word] = None
-    return list(found)
+        zipf = zipf_frequency(word, "en")
+        if zipf < KEY_TERM_MAX_ZIPF:
+            found[word] = zipf
+    return found
+
+
+def key_terms(question: str) -> list[str]:
+    """The question's rare words (lower case, in order, each once)."""
+    return list(_rare_words(question))
+
+
+def named_things(question: str) -> list[str]:
+    """What the question names that is no everyday word: tools, modules, functions, people
+    ("pytest", "isclose", "haliva") and versions ("3.12"). An answer must come from a page
+    that names them too: a page about unittest fixtures does not answer a pytest question."""
+    prose = _CODE.sub(" ", _QUOTED.sub(" ", question))
+    names = [word for word, zipf in _rare_words(question).items() if zipf == 0 and len(word) >= 4]
+    return list(dict.fromkeys(VERSION.findall(prose))) + names
 
 
 def missing_key_terms(question: str, known: Callable[[str], bool]) -> list[str]:

@@ -4,6 +4,7 @@ order, with the sentence before it as context when it leans on it ("He also ..."
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+import re
 from dataclasses import dataclass
 
 from bot.rag.answer.answer_types import CONTINUES, PRONOUN_SUBJECTS
@@ -33,12 +34,15 @@ def candidates_of(chunks: Sequence[Chunk], source_text: Callable[[str], str]) ->
     for chunk in chunks:
         text = source_text(chunk.source)
         window = max(0, chunk.start - CONTEXT_WINDOW)
-        spans = [Span(window + s.start, window + s.end, s.text) for s in split_sentences(text[window:chunk.end])]
+        spans = [
+            Span(window + s.start, window + s.end, s.text)
+            for s in _apart_from_headings(split_sentences(text[window:chunk.end]))
+        ]
         if window > 0 and spans:
             spans = spans[1:]  # may be cut by the window: never a candidate nor context
         for i, span in enumerate(spans):
-            if span.start < chunk.start or span.end > chunk.end:
-                continue
+            if span.start < chunk.start or span.end > chunk.end or is_heading(span.text):
+                continue  # a heading names the section (the citation shows it); it answers nothing
             if (chunk.source, span.start) not in seen:
                 seen.add((chunk.source, span.start))
                 out.append(Candidate(chunk, span, _context_before(spans, i, text), len(out)))
@@ -48,12 +52,34 @@ def candidates_of(chunks: Sequence[Chunk], source_text: Callable[[str], str]) ->
 def _context_before(spans: Sequence[Span], i: int, text: str) -> Span | None:
     """The sentence before spans[i], reaching one further back when that sentence itself
     continues its predecessor (a quote running over two sentences, "I will ...")."""
-    if i == 0:
+    if i == 0 or is_heading(spans[i - 1].text):
         return None
     start = spans[i - 1].start
     if i >= 2 and continues_previous(spans[i - 1].text):
         start = spans[i - 2].start
     return Span(start, spans[i - 1].end, text[start:spans[i - 1].end])
+
+
+_HEADING_LINE = re.compile(r"^#{1,6} [^\n]*$", re.MULTILINE)
+
+
+def _apart_from_headings(spans: list[Span]) -> list[Span]:
+    """The spans with every heading line ("## sys.exception()") a span of its own: a heading
+    followed by text on the next line would otherwise read as one sentence."""
+    out: list[Span] = []
+    for span in spans:
+        cuts = sorted({0, len(span.text)} | {p for m in _HEADING_LINE.finditer(span.text) for p in m.span()})
+        for lo, hi in zip(cuts, cuts[1:]):
+            piece = span.text[lo:hi]
+            lead = len(piece) - len(piece.lstrip())
+            if piece.strip():
+                out.append(Span(span.start + lo + lead, span.start + lo + lead + len(piece.strip()), piece.strip()))
+    return out
+
+
+def is_heading(sentence: str) -> bool:
+    """A heading line of a converted document ("## sys.exception()")."""
+    return sentence.startswith("#")
 
 
 def starts_with_pronoun(sentence: str) -> bool:

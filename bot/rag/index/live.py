@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from langchain_core.documents import Document
 from langchain_core.runnables import Runnable
 
-from bot.rag.index.lexical import LexicalIndex
+from bot.rag.index.lexical import LexicalIndex, Pages
 from bot.rag.index.retrieval import HybridRetriever
 from bot.rag.index.store import IndexVersion
 from bot.rag.models import Answer, Chunk
@@ -24,12 +24,19 @@ class LiveIndex:
     lexical: LexicalIndex
     retriever: HybridRetriever
     chain: Runnable[str, Answer] = field(init=False)
+    pages: Pages = field(init=False)
 
-    def idf(self, term: str) -> float:
-        return self.lexical.idf(term)
+    def __post_init__(self) -> None:
+        self.pages = Pages(self.version.chunks_of_source, self.version.source_text)
+
+    def page_idf(self, source: str, term: str) -> float:
+        return self.pages.idf(source, term)
 
     def mentions(self, term: str) -> bool:
         return self.lexical.mentions(term)
+
+    def page_mentions(self, source: str, name: str) -> bool:
+        return self.pages.mentions(source, name)
 
     def source_text(self, source: str) -> str:
         return self.version.source_text(source)

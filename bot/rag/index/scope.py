@@ -29,11 +29,14 @@ class ScopedCorpus:
     def source_text(self, source: str) -> str:
         return self._owner(source).source_text(source)
 
-    def idf(self, term: str) -> float:
-        return max(live.idf(term) for live in self.lives)  # rare in any base: informative
+    def page_idf(self, source: str, term: str) -> float:
+        return self._owner(source).page_idf(source, term)
 
     def mentions(self, term: str) -> bool:
         return any(live.mentions(term) for live in self.lives)
+
+    def page_mentions(self, source: str, name: str) -> bool:
+        return self._owner(source).page_mentions(source, name)
 
     def chunks_of(self, documents: Sequence[Document]) -> list[Chunk]:
         return [self.lives[int(d.metadata["scope"])].version.chunks[str(d.metadata["chunk_id"])] for d in documents]

@@ -63,13 +63,23 @@ class IndexVersion:
     def source_names(self) -> frozenset[str]:
         return frozenset(chunk.source for chunk in self.chunks.values())
 
+    @cached_property
+    def _by_source(self) -> dict[str, list[Chunk]]:
+        grouped: dict[str, list[Chunk]] = defaultdict(list)
+        for chunk in self.chunks.values():
+            grouped[chunk.source].append(chunk)
+        return {source: sorted(chunks, key=lambda c: c.start) for source, chunks in grouped.items()}
+
+    def chunks_of_source(self, source: str) -> list[Chunk]:
+        return self._by_source.get(source, [])
+
     def source_text(self, source: str) -> str:
         """The source's normalised text, rebuilt from its chunks (they cover every sentence;
-        what lies between two chunks is whitespace)."""
+        what lies between two chunks is whitespace, given back as line breaks: headings stay on lines of their own)."""
         cached = self._texts.get(source)
         if cached is None:
-            pieces = sorted((c for c in self.chunks.values() if c.source == source), key=lambda c: c.start)
-            buffer = [" "] * (pieces[-1].end if pieces else 0)
+            pieces = self.chunks_of_source(source)
+            buffer = ["\n"] * (pieces[-1].end if pieces else 0)
             for chunk in pieces:
                 buffer[chunk.start:chunk.end] = chunk.text
             cached = self._texts[source] = "".join(buffer)
