@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from bot.rag.answer.key_terms import key_terms
+from bot.rag.answer.key_terms import key_terms, missing_key_terms
 from bot.rag.ingest.sources import load_source
 from bot.rag.models import Answer
 from bot.rag.service import RagService
@@ -73,23 +73,21 @@ def test_off_topic_questions_are_refused(shared_service: RagService, question: s
     answer = shared_service.ask(question)
     assert not answer.answerable
     assert answer.citations == []
-    assert answer.answer.startswith(shared_service.components.prompts.refusal.rstrip("."))
+    assert answer.answer == shared_service.components.prompts.refusal
 
 
 @pytest.mark.parametrize(
-    ("question", "unknown"),
+    "question",
     [
-        ("What did Joe Biden say about the resignation?", "biden"),
-        ("How do I register a blueprint in Flask?", "flask"),
-        ("how do i use pandas dropna on the hostages figures", "pandas"),
+        "What did Joe Biden say about the resignation?",
+        "How do I register a blueprint in Flask?",
+        "how do i use pandas dropna on the hostages figures",
     ],
 )
-def test_questions_about_what_the_sources_never_name_are_refused(
-    shared_service: RagService, question: str, unknown: str
-) -> None:
+def test_questions_about_what_the_sources_never_name_are_refused(shared_service: RagService, question: str) -> None:
     answer = shared_service.ask(question)
     assert not answer.answerable and answer.citations == []
-    assert f"“{unknown}”" in answer.answer  # the member is told which word the sources lack
+    assert missing_key_terms(question, shared_service.start().mentions)  # refused for that reason
 
 
 @pytest.mark.parametrize(
@@ -101,8 +99,7 @@ def test_questions_about_what_the_sources_never_name_are_refused(
     ],
 )
 def test_rare_words_the_sources_hold_in_another_form_are_not_unknown(shared_service: RagService, question: str) -> None:
-    answer = shared_service.ask(question)
-    assert "never mention" not in answer.answer, answer.answer
+    assert not missing_key_terms(question, shared_service.start().mentions)
 
 
 def test_key_terms_leave_out_code_quotes_and_common_words() -> None:

@@ -104,7 +104,7 @@ class Components:
 
         bullets = (self.settings.summary_min_bullets, self.settings.summary_max_bullets)
         return ExtractiveAnswerer(
-            self.vectors, self.settings.min_answer_score, self.prompts.refusal, self.prompts.unknown_terms, bullets
+            self.vectors, self.settings.min_answer_score, self.prompts.refusal, bullets
         )
 
     @cached_property

@@ -17,7 +17,6 @@ class Prompts:
     excerpt: str  # format string with {n}, {source}, {text}
     refusal: str  # what the bot says when the sources do not hold the answer
     uncited_note: str  # appended to a model answer that cites no retrieved chunk
-    unknown_terms: str  # the refusal of a question about {terms} the sources never mention
 
     @classmethod
     def load(cls, folder: Path) -> Prompts:
@@ -38,5 +37,4 @@ class Prompts:
             excerpt=read("excerpt.txt"),
             refusal=read("refusal.txt"),
             uncited_note=read("uncited_note.txt"),
-            unknown_terms=read("unknown_terms.txt"),
         )

@@ -164,12 +164,11 @@ class ExtractiveAnswerer(WholeAnswerStreams):
 
     provider = "extractive"
 
-    def __init__(self, vectors: VectorCache, threshold: float, refusal: str, unknown_terms: str,
+    def __init__(self, vectors: VectorCache, threshold: float, refusal: str,
                  summary_bullets: tuple[int, int] = (3, 6)) -> None:
         self._vectors = vectors
         self._threshold = threshold
         self._refusal = refusal
-        self._unknown_terms = unknown_terms
         self._summary_bullets = summary_bullets
 
     def rank(self, question: str, chunks: Sequence[Chunk], corpus: Corpus) -> list[ScoredCandidate]:
@@ -178,10 +177,8 @@ class ExtractiveAnswerer(WholeAnswerStreams):
         return score_candidates(question, question_vector, candidates, self._vectors, corpus.page_idf)
 
     def answer(self, question: str, chunks: Sequence[Chunk], corpus: Corpus) -> Answer:
-        missing = missing_key_terms(question, corpus.mentions)
-        if missing:
-            terms = ", ".join(f"“{word}”" for word in missing)
-            return Answer(question, self._unknown_terms.format(terms=terms), False, [], self.provider)
+        if missing_key_terms(question, corpus.mentions):  # not echoed: the words are the asker's, not the sources'
+            return Answer(question, self._refusal, False, [], self.provider)
         kind = expected_answer_type(question)
         scored = self.rank(question, chunks, corpus)
         names = named_things(question)

@@ -3,8 +3,8 @@ order, with the sentence before it as context when it leans on it ("He also ..."
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from bot.rag.answer.answer_types import CONTINUES, PRONOUN_SUBJECTS
