@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     collection_prefix: str = Field("sources", description="Prefix of the Chroma collections.")
     prompts_dir: Path = Field(PROJECT_ROOT / "prompts", description="Prompt template folder.")
     max_source_bytes: int = Field(5_000_000, ge=1, description="Larger source files are rejected.")
-    data_dir: Path = Field(Path("data"), description="Uploaded files and the SQLite database live here.")
+    data_dir: Path = Field(Path("data"), description="Uploaded files, the SQLite database and caches (lexical indexes, sentence vectors) live here.")
     database_url: str | None = Field(
         None, description="SQLAlchemy URL of the state database (default: SQLite file in DATA_DIR)."
     )
@@ -188,3 +188,8 @@ class Settings(BaseSettings):
     @property
     def uses_chroma_server(self) -> bool:
         return bool(self.chroma_host)
+
+    @property
+    def cache_dir(self) -> Path:
+        """Work kept to save redoing it: lexical indexes, sentence vectors (deletable)."""
+        return self.data_dir / "cache"

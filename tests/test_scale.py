@@ -42,7 +42,7 @@ def test_the_lexical_index_is_saved_beside_its_version_and_read_back(
     settings = make_settings()
     first = RagService(settings, embeddings=embeddings)
     expected = first.ask(QUESTION)
-    saved = list((settings.vectorstore_dir / "lexical").iterdir())
+    saved = list((settings.cache_dir / "lexical").iterdir())
     assert [p.name.split("-")[0] for p in saved] == [first.start().version.name]
 
     def no_rebuild(chunks: object) -> LexicalIndex:
@@ -64,7 +64,7 @@ def test_a_new_version_replaces_the_saved_lexical_index_of_the_one_before_last(
         (sources_dir / f"note-{n}.txt").write_text(f"The harbour ferry number {n} leaves at noon.", encoding="utf-8")
         service.ingest()
         names.append(service.start().version.name)
-    saved = sorted(p.name.split("-")[0] for p in (settings.vectorstore_dir / "lexical").iterdir())
+    saved = sorted(p.name.split("-")[0] for p in (settings.cache_dir / "lexical").iterdir())
     assert saved == sorted(names[-2:])  # the live version and the previous one (kept for in-flight questions)
     answer = service.ask("When does the harbour ferry leave?")
     assert answer.answerable and "noon" in answer.answer

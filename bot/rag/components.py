@@ -83,7 +83,7 @@ class Components:
     def vectors(self) -> VectorCache:
         """Vectors of texts embedded at question time (questions, sentences), reused across
         questions, processes and restarts."""
-        return VectorCache(self.embeddings, store_dir=self.settings.vectorstore_dir / "sentence-vectors")
+        return VectorCache(self.embeddings, store_dir=self.settings.cache_dir / "sentence-vectors")
 
     @cached_property
     def chroma(self) -> ClientAPI:

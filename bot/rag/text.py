@@ -8,9 +8,12 @@ ordinary prose unchanged. All character offsets in the index refer to the normal
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass
+
+import snowballstemmer
 
 _NO_SPACE_BEFORE = {",", ".", ";", ":", "!", "?", ")", "]", "}", "%", "..."}
 _NO_SPACE_AFTER = {"(", "[", "{", "$", "£", "€"}
@@ -148,22 +151,13 @@ STOPWORDS = frozenset(
     what when where which while who whom why will with would you your yours yourself
     yourselves s t according said says say also may might must shall""".split()
 )
-_SUFFIXES = ("ations", "ation", "ings", "ing", "ies", "ied", "ers", "ed", "es", "er", "ly", "s")
+_STEMMER = snowballstemmer.stemmer("english")
 
 
+@functools.lru_cache(maxsize=200_000)
 def stem(word: str) -> str:
-    """A light suffix-stripping stemmer (resigned/resigns/resigning -> resign)."""
-    if word.isdigit() or len(word) <= 4:
-        return word
-    for suffix in _SUFFIXES:
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            word = word[: -len(suffix)]
-            if suffix in ("ies", "ied"):
-                word += "y"
-            break
-    if len(word) > 3 and word[-1] == word[-2] and word[-1] not in "lsz":
-        word = word[:-1]  # stopped -> stopp -> stop
-    return word
+    """The word's Snowball (Porter 2) stem: resigned/resigns/resigning -> resign, sites -> site."""
+    return word if word.isdigit() else _STEMMER.stemWord(word)
 
 
 def content_terms(text: str) -> list[str]:

@@ -4,10 +4,12 @@ question and returns them verbatim with citations, or refuses.
 Each sentence is scored by `DENSE_WEIGHT` x its embedding similarity to the question plus
 `LEXICAL_WEIGHT` x the idf-weighted share of the question's content words it contains. A
 sentence that leans on the one before it ("He also called for ...") is also scored with
-that sentence as context. Questions that ask for a number, a date or an age only accept
-sentences that contain one the question does not. A question whose key terms (names,
-tools, rare words) the sources never mention is refused outright, and one that names
-something ("pytest", "3.12") is answered only from a page that names it too. When the best sentence scores below the
+that sentence as context. Words weigh by their rarity on the sentence's own page; among
+sentences that pass the threshold, those of higher-ranked chunks come first (`RANK_WEIGHT`).
+Questions that ask for a number, a date or an age only accept sentences that contain one
+the question does not. A question whose key terms (names, tools, rare words) the sources
+never mention is refused outright, and one that names something ("pytest", "3.12") is
+answered only from a page that names it too. When the best sentence scores below the
 calibrated threshold the answer is a refusal. Nothing is generated: every word shown comes
 from the sources, so this back-end cannot invent facts.
 """
@@ -46,6 +48,7 @@ CONTEXT_DISCOUNT = 0.9  # a sentence scored with its predecessor as context coun
 SECOND_SENTENCE_MARGIN = 0.03  # a runner-up this close to the best is shown too
 PERSON_PREFERENCE_MARGIN = 0.1  # "who": a sentence naming a titled person wins unless this much worse
 MAX_SENTENCES = 2
+RANK_WEIGHT = 0.04  # the top chunk's sentences outrank equal ones from the fourth by this much
 FULL_COVERAGE = 0.999
 
 @dataclass(frozen=True)
@@ -56,6 +59,11 @@ class ScoredCandidate:
     lexical: float
     typed: bool  # holds (itself or with the sentence before) the kind of value asked for
     with_previous: bool  # the sentence before belongs in the quote
+    prior: float = 0.0  # a little for being in a higher-ranked chunk: orders, never passes the threshold
+
+    @property
+    def ranking(self) -> float:
+        return self.score + self.prior
 
     @property
     def start(self) -> int:
@@ -113,6 +121,9 @@ def score_candidates(
         lexical = lexical_overlap(q_terms, text, idf)
         return DENSE_WEIGHT * dense + LEXICAL_WEIGHT * lexical, lexical
 
+    ranks: dict[str, int] = {}
+    for cand in candidates:
+        ranks.setdefault(cand.chunk.id, len(ranks))
     scored = []
     for cand, sim, pair in zip(candidates, sims, paired):
         dense = float(sim)
@@ -129,8 +140,9 @@ def score_candidates(
                 score, lexical, with_previous, typed = window_score, window_lexical, True, window_typed
             elif kind == "person" and not typed and window_typed and starts_with_pronoun(cand.span.text):
                 with_previous, typed = True, True  # "He said ...": show who "he" is
-        scored.append(ScoredCandidate(cand, score, dense, lexical, typed, with_previous))
-    scored.sort(key=lambda s: (not s.typed, -s.score, s.candidate.position))
+        prior = RANK_WEIGHT * (1 - ranks[cand.chunk.id] / len(ranks))
+        scored.append(ScoredCandidate(cand, score, dense, lexical, typed, with_previous, prior))
+    scored.sort(key=lambda s: (not s.typed, -s.ranking, s.candidate.position))
     return scored
 
 
@@ -141,20 +153,21 @@ def select_evidence(
     must be present; a person is preferred but not required (names need no title)."""
     typed = [s for s in scored if s.typed]
     if kind == "person":
-        overall = sorted(scored, key=lambda s: (-s.score, s.candidate.position))
+        overall = sorted(scored, key=lambda s: (-s.ranking, s.candidate.position))
         if not typed or typed[0].score < max(threshold, overall[0].score - PERSON_PREFERENCE_MARGIN):
             # The answer may be an organisation or a name without a title; such a sentence
             # must then hold every word of the question ("Who warned against an assault on
             # Rafah?" - "The US and UN have warned an all-out assault on Rafah").
             typed = [s for s in overall if s.lexical >= FULL_COVERAGE]
-    if not typed or typed[0].score < threshold:
+    passing = [s for s in typed if s.score >= threshold]  # in ranking order
+    if not passing:
         return []
-    best = typed[0]
+    best = passing[0]
     chosen = [best]
-    for other in typed[1:MAX_SENTENCES + 2]:
+    for other in passing[1:MAX_SENTENCES + 2]:
         if len(chosen) >= MAX_SENTENCES:
             break
-        if other.score >= max(threshold, best.score - SECOND_SENTENCE_MARGIN):
+        if other.ranking >= best.ranking - SECOND_SENTENCE_MARGIN:
             chosen.append(other)
     return sorted(chosen, key=lambda s: (s.candidate.chunk.source, s.candidate.span.start))
 

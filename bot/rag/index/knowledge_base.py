@@ -17,7 +17,7 @@ from langchain_chroma import Chroma
 
 from bot.rag.components import Components, describe_store_error
 from bot.rag.errors import IndexUnavailableError, RagError, ReloadInProgressError, SourceError
-from bot.rag.index.lexical import LexicalIndex
+from bot.rag.index.lexical import LEXICAL_FORMAT, LexicalIndex
 from bot.rag.index.live import LiveIndex
 from bot.rag.index.retrieval import HybridRetriever
 from bot.rag.index.scope import scoped_chain
@@ -252,15 +252,15 @@ class KnowledgeBase:
     def _lexical_index(self, version: IndexVersion) -> LexicalIndex:
         """The version's lexical index: read from beside it, or built and saved there for the
         next process (saved indexes of versions that no longer exist are removed)."""
-        root = self.settings.vectorstore_dir / "lexical"
-        folder = root / f"{version.name}-{version.collection.id}"
+        root = self.settings.cache_dir / "lexical"
+        folder = root / f"{version.name}-{version.collection.id}-{LEXICAL_FORMAT}"
         lexical = LexicalIndex.load(folder)
         if lexical is not None and len(lexical.ids) == len(version.chunks):
             return lexical
         lexical = LexicalIndex.build(list(version.chunks.values()))
         try:
             lexical.save(folder)
-            live = {f"{name}-{cid}" for name, cid in self.index.version_ids()}
+            live = {f"{name}-{cid}-{LEXICAL_FORMAT}" for name, cid in self.index.version_ids()}
             for old in root.glob(f"{self.collection_prefix}_v*"):
                 if old.name not in live:
                     shutil.rmtree(old, ignore_errors=True)

@@ -32,6 +32,7 @@ from bot.rag.text import content_terms, stem
 
 _EMPTY = "\x00"  # the one token of a chunk without content words
 _IDS_FILE = "chunk_ids.json"
+LEXICAL_FORMAT = "snowball"  # part of a saved index's folder name: a change of stemming rebuilds it
 
 
 class Vocabulary:
