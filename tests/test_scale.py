@@ -11,7 +11,7 @@ import pytest
 
 from bot.rag.embeddings import MiniLMEmbeddings
 from bot.rag.errors import RagError
-from bot.rag.index.lexical import LexicalIndex
+from bot.rag.index.lexical import LEXICAL_FORMAT, LexicalIndex
 from bot.rag.service import RagService
 from bot.settings import Settings
 from tests.helpers import CountingEmbeddings
@@ -36,14 +36,15 @@ def test_sentence_vectors_are_embedded_once_not_once_per_process(
     assert other.answerable and len(later_model.texts) < 10  # new sentences only, not the chunks' all
 
 
-def test_the_lexical_index_is_saved_beside_its_version_and_read_back(
+def test_the_catalogue_and_lexical_index_are_saved_beside_their_version_and_read_back(
     make_settings: Callable[..., Settings], embeddings: MiniLMEmbeddings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = make_settings()
     first = RagService(settings, embeddings=embeddings)
     expected = first.ask(QUESTION)
-    saved = list((settings.cache_dir / "lexical").iterdir())
+    saved = list((settings.cache_dir / "index").iterdir())
     assert [p.name.split("-")[0] for p in saved] == [first.start().version.name]
+    assert {p.name for p in saved[0].iterdir()} == {"catalogue.json", f"lexical-{LEXICAL_FORMAT}"}
 
     def no_rebuild(chunks: object) -> LexicalIndex:
         raise AssertionError("the saved lexical index should have been read")
@@ -54,7 +55,7 @@ def test_the_lexical_index_is_saved_beside_its_version_and_read_back(
     assert later.retrieve("Rafah displaced Palestinians")  # BM25 over the memory-mapped matrix
 
 
-def test_a_new_version_replaces_the_saved_lexical_index_of_the_one_before_last(
+def test_a_new_version_replaces_the_saved_data_of_the_one_before_last(
     make_settings: Callable[..., Settings], embeddings: MiniLMEmbeddings, sources_dir: Path
 ) -> None:
     settings = make_settings()
@@ -64,7 +65,7 @@ def test_a_new_version_replaces_the_saved_lexical_index_of_the_one_before_last(
         (sources_dir / f"note-{n}.txt").write_text(f"The harbour ferry number {n} leaves at noon.", encoding="utf-8")
         service.ingest()
         names.append(service.start().version.name)
-    saved = sorted(p.name.split("-")[0] for p in (settings.cache_dir / "lexical").iterdir())
+    saved = sorted(p.name.split("-")[0] for p in (settings.cache_dir / "index").iterdir())
     assert saved == sorted(names[-2:])  # the live version and the previous one (kept for in-flight questions)
     answer = service.ask("When does the harbour ferry leave?")
     assert answer.answerable and "noon" in answer.answer

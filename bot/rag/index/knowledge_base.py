@@ -7,7 +7,6 @@ and LCEL chain that answer from the active version."""
 from __future__ import annotations
 
 import logging
-import shutil
 import threading
 import time
 from collections.abc import Sequence
@@ -21,7 +20,8 @@ from bot.rag.index.lexical import LEXICAL_FORMAT, LexicalIndex
 from bot.rag.index.live import LiveIndex
 from bot.rag.index.retrieval import HybridRetriever
 from bot.rag.index.scope import scoped_chain
-from bot.rag.index.store import ChromaIndex, IndexVersion, Progress
+from bot.rag.index.store import ChromaIndex, Progress
+from bot.rag.index.version import IndexVersion
 from bot.rag.ingest.sources import LoadedSources, NoSourcesError, load_sources
 from bot.rag.models import IngestReport, SourceDocument, SourceInfo
 
@@ -50,7 +50,8 @@ class KnowledgeBase:
     @property
     def index(self) -> ChromaIndex:
         persist_dir = None if self.settings.uses_chroma_server else self.settings.vectorstore_dir
-        return ChromaIndex(self.components.chroma, self.collection_prefix, persist_dir=persist_dir)
+        return ChromaIndex(self.components.chroma, self.collection_prefix, persist_dir=persist_dir,
+                           cache_dir=self.settings.cache_dir / "index")
 
     # --- start and follow --------------------------------------------------------------
     def start(self) -> LiveIndex:
@@ -186,7 +187,7 @@ class KnowledgeBase:
         another embedding model: then everything is read again)."""
         if version is None or version.embedding_model != self.components.embeddings.model_id:
             return {}
-        return {c.source: (c.file_hash, c.source_hash) for c in version.chunks.values() if c.file_hash}
+        return {s.name: (s.file_hash, s.source_hash) for s in version.catalogue.sources.values() if s.file_hash}
 
     def folder(self) -> Path:
         """The sources folder: the configured one, or (for a base that remembers) the folder
@@ -247,25 +248,21 @@ class KnowledgeBase:
         live = LiveIndex(version, lexical, retriever)
         live.chain = scoped_chain([live], components.answerer, self.settings.top_k)
         self._live = live
-        log.info("%s: serving index %s (%d chunks)", self.name, version.name, len(version.chunks))
+        log.info("%s: serving index %s (%d chunks)", self.name, version.name, len(version.catalogue))
 
     def _lexical_index(self, version: IndexVersion) -> LexicalIndex:
         """The version's lexical index: read from beside it, or built and saved there for the
-        next process (saved indexes of versions that no longer exist are removed)."""
-        root = self.settings.cache_dir / "lexical"
-        folder = root / f"{version.name}-{version.collection.id}-{LEXICAL_FORMAT}"
-        lexical = LexicalIndex.load(folder)
-        if lexical is not None and len(lexical.ids) == len(version.chunks):
+        next process."""
+        folder = version.derived_dir / f"lexical-{LEXICAL_FORMAT}" if version.derived_dir else None
+        lexical = LexicalIndex.load(folder) if folder is not None else None
+        if lexical is not None and len(lexical.ids) == len(version.catalogue):
             return lexical
-        lexical = LexicalIndex.build(list(version.chunks.values()))
-        try:
-            lexical.save(folder)
-            live = {f"{name}-{cid}-{LEXICAL_FORMAT}" for name, cid in self.index.version_ids()}
-            for old in root.glob(f"{self.collection_prefix}_v*"):
-                if old.name not in live:
-                    shutil.rmtree(old, ignore_errors=True)
-        except OSError as exc:
-            log.warning("the lexical index of %s could not be saved (%s): it is rebuilt at each start", version.name, exc)
+        lexical = LexicalIndex.build(version.chunks.values())
+        if folder is not None:
+            try:
+                lexical.save(folder)
+            except OSError as exc:
+                log.warning("the lexical index of %s could not be saved (%s): it is rebuilt at each start", version.name, exc)
         return lexical
 
     def sources(self) -> list[SourceInfo]:

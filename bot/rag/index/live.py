@@ -11,7 +11,7 @@ from langchain_core.runnables import Runnable
 
 from bot.rag.index.lexical import LexicalIndex, Pages
 from bot.rag.index.retrieval import HybridRetriever
-from bot.rag.index.store import IndexVersion
+from bot.rag.index.version import IndexVersion
 from bot.rag.models import Answer, Chunk
 
 

@@ -16,7 +16,7 @@ from pydantic import ConfigDict
 
 from bot.rag.errors import IndexUnavailableError, RagError
 from bot.rag.index.lexical import LexicalIndex
-from bot.rag.index.store import IndexVersion
+from bot.rag.index.version import IndexVersion
 
 RRF_K = 60  # the usual reciprocal-rank-fusion constant
 
@@ -63,8 +63,7 @@ class HybridRetriever(BaseRetriever):
                 fused[chunk_id] += 1.0 / (RRF_K + rank + 1)
         ranked = [cid for cid, _ in fused.most_common() if cid in self.version.chunks][: self.k]
         documents = []
-        for rank, cid in enumerate(ranked, start=1):
-            chunk = self.version.chunks[cid]
+        for rank, (cid, chunk) in enumerate(zip(ranked, self.version.chunks.get_many(ranked)), start=1):
             documents.append(
                 Document(
                     id=cid,

@@ -12,97 +12,26 @@ re-embedded; the collection records which embedding model made its vectors.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from collections.abc import Collection as Collection_
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cached_property
 from pathlib import Path
-from typing import Any
 
 from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
 
 from bot.rag.embeddings import EmbeddingModel
 from bot.rag.index.reclaim import reclaim_space
-from bot.rag.models import Chunk, IngestReport, SourceDocument, SourceInfo
+from bot.rag.index.version import ChunkEntry, IndexVersion, load_catalogue
+from bot.rag.models import Chunk, IngestReport, SourceDocument
 
 log = logging.getLogger(__name__)
 
 _WRITE_BATCH = 128  # chunks embedded and written per step: what an interrupted build keeps
 Progress = Callable[[int, int], None]  # (chunks embedded so far, chunks to embed)
-
-
-@dataclass
-class IndexVersion:
-    """A read-only view of one ready collection: its chunks in memory for lexical search."""
-
-    name: str
-    collection: Collection
-    embedding_model: str
-    created_at: datetime
-    origin: str | None = None  # the folder the version was built from
-    chunks: dict[str, Chunk] = field(default_factory=dict)
-    _texts: dict[str, str] = field(default_factory=dict, repr=False)
-
-    @cached_property
-    def sources(self) -> dict[str, SourceInfo]:
-        counts: dict[str, int] = defaultdict(int)
-        titles: dict[str, str | None] = {}
-        for chunk in self.chunks.values():
-            counts[chunk.source] += 1
-            titles[chunk.source] = chunk.title
-        return {
-            name: SourceInfo(name=name, chunks=n, ingested_at=self.created_at, title=titles[name])
-            for name, n in sorted(counts.items())
-        }
-
-    @cached_property
-    def source_names(self) -> frozenset[str]:
-        return frozenset(chunk.source for chunk in self.chunks.values())
-
-    @cached_property
-    def _by_source(self) -> dict[str, list[Chunk]]:
-        grouped: dict[str, list[Chunk]] = defaultdict(list)
-        for chunk in self.chunks.values():
-            grouped[chunk.source].append(chunk)
-        return {source: sorted(chunks, key=lambda c: c.start) for source, chunks in grouped.items()}
-
-    def chunks_of_source(self, source: str) -> list[Chunk]:
-        return self._by_source.get(source, [])
-
-    def source_text(self, source: str) -> str:
-        """The source's normalised text, rebuilt from its chunks (they cover every sentence;
-        what lies between two chunks is whitespace, given back as line breaks: headings stay on lines of their own)."""
-        cached = self._texts.get(source)
-        if cached is None:
-            pieces = self.chunks_of_source(source)
-            buffer = ["\n"] * (pieces[-1].end if pieces else 0)
-            for chunk in pieces:
-                buffer[chunk.start:chunk.end] = chunk.text
-            cached = self._texts[source] = "".join(buffer)
-        return cached
-
-
-
-def _chunk_from_record(chunk_id: str, text: str, meta: dict[str, Any]) -> Chunk:
-    return Chunk(
-        id=chunk_id,
-        source=str(meta["source"]),
-        index=int(meta["chunk_index"]),
-        start=int(meta["start"]),
-        end=int(meta["end"]),
-        text=text,
-        source_hash=str(meta["source_hash"]),
-        title=meta.get("title"),
-        url=meta.get("url"),
-        heading=meta.get("heading"),
-        page=int(meta["page"]) if meta.get("page") else None,
-        anchor=meta.get("anchor"),
-        file_hash=meta.get("file_hash"),
-    )
 
 
 def _version_number(name: str, prefix: str) -> int | None:
@@ -116,11 +45,12 @@ class ChromaIndex:
     """Finds, loads and builds index versions in one Chroma database."""
 
     def __init__(self, client: ClientAPI, prefix: str, keep_previous: bool = True,
-                 persist_dir: Path | None = None) -> None:
+                 persist_dir: Path | None = None, cache_dir: Path | None = None) -> None:
         self._client = client
         self._prefix = prefix
         self._keep_previous = keep_previous
         self._persist_dir = persist_dir  # embedded store: where deleted versions leave folders
+        self._cache_dir = cache_dir  # where each version's derived data is kept
 
     @property
     def client(self) -> ClientAPI:
@@ -139,35 +69,27 @@ class ChromaIndex:
         ready = [c for _, c in self._versions() if (c.metadata or {}).get("state") == "ready"]
         return ready[-1].name if ready else None
 
-    def version_ids(self) -> list[tuple[str, str]]:
-        """(name, collection id) of every version, ready or not."""
-        return [(c.name, str(c.id)) for _, c in self._versions()]
-
     def active_origin(self) -> str | None:
         """The folder the newest ready version was built from (its metadata only)."""
         ready = [c for _, c in self._versions() if (c.metadata or {}).get("state") == "ready"]
         return str(ready[-1].metadata.get("origin") or "") or None if ready else None
 
     def load(self, name: str | None = None) -> IndexVersion | None:
-        """The named (default: newest ready) version with its chunks loaded."""
+        """The named (default: newest ready) version, its catalogue read (chunks come on demand)."""
         name = name or self.active_name()
         if name is None:
             return None
         collection = self._client.get_collection(name, embedding_function=None)
         meta = collection.metadata or {}
-        records = collection.get(include=["documents", "metadatas"])
-        chunks = [
-            _chunk_from_record(i, d or "", m or {})
-            for i, d, m in zip(records["ids"], records["documents"] or [], records["metadatas"] or [])
-        ]
-        chunks.sort(key=lambda c: (c.source, c.index))
+        derived = self._cache_dir / f"{name}-{collection.id}" if self._cache_dir is not None else None
         return IndexVersion(
             name=name,
             collection=collection,
             embedding_model=str(meta.get("embedding_model", "")),
             created_at=datetime.fromisoformat(str(meta.get("created_at", "1970-01-01T00:00:00+00:00"))),
+            catalogue=load_catalogue(collection, derived),
             origin=meta.get("origin"),
-            chunks={c.id: c for c in chunks},
+            derived_dir=derived,
         )
 
     def build(
@@ -192,11 +114,11 @@ class ChromaIndex:
             )
             log.warning("%s", report.reason)
             reusable = None
-        old_by_source: dict[str, dict[int, Chunk]] = defaultdict(dict)
+        old_by_source: dict[str, dict[int, ChunkEntry]] = defaultdict(dict)
         if reusable is not None:
-            for chunk in reusable.chunks.values():
-                old_by_source[chunk.source][chunk.index] = chunk
-        new_chunks: list[Chunk] = []
+            for entry in reusable.catalogue.entries.values():
+                old_by_source[entry.source][entry.index] = entry
+        new_chunks: list[Chunk | ChunkEntry] = []  # entries: sources kept as they are, copied by id
         for doc in documents:
             chunks = chunker(doc)
             old = old_by_source.get(doc.name, {})
@@ -222,13 +144,13 @@ class ChromaIndex:
             if origin is None or origin == current.origin:
                 return report, None  # nothing to do: the live version already is this index
         if current is not None and reusable is None:
-            report.removed += len(current.chunks)  # old-model chunks all go
+            report.removed += len(current.catalogue)  # old-model chunks all go
         name = self._write_version(new_chunks, embeddings, reusable, origin, progress)
         report.rebuilt = True
         return report, name
 
     def _write_version(
-        self, chunks: list[Chunk], embeddings: EmbeddingModel, reusable: IndexVersion | None, origin: str | None,
+        self, chunks: Sequence[Chunk | ChunkEntry], embeddings: EmbeddingModel, reusable: IndexVersion | None, origin: str | None,
         progress: Progress | None = None,
     ) -> str:
         created = datetime.now(UTC).isoformat()
@@ -256,7 +178,7 @@ class ChromaIndex:
             done = set()
         chunks = [c for c in chunks if c.id not in done]
         reuse_ids = [c.id for c in chunks if reusable is not None and c.id in reusable.chunks]
-        fresh = [c for c in chunks if reusable is None or c.id not in reusable.chunks]
+        fresh = [c for c in chunks if isinstance(c, Chunk) and (reusable is None or c.id not in reusable.chunks)]
         started = time.perf_counter()
         for lo in range(0, len(reuse_ids), _WRITE_BATCH):
             batch = reuse_ids[lo:lo + _WRITE_BATCH]
@@ -319,4 +241,14 @@ class ChromaIndex:
             self._client.delete_collection(name)
         if retired and self._persist_dir is not None:
             reclaim_space(self._persist_dir)
+        self._drop_derived_of_retired()
+
+    def _drop_derived_of_retired(self) -> None:
+        """Remove the derived folders of versions that no longer exist."""
+        if self._cache_dir is None or not self._cache_dir.is_dir():
+            return
+        live = {f"{c.name}-{c.id}" for _, c in self._versions()}
+        for folder in self._cache_dir.glob(f"{self._prefix}_v*"):
+            if folder.name not in live:
+                shutil.rmtree(folder, ignore_errors=True)
 
