@@ -1,4 +1,4 @@
-"""The command line: ingest, ask, summary, sources, run (the Discord bot), eval and bench.
+"""The command line: ingest, ask, summary, sources, run (the Discord bot), eval, bench, source and stats.
 
 Each sub-command names its handler with `set_defaults(func=...)`. Every command builds one
 Settings (and, for the ones that read the index, one RagService) and prints plain text (or JSON with
@@ -25,6 +25,7 @@ from bot.rag.service import RagService
 from bot.rag.stats import configure_question_log
 from bot.settings import Settings
 from bot.source_cli import add_source_commands
+from bot.stats_cli import add_stats_command
 
 EXIT_USER_ERROR = 2
 
@@ -92,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--cold-starts", type=int, default=3, metavar="N", help="fresh processes timed (median)")
     bench.set_defaults(func=cmd_bench, needs_service=False)
     add_source_commands(commands)
+    add_stats_command(commands)
     return parser
 
 

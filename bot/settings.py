@@ -131,6 +131,16 @@ class Settings(BaseSettings):
         description="Shards this process runs (comma list, each 0..SHARD_COUNT-1); empty: all of them.",
     )
 
+    # --- conversations and feedback ------------------------------------------------------
+    answer_in_thread: bool = Field(
+        True, description="Answer a channel question in a thread opened on it (a server's /config overrides)."
+    )
+    history_turns: int = Field(4, ge=0, le=20, description="Earlier turns of a thread that go with a follow-up.")
+    history_tokens: int = Field(800, ge=0, description="About this many tokens of history at most.")
+    retention_days: int = Field(
+        30, ge=1, description="Question, answer and feedback texts are deleted after this many days."
+    )
+
     log_level: str = "INFO"
 
     @field_validator("allowed_channel_ids", "moderator_role_ids", "owner_ids", mode="before")

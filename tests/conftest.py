@@ -108,7 +108,9 @@ async def start_bot(emulator: DiscordEmulator) -> AsyncIterator[StartBot]:
 
     async def start(service: RagService, **overrides: Any) -> SourceBot:
         settings = service.settings.model_copy(update={
-            "discord_guild_id": int(emulator.guild_id), "question_cooldown_count": 100, **overrides,
+            "discord_guild_id": int(emulator.guild_id), "question_cooldown_count": 100,
+            "answer_in_thread": False,  # answers are read in the channel; the conversation tests turn threads on
+            **overrides,
         })
         bot = SourceBot(settings, service, guild_ready_timeout=0.05)
         await connect(bot, running)

@@ -5,7 +5,9 @@ The HTTP layer, the `openai` client and LangChain's ChatOpenAI are all real; the
 not, because no chat model can run in CI here. By default it answers *from the numbered
 excerpts it receives*: the excerpt sharing the most words with the question, first
 sentence, cited by its number — or NOT_IN_SOURCES when no excerpt shares a content word.
-So a test checks that the prompt carried the right chunks. Tests may set `server.reply`.
+So a test checks that the prompt carried the right chunks. Asked to rewrite a follow-up
+(the condense prompt), it puts the last question's subject in place of the first pronoun.
+Tests may set `server.reply`.
 Faults: `delay`, `fail_next` (status, retry-after), `malformed` (invalid JSON body),
 `truncate_stream` (the SSE stream stops mid-answer, without [DONE]).
 """
@@ -33,9 +35,24 @@ def _words(text: str) -> set[str]:
     return {w for w in re.findall(r"[a-z0-9]+", text.lower()) if w not in _STOP}
 
 
+def rewrite_follow_up(prompt: str) -> str:
+    """The stand-in's rewrite of a follow-up: its pronouns replaced by the subject of the
+    conversation's last question (the words after its first verb), on one line."""
+    follow_up = re.search(r"Follow-up question: (.*)", prompt)
+    asked = re.findall(r"^Member: (.*)$", prompt, re.M)
+    question = follow_up.group(1).strip() if follow_up else ""
+    if not asked:
+        return question
+    subject = re.sub(r"^\W*(who|what|which|when|where|how|why)\s+\w+\s+", "", asked[-1], flags=re.I).rstrip("?")
+    return re.sub(r"\b(he|she|they|it|that|this)\b", lambda _: subject, question, count=1, flags=re.I)
+
+
 def answer_from_excerpts(messages: list[dict[str, Any]]) -> str:
-    """A stand-in model that reads the prompt: the best-overlapping excerpt's first sentence."""
+    """A stand-in model that reads the prompt: the best-overlapping excerpt's first sentence
+    (or, asked to make a follow-up standalone, a rewrite of it)."""
     prompt = messages[-1]["content"]
+    if "Standalone question:" in prompt:
+        return rewrite_follow_up(prompt)
     question = prompt.rsplit("Question:", 1)[-1]
     excerpts = re.findall(r"^\[(\d+)\] \(.*?\)\n(.*?)(?=\n\n\[\d+\] \(|\n\nQuestion:)", prompt, re.M | re.S)
     scored = sorted(((len(_words(question) & _words(text)), int(n), text) for n, text in excerpts), reverse=True)

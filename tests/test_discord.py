@@ -18,7 +18,7 @@ from tests.helpers import StartBot, field_values, followup, pings_nobody
 # --- mentions ---------------------------------------------------------------------------------
 async def test_mention_gets_a_cited_reply_to_that_message(emulator: DiscordEmulator, start_bot: StartBot, shared_service: RagService, member: Member) -> None:
     await start_bot(shared_service)
-    assert set(emulator.commands) == {"ask", "summary", "sources", "reload", "stats", "source"}
+    assert set(emulator.commands) == {"ask", "summary", "sources", "reload", "stats", "source", "config", "forget-me"}
     mark = len(emulator.calls)
     message = await emulator.inject_message(member, "How many hostages were taken back to Gaza?", mention_bot=True)
     await emulator.wait_for_call("POST", rf"/channels/{emulator.channel_id}/typing", after=mark)

@@ -111,7 +111,7 @@ async def sharded_bots(service: RagService, *shard_ids: int, count: int) -> Asyn
     try:
         for shard in shard_ids:
             settings = service.settings.model_copy(update={"shard_count": count, "shard_ids": [shard],
-                                                           "question_cooldown_count": 100})
+                                                           "question_cooldown_count": 100, "answer_in_thread": False})
             bot = build_bot(settings, service, guild_ready_timeout=0.05)
             await bot.login("test-token")
             running.append((bot, asyncio.create_task(bot.connect())))

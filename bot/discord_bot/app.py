@@ -15,17 +15,21 @@ import yarl
 from discord import app_commands
 from discord.ext import commands
 
+from bot.discord_bot.feedback import FeedbackView
 from bot.discord_bot.render import NO_MENTIONS, describe_error
 from bot.rag.errors import RagError
 from bot.rag.service import RagService
 from bot.settings import Settings
+from bot.state.conversations import ConversationLog
+from bot.state.server_config import ServerConfig
 
 log = logging.getLogger(__name__)
 EXIT_CONFIG_ERROR = 2
 EXTENSIONS = (
     "bot.discord_bot.cogs.questions",  # mentions, replies, /ask
-    "bot.discord_bot.cogs.knowledge",  # /summary, /sources, /reload, /stats
+    "bot.discord_bot.cogs.knowledge",  # /summary, /sources, /reload
     "bot.discord_bot.cogs.sources",  # /source: each server's own sources
+    "bot.discord_bot.cogs.conversations",  # /config, /stats, /forget-me, the retention purge
 )
 
 
@@ -54,6 +58,10 @@ class SourceBot(commands.Bot):
         )
         self.settings = settings
         self.service = service
+        database = service.components.database
+        self.conversations = ConversationLog(database)
+        self.server_config = ServerConfig(database, settings.answer_in_thread)
+        self.feedback_view: FeedbackView | None = None  # made in setup_hook (a View needs the running loop)
         self.draining = False  # set on shutdown: new questions are turned away
         self._in_flight = 0
         self._idle = asyncio.Event()
@@ -71,15 +79,21 @@ class SourceBot(commands.Bot):
             if self._in_flight == 0:
                 self._idle.set()
 
+    async def until_idle(self, timeout: float) -> bool:
+        """Wait until no request is in progress (False if `timeout` passed first)."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False
+
     async def shutdown(self, grace: float = 30.0) -> None:
         """Stop taking questions, let the ones in flight finish (up to `grace` s), then close."""
         if self.draining:
             return
         self.draining = True
         log.info("shutting down: waiting for %d request(s) in flight", self._in_flight)
-        try:
-            await asyncio.wait_for(self._idle.wait(), grace)
-        except TimeoutError:
+        if not await self.until_idle(grace):
             log.warning("shutdown: %d request(s) still running after %.0fs; closing anyway", self._in_flight, grace)
         await self.close()
 
@@ -94,6 +108,8 @@ class SourceBot(commands.Bot):
         return ""
 
     async def setup_hook(self) -> None:
+        self.feedback_view = FeedbackView(self)
+        self.add_view(self.feedback_view)  # persistent: clicks on answers sent before a restart still arrive
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         if not self.syncs_commands:

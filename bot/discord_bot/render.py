@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import discord
 
 from bot.rag.errors import ModelError, RagError
 from bot.rag.models import Answer, Citation, IngestReport, SourceInfo, Summary
-from bot.rag.stats import StatsSnapshot
+from bot.state.conversations import StatsReport
 
 AUTOCOMPLETE_LIMIT = 25  # Discord shows at most 25 choices
 MESSAGE_LIMIT = 2000
@@ -170,15 +169,34 @@ def render_reload(report: IngestReport) -> str:
     return trim("\n".join(lines), MESSAGE_LIMIT)
 
 
-def render_stats(stats: StatsSnapshot, provider: str) -> str:
-    since = discord.utils.format_dt(datetime.fromtimestamp(stats.started_at, UTC), "R")
-    rate = "—" if stats.refusal_rate is None else f"{stats.refusal_rate:.0%}"
-    p50 = "—" if stats.p50_latency_ms is None else f"{stats.p50_latency_ms:.0f} ms"
-    return (
-        f"Since start ({since}), back-end `{provider}`:\n"
-        f"• questions served: {stats.questions} ({stats.answered} answered, {stats.refused} refused, {stats.errors} failed)\n"
-        f"• refusal rate: {rate}\n• median answer time: {p50}"
-    )
+def _percent(part: int, whole: int) -> str:
+    return f" ({part / whole:.0%})" if whole else ""
+
+
+def _quoted(items: list[tuple[str, int]]) -> list[str]:
+    return [f"• “{discord.utils.escape_markdown(trim(text, 150))}”" + (f" ×{n}" if n > 1 else "") for text, n in items]
+
+
+def render_report(report: StatsReport, period: str, provider: str) -> str:
+    """/stats: the figures over the period, then what the sources miss (refused and 👎 questions)."""
+    when = {"24h": "the last 24 hours", "7d": "the last 7 days"}.get(period, "all time")
+    ms = "—" if report.p50_ms is None else f"{report.p50_ms:.0f} ms (p95 {report.p95_ms or 0:.0f} ms)"
+    votes = report.up + report.down
+    lines = [
+        f"**Questions over {when}** (back-end `{provider}`)",
+        f"• questions: {report.questions} — answered {report.answered}, refused {report.refused}"
+        f"{_percent(report.refused, report.questions)}",
+        f"• feedback: 👍 {report.up} · 👎 {report.down}{_percent(report.up, votes) and f' — {report.up / votes:.0%} positive'}",
+        f"• answer time: {ms}",
+    ]
+    if report.top_sources:
+        cited = ", ".join(f"{discord.utils.escape_markdown(name)} ({n})" for name, n in report.top_sources)
+        lines.append(f"• most cited: {cited}")
+    if report.top_refused:
+        lines += ["**Not answered — what the sources miss:**", *_quoted(report.top_refused)]
+    if report.top_down:
+        lines += ["**Marked 👎:**", *_quoted(report.top_down)]
+    return trim("\n".join(lines), MESSAGE_LIMIT)
 
 
 def describe_error(error: BaseException) -> str:

@@ -13,6 +13,7 @@ from chromadb.api import ClientAPI
 from chromadb.config import Settings as ChromaSettings
 
 from bot.rag.answer.base import Answerer
+from bot.rag.answer.followup import FollowUps, HistoryBudget
 from bot.rag.embeddings import EmbeddingModel, VectorCache, build_embeddings
 from bot.rag.errors import IndexUnavailableError
 from bot.rag.ingest.chunking import chunk_document
@@ -96,6 +97,16 @@ class Components:
 
             return OpenAIAnswerer(self.settings, self.prompts, self.vectors)
         return self.extractive
+
+    @cached_property
+    def followups(self) -> FollowUps:
+        """Follow-ups made standalone: rewritten by the model, or asked with the previous question."""
+        budget = HistoryBudget(self.settings.history_turns, self.settings.history_tokens)
+        if self.settings.provider == "openai":
+            from bot.rag.answer.llm import build_chat_model
+
+            return FollowUps.with_model(self.prompts.condense, build_chat_model(self.settings), budget)
+        return FollowUps(None, budget)
 
     @cached_property
     def extractive(self) -> Answerer:

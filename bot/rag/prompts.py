@@ -14,6 +14,7 @@ from bot.rag.errors import RagError
 class Prompts:
     answer: ChatPromptTemplate
     summary: ChatPromptTemplate
+    condense: ChatPromptTemplate  # a follow-up and the conversation -> a standalone question
     excerpt: str  # format string with {n}, {source}, {text}
     refusal: str  # what the bot says when the sources do not hold the answer
     uncited_note: str  # appended to a model answer that cites no retrieved chunk
@@ -33,6 +34,9 @@ class Prompts:
             ),
             summary=ChatPromptTemplate.from_messages(
                 [("system", read("summary_system.md")), ("human", read("summary_user.md"))]
+            ),
+            condense=ChatPromptTemplate.from_messages(
+                [("system", read("condense_system.md")), ("human", read("condense_user.md"))]
             ),
             excerpt=read("excerpt.txt"),
             refusal=read("refusal.txt"),

@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Iterator
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -17,6 +17,7 @@ from cachetools import LRUCache
 from langchain_core.runnables import Runnable
 
 from bot.rag.answer.base import Answerer, AnswerEvent
+from bot.rag.answer.followup import Turn
 from bot.rag.components import Components
 from bot.rag.embeddings import EmbeddingModel
 from bot.rag.errors import QuestionError, RagError, UnknownSourceError
@@ -106,29 +107,35 @@ class RagService:
             return shared.chain
         return scoped_chain([own, shared], self.components.answerer, self.settings.top_k)
 
-    def ask(self, question: str, user: int | str | None = None, guild_id: int | None = None) -> Answer:
+    def ask(self, question: str, user: int | str | None = None, guild_id: int | None = None,
+            history: Sequence[Turn] = ()) -> Answer:
         """A cited answer from the sources, or a plain refusal when they do not hold it.
-        `user` (e.g. a Discord user id) only goes, hashed, into the question log."""
+        `user` (e.g. a Discord user id) only goes, hashed, into the question log; `history`
+        (the conversation's earlier turns) makes a follow-up standalone first."""
         cleaned = self.validate_question(question)
         with self._recording(user) as record:
-            return record(self.chain(guild_id).invoke(cleaned))
+            standalone = self.components.followups.standalone(cleaned, history)
+            return record(self.chain(guild_id).invoke(standalone))
 
-    def stream(self, question: str, user: int | str | None = None, guild_id: int | None = None) -> Iterator[AnswerEvent]:
+    def stream(self, question: str, user: int | str | None = None, guild_id: int | None = None,
+               history: Sequence[Turn] = ()) -> Iterator[AnswerEvent]:
         """Like `ask`, but yields the answer text as it is written (back-ends that can
         stream), always ending with the final Answer."""
         cleaned = self.validate_question(question)
         with self._recording(user) as record:
-            for event in self.chain(guild_id).stream(cleaned):
+            standalone = self.components.followups.standalone(cleaned, history)
+            for event in self.chain(guild_id).stream(standalone):
                 yield record(event)
 
     async def astream(
-        self, question: str, user: int | str | None = None, guild_id: int | None = None
+        self, question: str, user: int | str | None = None, guild_id: int | None = None, history: Sequence[Turn] = ()
     ) -> AsyncIterator[AnswerEvent]:
         """`stream` for the event loop (the Discord bot): the same chain's `astream`."""
         cleaned = self.validate_question(question)
         with self._recording(user) as record:
+            standalone = await self.components.followups.astandalone(cleaned, history)
             chain = await asyncio.to_thread(self.chain, guild_id)
-            async for event in chain.astream(cleaned):
+            async for event in chain.astream(standalone):
                 yield record(event)
 
     @contextlib.contextmanager

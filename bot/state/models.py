@@ -1,5 +1,6 @@
 """The SQL schema of the bot's state: which sources each knowledge base holds, per-page crawl
-validators, the audit log of changes, per-server settings and the schema version.
+validators, the audit log of changes, per-server settings, the answers the bot gave (with
+their conversations and members' votes) and the schema version.
 
 Owns table and column definitions (SQLAlchemy 2 declarative) and the frozen snapshots
 (`SourceRow`, `AuditRow`) that queries return instead of live ORM objects. Sessions and
@@ -19,7 +20,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: answers, votes, conversations, state values
 """Bump together with a migration step in `Database.create_schema` when the schema changes."""
 
 SOURCE_KINDS = frozenset({"file", "url", "crawl", "folder"})
@@ -163,6 +164,64 @@ class GuildConfig(Base):
     guild_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     log_channel_id: Mapped[str | None] = mapped_column(String(32))
     extra: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class StateValue(Base):
+    """Named values the bot keeps for itself (the salt that user ids are hashed with)."""
+
+    __tablename__ = "state_values"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class ConversationRecord(Base):
+    """A thread the bot answers in: follow-ups there need no mention."""
+
+    __tablename__ = "conversations"
+
+    thread_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    guild_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    channel_id: Mapped[str | None] = mapped_column(String(32))  # the channel or forum it is in
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    handed_over: Mapped[bool] = mapped_column(default=False)  # a moderator answered: the bot waits for a mention
+
+
+class AnswerRecord(Base):
+    """One question the bot answered or refused. Who asked is a salted hash; the texts are
+    cleared after RETENTION_DAYS (the figures stay for the statistics)."""
+
+    __tablename__ = "answers"
+    __table_args__ = (Index("ix_answers_guild_asked", "guild_id", "asked_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    guild_id: Mapped[str | None] = mapped_column(String(32))
+    thread_id: Mapped[str | None] = mapped_column(String(32), index=True)  # its conversation, if any
+    message_id: Mapped[str | None] = mapped_column(String(32), unique=True)  # the bot's reply
+    user_hash: Mapped[str] = mapped_column(String(64), index=True)
+    question: Mapped[str | None] = mapped_column(Text)
+    answer: Mapped[str | None] = mapped_column(Text)
+    answered: Mapped[bool] = mapped_column(default=False)
+    provider: Mapped[str] = mapped_column(String(32), default="")
+    sources: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"cited": [source names]}
+    latency_ms: Mapped[int] = mapped_column(Integer, default=0)
+    asked_at: Mapped[datetime] = mapped_column(default=utcnow)
+    votes: Mapped[list[VoteRecord]] = relationship(back_populates="answer", cascade="all, delete-orphan")
+
+
+class VoteRecord(Base):
+    """A member's 👍 (+1) or 👎 (-1) on an answer, one per member per answer."""
+
+    __tablename__ = "votes"
+    __table_args__ = (UniqueConstraint("answer_id", "user_hash", name="uq_vote_member"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    answer_id: Mapped[int] = mapped_column(ForeignKey("answers.id", ondelete="CASCADE"), index=True)
+    user_hash: Mapped[str] = mapped_column(String(64), index=True)
+    value: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str | None] = mapped_column(Text)  # "what was wrong?", cleared with the texts
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    answer: Mapped[AnswerRecord] = relationship(back_populates="votes")
 
 
 # --- detached snapshots handed to callers (never live ORM objects) ---------------------------

@@ -1,4 +1,4 @@
-"""What the bot knows: /summary, /sources, /stats, and the host's /reload of the shared sources."""
+"""What the bot knows: /summary, /sources, and the host's /reload of the shared sources."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from bot.discord_bot.render import (
     NO_MENTIONS,
     render_reload,
     render_sources,
-    render_stats,
     render_summary,
 )
 from bot.rag.errors import RagError
@@ -76,13 +75,6 @@ class KnowledgeCog(commands.Cog):
             )
             return
         await interaction.edit_original_response(content=render_reload(report), allowed_mentions=NO_MENTIONS)
-
-    @app_commands.command(name="stats", description="Questions served since start (moderators)")
-    @moderator_only()
-    async def stats(self, interaction: discord.Interaction) -> None:
-        snapshot = self.bot.service.stats.snapshot()
-        reply = render_stats(snapshot, self.bot.service.provider)
-        await interaction.response.send_message(reply, ephemeral=True, allowed_mentions=NO_MENTIONS)
 
 
 async def setup(bot: SourceBot) -> None:

@@ -1,8 +1,10 @@
-"""Questions: @mentions (or replies to the bot) in channels and threads, and /ask. Answers
-come from the service's `astream` (the chain's own async stream): a streaming back-end's
-text appears progressively (edits throttled); others arrive whole. A request to summarise
-("Summarize the article", "tl;dr", "key points of X") gets the source's summary, as /summary
-gives it, instead of a refusal."""
+"""Questions: @mentions (or replies to the bot), follow-ups in the threads it answers in,
+questions in auto-answer channels and forums, and /ask. A channel question is answered in a
+thread opened on it (per server, `/config answer-in-thread`); a follow-up there goes with the
+conversation's last turns. Answers come from the service's `astream` (the chain's own async
+stream): a streaming back-end's text appears progressively (edits throttled); others arrive
+whole. Every answer carries 👍/👎 and is recorded (who asked, hashed) for /stats. A request
+to summarise ("Summarize the article", "tl;dr") gets the source's summary instead."""
 
 from __future__ import annotations
 
@@ -10,7 +12,8 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import discord
@@ -18,6 +21,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.discord_bot.checks import CooldownHit, QuestionCooldown, channel_allowed
+from bot.discord_bot.conversation import ConversationGate, Why
+from bot.discord_bot.destination import Destination
 from bot.discord_bot.render import (
     MESSAGE_LIMIT,
     NO_MENTIONS,
@@ -30,6 +35,7 @@ from bot.discord_bot.render import (
 from bot.rag.answer.intent import summary_request
 from bot.rag.errors import QuestionError, RagError
 from bot.rag.models import Answer, SourceInfo
+from bot.state.conversations import Turn
 
 if TYPE_CHECKING:
     from bot.discord_bot.app import SourceBot
@@ -45,6 +51,8 @@ class QuestionsCog(commands.Cog):
     def __init__(self, bot: SourceBot) -> None:
         self.bot = bot
         self.cooldown = QuestionCooldown(bot.settings)
+        self.gate = ConversationGate(bot)
+        self.feedback = bot.feedback_view
 
     async def _known_sources(self, guild_id: int | None) -> list[SourceInfo]:
         """The sources a question in this server may name; none when the index cannot say
@@ -55,30 +63,32 @@ class QuestionsCog(commands.Cog):
             return []
 
     async def reply_for(
-        self, question: str, user: int, guild_id: int | None, show: Callable[[str], Awaitable[None]]
-    ) -> tuple[list[Reply], bool]:
-        """The rendered reply to a question, and whether anything partial was shown: the
-        summary when the question asks for one, else the streamed answer."""
+        self, question: str, user: int, guild_id: int | None, show: Callable[[str], Awaitable[None]],
+        history: Sequence[Turn] = (),
+    ) -> tuple[list[Reply], bool, Answer | None]:
+        """The rendered reply to a question, whether anything partial was shown, and the
+        answer (None for a summary): the summary when the question asks for one, else the
+        streamed answer."""
         infos = await self._known_sources(guild_id)
         titles = {info.name: info.title for info in infos if info.title}
         request = summary_request(self.bot.service.validate_question(question), [i.name for i in infos], titles)
         if request is not None:
             log.info("question routed to the summary of %s (guild=%s)", request.source or "all sources", guild_id)
             summary = await asyncio.to_thread(self.bot.service.summary, request.source, guild_id)
-            return render_summary(summary, titles), False
-        return await self.answer_progressively(question, user, guild_id, show, titles)
+            return render_summary(summary, titles), False, None
+        return await self.answer_progressively(question, user, guild_id, show, titles, history)
 
     async def answer_progressively(
         self, question: str, user: int, guild_id: int | None, show: Callable[[str], Awaitable[None]],
-        titles: Mapping[str, str | None] | None = None,
-    ) -> tuple[list[Reply], bool]:
+        titles: Mapping[str, str | None] | None = None, history: Sequence[Turn] = (),
+    ) -> tuple[list[Reply], bool, Answer]:
         """Consume the stream, calling `show` with partial text at most every interval.
-        Returns the rendered final answer and whether anything partial was shown."""
+        Returns the rendered final answer, whether anything partial was shown, the answer."""
         interval = self.bot.settings.stream_edit_interval
         shown, last = False, 0.0
-        async for item in self.bot.service.astream(question, user, guild_id):
+        async for item in self.bot.service.astream(question, user, guild_id, history):
             if isinstance(item, Answer):
-                return render_answer(item, titles), shown
+                return render_answer(item, titles), shown, item
             now = time.monotonic()
             if item.strip() and now - last >= interval:
                 await show(trim(item, MESSAGE_LIMIT - len(WRITING)) + WRITING)
@@ -97,52 +107,71 @@ class QuestionsCog(commands.Cog):
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
-        if not self._addressed(message) or not channel_allowed(message.channel, self.bot.settings):
+        if self.bot.user is None or message.author.bot or not channel_allowed(message.channel, self.bot.settings):
+            return
+        why = await self.gate.why(message, self._addressed(message))
+        if why is None:
             return
         if self.bot.draining:
             await message.reply(RESTARTING, allowed_mentions=NO_MENTIONS)
             return
         async with self.bot.tracked():
-            await self._answer_message(message)
+            await self._answer_message(message, why)
 
-    async def _answer_message(self, message: discord.Message) -> None:
+    def _question_of(self, message: discord.Message, why: Why) -> str:
         assert self.bot.user is not None
-        question = re.sub(rf"<@!?{self.bot.user.id}>", " ", message.content).strip()
+        text = re.sub(rf"<@!?{self.bot.user.id}>", " ", message.content).strip()
+        if why is Why.FORUM_POST and isinstance(message.channel, discord.Thread):
+            return f"{message.channel.name}\n{text}".strip()  # a post's title is part of its question
+        return text
+
+    async def _answer_message(self, message: discord.Message, why: Why) -> None:
+        question = self._question_of(message, why)
         retry = self.cooldown.retry_after(message)
         if retry:
             await message.reply(str(CooldownHit(retry)), allowed_mentions=NO_MENTIONS)
             return
-        sent: discord.Message | None = None
-
-        async def show(partial: str) -> None:
-            nonlocal sent
-            if sent is None:
-                sent = await message.reply(partial, allowed_mentions=NO_MENTIONS)
-            else:
-                await sent.edit(content=partial, allowed_mentions=NO_MENTIONS)
-
         try:
             self.bot.service.validate_question(question)
-            async with message.channel.typing():
-                replies, _ = await self.reply_for(
-                    question, message.author.id, message.guild.id if message.guild else None, show
+        except QuestionError as exc:
+            if why is Why.MENTION:  # unprompted answers stay quiet about a message they cannot use
+                await message.reply(str(exc), allowed_mentions=NO_MENTIONS)
+            return
+        started = time.perf_counter()
+        place = await self.gate.place(message, question)
+        where = Destination(message, place.thread)
+
+        try:
+            async with where.typing():
+                replies, _, answer = await self.reply_for(
+                    question, message.author.id, message.guild.id if message.guild else None, where.show, place.history
                 )
         except Exception as exc:
             if not isinstance(exc, RagError):
-                log.exception("answering a mention failed (guild=%s channel=%s message=%s)",
+                log.exception("answering a message failed (guild=%s channel=%s message=%s)",
                               message.guild and message.guild.id, message.channel.id, message.id)
-            if sent is not None:
-                await sent.edit(content=describe_error(exc), allowed_mentions=NO_MENTIONS)
-            else:
-                await message.reply(describe_error(exc), allowed_mentions=NO_MENTIONS)
+            await where.finish(Reply(describe_error(exc), None), None)
             return
         first, *rest = replies
-        if sent is not None:
-            await sent.edit(content=first.content, embed=first.embed, allowed_mentions=NO_MENTIONS)
-        else:
-            await message.reply(first.content, embed=first.embed, allowed_mentions=NO_MENTIONS)
+        sent = await where.finish(first, self.feedback if answer is not None else None)
         for reply in rest:
-            await message.channel.send(reply.content, embed=reply.embed, allowed_mentions=NO_MENTIONS)
+            await where.send(reply)
+        if answer is not None and sent is not None:
+            await self.record(answer, question, message.author.id, message.guild and message.guild.id,
+                              place.thread and place.thread.id, sent.id, started)
+
+    async def record(self, answer: Answer, question: str, user: int, guild_id: int | None, thread_id: int | None,
+                     message_id: int, started: float) -> None:
+        """Keep the answer for the conversation, the votes and /stats (the member's own words
+        as the question, not the standalone form it was asked in)."""
+        kept = replace(answer, question=question)
+        try:
+            await asyncio.to_thread(
+                self.bot.conversations.record_answer, kept, user_id=user, guild_id=guild_id, thread_id=thread_id,
+                message_id=message_id, latency_ms=1000 * (time.perf_counter() - started),
+            )
+        except RagError as exc:
+            log.warning("answer %s not recorded: %s", message_id, exc)
 
     # --- /ask ------------------------------------------------------------------------------
     @app_commands.command(name="ask", description="Ask a question about the sources")
@@ -164,18 +193,25 @@ class QuestionsCog(commands.Cog):
             await interaction.response.send_message(str(exc), ephemeral=True, allowed_mentions=NO_MENTIONS)
             return
         await interaction.response.defer(thinking=True)
+        started = time.perf_counter()
 
         async def show(partial: str) -> None:
             await interaction.edit_original_response(content=partial, allowed_mentions=NO_MENTIONS)
 
-        replies, shown = await self.reply_for(question, interaction.user.id, interaction.guild_id, show)
+        replies, shown, answer = await self.reply_for(question, interaction.user.id, interaction.guild_id, show)
         first, *rest = replies
+        view = self.feedback if answer is not None else discord.utils.MISSING
+        sent: discord.Message
         if shown:
-            await interaction.edit_original_response(content=first.content, embed=first.embed, allowed_mentions=NO_MENTIONS)
+            sent = await interaction.edit_original_response(content=first.content, embed=first.embed, view=view,
+                                                            allowed_mentions=NO_MENTIONS)
         else:
-            await interaction.followup.send(first.content, embed=first.embed or discord.utils.MISSING, allowed_mentions=NO_MENTIONS)
+            sent = await interaction.followup.send(first.content, embed=first.embed or discord.utils.MISSING,
+                                                   view=view, allowed_mentions=NO_MENTIONS, wait=True)
         for reply in rest:
             await interaction.followup.send(reply.content, embed=reply.embed or discord.utils.MISSING, allowed_mentions=NO_MENTIONS)
+        if answer is not None:
+            await self.record(answer, question, interaction.user.id, interaction.guild_id, None, sent.id, started)
 
 
 async def setup(bot: SourceBot) -> None:
