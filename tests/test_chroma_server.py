@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bot.rag.embeddings import MiniLMEmbeddings
@@ -118,3 +119,23 @@ def test_two_processes_starting_at_once_on_an_empty_server_build_one_index(serve
     prefix = server_settings.collection_prefix
     names = [c.name for c in RagService(server_settings).base.index.client.list_collections() if c.name.startswith(prefix)]
     assert names == [f"{prefix}_v1"], "one process built, the other waited and used it"
+
+
+def test_a_collection_bigger_than_one_server_query_is_read_in_pages(chroma_server: ChromaServer) -> None:
+    """A Chroma server refuses one `get` of more than ~32k records ("too many SQL variables");
+    the catalogue of a 150k-chunk version must still load. Vectors are made up: no model needed."""
+    import chromadb
+
+    from bot.rag.index.version import load_catalogue
+
+    client = chromadb.HttpClient(host="127.0.0.1", port=chroma_server.port)
+    collection = client.create_collection(f"big{uuid.uuid4().hex[:8]}", embedding_function=None)
+    n, rng = 40_000, np.random.default_rng(7)
+    for lo in range(0, n, 5000):
+        ids = [f"doc-{i // 100}.txt#{i % 100}-x" for i in range(lo, lo + 5000)]
+        metas = [{"source": f"doc-{i // 100}.txt", "chunk_index": i % 100, "start": 10 * (i % 100),
+                  "end": 10 * (i % 100) + 9, "source_hash": "h"} for i in range(lo, lo + 5000)]
+        collection.add(ids=ids, embeddings=rng.random((5000, 8), dtype=np.float32), metadatas=metas)
+    catalogue = load_catalogue(collection, None)
+    assert len(catalogue) == n and len(catalogue.sources) == n // 100
+    assert [c.index for c in catalogue.sources["doc-7.txt"].chunks] == list(range(100))

@@ -25,7 +25,7 @@ from chromadb.api.models.Collection import Collection
 
 from bot.rag.embeddings import EmbeddingModel
 from bot.rag.index.reclaim import reclaim_space
-from bot.rag.index.version import ChunkEntry, IndexVersion, load_catalogue
+from bot.rag.index.version import ChunkEntry, IndexVersion, load_catalogue, read_all
 from bot.rag.models import Chunk, IngestReport, SourceDocument
 
 log = logging.getLogger(__name__)
@@ -159,7 +159,7 @@ class ChromaIndex:
         if collection is not None:
             name = collection.name
             wanted = {c.id for c in chunks}
-            done = set(collection.get(include=[])["ids"])
+            done = set(read_all(collection)[0])
             stale = sorted(done - wanted)
             for lo in range(0, len(stale), _WRITE_BATCH):
                 collection.delete(ids=stale[lo:lo + _WRITE_BATCH])

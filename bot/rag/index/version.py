@@ -29,6 +29,7 @@ from bot.rag.models import Chunk, SourceInfo
 log = logging.getLogger(__name__)
 
 _FETCH_BATCH = 1000  # ids per Chroma `get`
+_PAGE = 5000  # records per page when reading a whole collection
 _CATALOGUE_FILE = "catalogue.json"
 
 
@@ -215,14 +216,26 @@ class IndexVersion:
         return cached
 
 
+def read_all(collection: Collection, with_metadata: bool = False) -> tuple[list[str], list[Mapping[str, Any] | None]]:
+    """Every id (and metadata) of a collection, read in pages: a Chroma server refuses a
+    single query over some 32,000 records ("too many SQL variables")."""
+    ids: list[str] = []
+    metadatas: list[Mapping[str, Any] | None] = []
+    for offset in range(0, collection.count(), _PAGE):
+        page = collection.get(include=["metadatas"] if with_metadata else [], limit=_PAGE, offset=offset)
+        ids.extend(page["ids"])
+        metadatas.extend(page["metadatas"] or [None] * len(page["ids"]))
+    return ids, metadatas
+
+
 def load_catalogue(collection: Collection, derived_dir: Path | None) -> Catalogue:
     """The version's catalogue: read from its derived folder, or made from the collection's
     metadata (and saved there for the next process)."""
     path = derived_dir / _CATALOGUE_FILE if derived_dir is not None else None
     if path is not None and (saved := Catalogue.load(path)) is not None and len(saved) == collection.count():
         return saved
-    records = collection.get(include=["metadatas"])
-    catalogue = Catalogue.from_records(records["ids"], records["metadatas"] or [])
+    ids, metadatas = read_all(collection, with_metadata=True)
+    catalogue = Catalogue.from_records(ids, metadatas)
     if path is not None:
         try:
             catalogue.save(path)
