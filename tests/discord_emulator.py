@@ -17,6 +17,9 @@ INTERACTION_CREATE, channel and role changes) goes only to the session running t
 number of sessions may be connected at once (one per shard, from one process or several); an
 unsharded session receives everything. `add_guild(..., shard=k, shard_count=n)` picks a guild id
 on shard k; `sent_on(shard, event)` is what that shard's sessions received.
+
+Threads, forum posts, message components (buttons, selects) and modals: tests/discord_threads.py
+(mixed into DiscordEmulator), whose docstring lists the routes, rules and helpers.
 """
 
 from __future__ import annotations
@@ -42,12 +45,17 @@ from tests.discord_payloads import (  # noqa: F401  (re-exported: tests import t
     ALL_PERMISSIONS,
     ATTACH_FILES,
     BOT_PERMISSIONS,
+    CREATE_PRIVATE_THREADS,
+    CREATE_PUBLIC_THREADS,
     EMBED_LINKS,
     EPHEMERAL,
     EVERYONE_PERMISSIONS,
     MANAGE_GUILD,
+    MANAGE_MESSAGES,
+    MANAGE_THREADS,
     READ_MESSAGE_HISTORY,
     SEND_MESSAGES,
+    SEND_MESSAGES_IN_THREADS,
     USE_APPLICATION_COMMANDS,
     VIEW_CHANNEL,
     Call,
@@ -59,6 +67,7 @@ from tests.discord_payloads import (  # noqa: F401  (re-exported: tests import t
     json_response,
     snowflake,
 )
+from tests.discord_threads import ThreadsAndComponents
 
 INTERACTION_DEADLINE = 3.0
 UPLOAD_LIMIT = 10 * 1024 * 1024
@@ -111,7 +120,7 @@ class GatewaySession:
         return [f["d"] for f in self.sent if event is None or f["t"] == event]
 
 
-class DiscordEmulator:
+class DiscordEmulator(ThreadsAndComponents):
     def __init__(self) -> None:
         self.app_id = snowflake()
         self.bot_user = self.user("sourcebot", bot=True, user_id=self.app_id)
@@ -125,6 +134,7 @@ class DiscordEmulator:
         self.files: dict[str, tuple[str, bytes, str]] = {}  # attachment id -> (filename, bytes, content type)
         self.expectations: list[Expectation] = []
         self.dms_closed: set[str] = set()
+        self.bot_permissions = BOT_PERMISSIONS  # the bot's guild permissions (add MANAGE_THREADS etc. here)
         self.sockets: list[web.WebSocketResponse] = []
         self.sessions = 0  # IDENTIFYs so far
         self.resumes = 0
@@ -146,6 +156,7 @@ class DiscordEmulator:
         self._runner: web.AppRunner | None = None
         self._changed = asyncio.Condition()
         self.port = 0
+        self._setup_threads()
         self.guild_id = self.add_guild("Test Server", channel="questions")
         self.channel_id = self.guilds[self.guild_id].default_channel
         self.moderator_role_id = self.add_role(self.guild_id, "Moderators", EVERYONE_PERMISSIONS)
@@ -254,11 +265,14 @@ class DiscordEmulator:
             return ALL_PERMISSIONS
         if channel_id is None:
             return base
-        return P.permissions_in(base, self.channels[channel_id]["permission_overwrites"], everyone_id=guild.id,
+        ch = self.channels[str(channel_id)]
+        if ch["type"] in P.THREAD_TYPES:  # a thread has the permissions of its parent
+            ch = self.channels[ch["parent_id"]]
+        return P.permissions_in(base, ch["permission_overwrites"], everyone_id=guild.id,
                                 role_ids=member.roles, member_id=member.id)
 
     def _bot_member(self, guild: str) -> Member:
-        return Member(self.bot_user, [], BOT_PERMISSIONS, guild)
+        return Member(self.bot_user, [], self.bot_permissions, guild)
 
     # --- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -467,7 +481,7 @@ class DiscordEmulator:
             # Everyone is listed (so member_count == len(members): no chunk wait) when the client
             # asked for the members intent; otherwise Discord lists only the bot itself.
             "member_count": 1 + len(guild.members), "large": False, "features": [], "emojis": [], "stickers": [],
-            "threads": [], "voice_states": [], "presences": [], "stage_instances": [], "guild_scheduled_events": [],
+            "threads": self._active_threads(guild.id), "voice_states": [], "presences": [], "stage_instances": [], "guild_scheduled_events": [],
             "roles": list(guild.roles.values()), "channels": [self.channels[c] for c in guild.channels],
             "members": self._member_payloads(guild.id, self._wants(P.INTENT_GUILD_MEMBERS) and self.intents is not None),
             "premium_tier": 0, "verification_level": 0, "explicit_content_filter": 0,
@@ -498,13 +512,19 @@ class DiscordEmulator:
         in their DM with the bot (no guild_id, no member). Returns the message object."""
         user = author.user if isinstance(author, Member) else author
         channel = str(channel) if channel is not None else None
-        if dm or (channel is not None and self.channels[channel]["type"] == 1):
+        if dm or (channel is not None and self.channels.get(channel, {}).get("type") == 1):
             cid, gid = self.dm_channel(user), None
         else:
             gid = (author.guild_id if isinstance(author, Member) else None) or self.guild_id
             cid = channel or self.guilds[gid].default_channel
+            if cid not in self.channels:
+                raise LookupError(f"channel {cid} does not exist (a deleted thread?)")
             if self.channels[cid].get("guild_id") != gid:
                 raise ValueError(f"channel {cid} is not in guild {gid}, where {user['username']} is a member")
+            if self.channels[cid]["type"] in P.FORUM_TYPES:
+                raise ValueError(f"channel {cid} is a forum: members post there with create_forum_post")
+            if self.channels[cid]["type"] in P.THREAD_TYPES and isinstance(author, Member):
+                await self._member_posts_in_thread(author, self.channels[cid])
         if mention_bot:
             content = f"<@{self.app_id}> {content}"
         files = [a if isinstance(a, dict) else self.attachment(*a) for a in attachments or []]
@@ -516,7 +536,7 @@ class DiscordEmulator:
             message["message_reference"] = {"message_id": reply_to["id"], "channel_id": reply_to["channel_id"],
                                             **({"guild_id": reply_to["guild_id"]} if "guild_id" in reply_to else {})}
             message["referenced_message"] = reply_to
-        self.messages[message["id"]] = message
+        self._stored(message)
         event = self._message_event(message)
         if event is not None:
             await self.dispatch("MESSAGE_CREATE", event)
@@ -567,6 +587,14 @@ class DiscordEmulator:
             data["guild_id"] = scope
         if resolved:
             data["resolved"] = resolved
+        await self.dispatch("INTERACTION_CREATE", self._interaction_payload(kind, member, gid, cid, token,
+                                                                            interaction_id, data))
+        return self.interactions[token]
+
+    def _interaction_payload(self, kind: int, member: Member, gid: str | None, cid: str, token: str,
+                             interaction_id: str, data: dict[str, Any]) -> dict[str, Any]:
+        """INTERACTION_CREATE as Discord sends it: the full channel (a thread's too: discord.py builds an
+        uncached thread from it), the member with roles, flags and permissions, app_permissions, locales."""
         payload: dict[str, Any] = {
             "id": interaction_id, "application_id": self.app_id, "type": kind, "token": token, "version": 1,
             "channel_id": cid, "locale": "en-US", "entitlements": [], "authorizing_integration_owners": {},
@@ -574,15 +602,14 @@ class DiscordEmulator:
         }
         if gid is None:
             payload.update(context=1, user=member.user, channel=self.channels[cid],
-                           app_permissions=str(BOT_PERMISSIONS))
+                           app_permissions=str(self.bot_permissions))
         else:
             payload.update(context=0, guild_id=gid, guild_locale="en-US",
                            guild={"id": gid, "locale": "en-US", "features": []},
                            channel={**self.channels[cid], "permissions": str(self.permissions(member, cid))},
                            member=member.payload(with_permissions=True, permissions=self.permissions(member, cid)),
                            app_permissions=str(self.permissions(self._bot_member(gid), cid)))
-        await self.dispatch("INTERACTION_CREATE", payload)
-        return self.interactions[token]
+        return payload
 
     def _find_command(self, name: str, guild_id: str | None) -> tuple[dict[str, Any], str | None]:
         for scope in ([guild_id] if guild_id else []) + [None]:
@@ -617,7 +644,7 @@ class DiscordEmulator:
                 ch = self.channels[value]
                 if opt.get("channel_types") and ch["type"] not in opt["channel_types"]:
                     raise ValueError(f"option {name}: channel type {ch['type']} not in {opt['channel_types']}")
-                perms = self.permissions(invoker, value) if gid is not None else BOT_PERMISSIONS
+                perms = self.permissions(invoker, value) if gid is not None else self.bot_permissions
                 return value, {"channels": {value: {**{k: v for k, v in ch.items() if k != "permission_overwrites"},
                                                     "permissions": str(perms)}}}
             what = {6: "user", 7: "channel", 8: "role", 9: "user or role"}.get(kind)
@@ -687,8 +714,14 @@ class DiscordEmulator:
             guild = self.guilds.get(m.group(1))
             member = guild and (guild.members.get(m.group(2)) or (self._bot_member(guild.id) if m.group(2) == app else None))
             return json_response(member.payload()) if member else error(404, 10007, "Unknown Member")
+        if method == "POST" and (m := re.fullmatch(r"/channels/(\d+)/messages/(\d+)/threads", path)):
+            return self._start_thread_route(m.group(1), m.group(2), body)
+        if method == "POST" and (m := re.fullmatch(r"/channels/(\d+)/threads", path)):
+            return self._create_thread_route(m.group(1), body)
+        if m := re.fullmatch(r"/channels/(\d+)/thread-members/@me", path):
+            return self._thread_member_route(method, m.group(1))
         if m := re.fullmatch(r"/channels/(\d+)(/typing|/messages(?:/(\d+))?)?", path):
-            return self._channel_route(method, m.group(1), m.group(2) or "", m.group(3), body)
+            return self._channel_route(method, m.group(1), m.group(2) or "", m.group(3), body, query)
         if method == "POST" and (m := re.fullmatch(r"/interactions/(\d+)/([\w-]+)/callback", path)):
             return self._callback(m.group(2), body, query)
         if m := re.fullmatch(rf"/webhooks/{app}/([\w-]+)(?:/messages/(@original|\d+))?", path):
@@ -726,7 +759,8 @@ class DiscordEmulator:
         """Commands synced for one guild (None: the global ones)."""
         return self._commands.get(guild, {})
 
-    def _channel_route(self, method: str, cid: str, what: str, mid: str | None, body: Any) -> web.Response:
+    def _channel_route(self, method: str, cid: str, what: str, mid: str | None, body: Any,
+                       query: dict[str, str] | None = None) -> web.Response:
         ch = self.channels.get(cid)
         if ch is None:
             return error(404, 10003, "Unknown Channel")
@@ -734,12 +768,18 @@ class DiscordEmulator:
         perms = self.permissions(self._bot_member(guild), cid) if guild else ALL_PERMISSIONS
         if not perms & VIEW_CHANNEL:
             return error(403, 50001, "Missing Access")
+        in_thread = ch["type"] in P.THREAD_TYPES
         if what == "" and method == "GET":
             return json_response(ch)
+        if what == "" and in_thread:
+            return self._thread_route(method, ch, perms, body)
         if what == "/typing" and method == "POST":
-            return web.Response(status=204) if perms & SEND_MESSAGES else error(403, 50013, "Missing Permissions")
+            send = SEND_MESSAGES_IN_THREADS if in_thread else SEND_MESSAGES
+            return web.Response(status=204) if perms & send else error(403, 50013, "Missing Permissions")
         if what == "/messages" and method == "POST":
             return self._post_message(ch, perms, body or {})
+        if what == "/messages" and method == "GET":
+            return self._history(cid, query or {}) if perms & READ_MESSAGE_HISTORY else error(403, 50001, "Missing Access")
         if what.startswith("/messages/") and mid is not None:
             message = self.messages.get(mid)
             if message is None or message["channel_id"] != cid:
@@ -747,10 +787,12 @@ class DiscordEmulator:
             mine = message["author"]["id"] == self.app_id
             if method == "GET":
                 return json_response(message) if perms & READ_MESSAGE_HISTORY else error(403, 50001, "Missing Access")
+            if method in ("DELETE", "PATCH") and in_thread and ch["thread_metadata"]["archived"]:
+                return error(400, 50083, "Thread is archived")
             if method == "DELETE":
-                if not mine and not perms & (1 << 13):  # MANAGE_MESSAGES
+                if not mine and not perms & MANAGE_MESSAGES:
                     return error(403, 50013, "Missing Permissions")
-                del self.messages[mid]
+                self._unstored(mid)
                 self._announce("MESSAGE_DELETE", {"id": mid, "channel_id": cid, **({"guild_id": guild} if guild else {})})
                 return web.Response(status=204)
             if method == "PATCH":
@@ -760,6 +802,7 @@ class DiscordEmulator:
                 if problem:
                     return error(*problem)
                 self._apply_edit(message, body or {})
+                self._bot_wrote(message)
                 self._echo("MESSAGE_UPDATE", message)
                 return json_response(message)
         return error(405, 0, "405: Method Not Allowed")
@@ -769,7 +812,11 @@ class DiscordEmulator:
             return error(400, 50008, "Cannot send messages in a non-text channel")
         if ch["type"] == 1 and ch["recipients"][0]["id"] in self.dms_closed:
             return error(403, 50007, "Cannot send messages to this user")
-        if not perms & SEND_MESSAGES or (body.get("files") and not perms & ATTACH_FILES):
+        in_thread = ch["type"] in P.THREAD_TYPES
+        if in_thread and (problem := self._thread_send_problem(ch, perms)):
+            return problem
+        send = SEND_MESSAGES_IN_THREADS if in_thread else SEND_MESSAGES  # a thread needs its own permission
+        if not perms & send or (body.get("files") and not perms & ATTACH_FILES):
             return error(403, 50013, "Missing Permissions")
         problem = P.check_message(body) or self._check_upload(body)
         if problem:
@@ -783,13 +830,15 @@ class DiscordEmulator:
         guild = ch.get("guild_id")
         message = self._message(self.bot_user, body.get("content") or "", embeds=body.get("embeds") or [],
                                 channel_id=ch["id"], guild_id=guild, attachments=self._uploads(body),
-                                member=self._bot_member(guild) if guild else None)
-        message["flags"] = int(body.get("flags") or 0) & (P.SUPPRESS_EMBEDS | (1 << 12))
+                                member=self._bot_member(guild) if guild else None,
+                                components=body.get("components") or [])
+        message["flags"] = int(body.get("flags") or 0) & P.SENDABLE_FLAGS
         if referenced is not None:
             message["type"] = 19
             message["message_reference"] = {k: str(v) for k, v in ref.items() if k != "fail_if_not_exists"}
             message["referenced_message"] = referenced
-        self.messages[message["id"]] = message
+        self._stored(message)
+        self._bot_wrote(message)
         self._echo("MESSAGE_CREATE", message)
         return json_response(message)
 
@@ -835,7 +884,7 @@ class DiscordEmulator:
         data = {**(body.get("data") or {}), **({"files": body["files"]} if body.get("files") else {})}
         if kind not in self._ALLOWED_RESPONSES.get(interaction.kind, set()):
             return error(400, 50035, f"Invalid Form Body: type: callback type {kind} is not valid for interaction type {interaction.kind}")
-        problem = P.check_message(data) if kind == 4 else None
+        problem = P.check_message(data) if kind == 4 else self._component_callback_problem(interaction, kind, data)
         if kind == 8 and (why := P.check_choices(data)):
             problem = (400, 50035, f"Invalid Form Body: data.{why}")
         if problem or (kind == 4 and (problem := self._check_upload(data))):
@@ -846,25 +895,31 @@ class DiscordEmulator:
             interaction.choices = data["choices"]
         message = None
         if kind in (4, 5):
-            flags = int(data.get("flags") or 0) & (EPHEMERAL | P.SUPPRESS_EMBEDS | (1 << 12)) | (P.LOADING if kind == 5 else 0)
+            flags = int(data.get("flags") or 0) & (EPHEMERAL | P.SENDABLE_FLAGS) | (P.LOADING if kind == 5 else 0)
             message = self._response_message(interaction, data if kind == 4 else {}, flags, original=True)
             interaction.original = message
+            self._bot_wrote(message)
             if not flags & EPHEMERAL:
-                self.messages[message["id"]] = message
+                self._stored(message)
                 self._echo("MESSAGE_CREATE", message)
+        elif kind in (6, 7, 9):
+            message = self._component_callback(interaction, kind, data)
         if query.get("with_response") not in ("1", "true", "True"):
             return web.Response(status=204)
+        target = interaction.original if kind in (6, 7) else message
         reply: dict[str, Any] = {"interaction": {
-            "id": interaction.id, "type": interaction.kind, "response_message_id": message and message["id"],
-            "response_message_loading": kind == 5, "response_message_ephemeral": bool(message and message["flags"] & EPHEMERAL)}}
+            "id": interaction.id, "type": interaction.kind, "response_message_id": target and target["id"],
+            "response_message_loading": kind == 5, "response_message_ephemeral": bool(target and target["flags"] & EPHEMERAL)}}
         if message is not None:
             reply["resource"] = {"type": kind, "message": message}
+        elif kind == 9:
+            reply["resource"] = {"type": 9}
         return json_response(reply)
 
     def _response_message(self, interaction: Interaction, data: dict[str, Any], flags: int, original: bool) -> dict[str, Any]:
         message = self._message(self.bot_user, data.get("content") or "", embeds=data.get("embeds") or [],
                                 channel_id=interaction.channel_id, guild_id=interaction.guild_id,
-                                attachments=self._uploads(data), flags=flags)
+                                attachments=self._uploads(data), flags=flags, components=data.get("components") or [])
         message.update(webhook_id=self.app_id, application_id=self.app_id, type=20 if original else 0)
         return message
 
@@ -884,11 +939,12 @@ class DiscordEmulator:
                 self._apply_edit(original, body)                         # message and keeps its ephemeral flag
                 message, event = original, "MESSAGE_UPDATE"
             else:
-                flags = int(body.get("flags") or 0) & (EPHEMERAL | P.SUPPRESS_EMBEDS | (1 << 12))
+                flags = int(body.get("flags") or 0) & (EPHEMERAL | P.SENDABLE_FLAGS)
                 message, event = self._response_message(interaction, body, flags, original=False), "MESSAGE_CREATE"
             interaction.followups.append(message)
+            self._bot_wrote(message)
             if not message["flags"] & EPHEMERAL:
-                self.messages[message["id"]] = message
+                self._stored(message)
                 self._echo(event, message)
             return json_response(message) if query.get("wait") in ("1", "true", "True") else web.Response(status=204)
         message = interaction.original if target == "@original" else next(
@@ -899,7 +955,7 @@ class DiscordEmulator:
             return json_response(message)
         if method == "DELETE":
             message["_deleted"] = True
-            if self.messages.pop(message["id"], None) is not None:
+            if self._unstored(message["id"]) is not None:
                 self._announce("MESSAGE_DELETE", {"id": message["id"], "channel_id": message["channel_id"],
                                                   **({"guild_id": message["guild_id"]} if "guild_id" in message else {})})
             return web.Response(status=204)
@@ -909,6 +965,7 @@ class DiscordEmulator:
         if problem:
             return error(*problem)
         self._apply_edit(message, body)
+        self._bot_wrote(message)
         if target == "@original":
             interaction.edits.append(copy.deepcopy(message))
         if not message["flags"] & EPHEMERAL:
@@ -918,11 +975,12 @@ class DiscordEmulator:
     def _message(self, author: dict[str, Any], content: str, *, member: Member | None = None,
                  embeds: list[dict[str, Any]] | None = None, channel_id: str | None = None,
                  guild_id: str | None = _DEFAULT, attachments: list[dict[str, Any]] | None = None,
-                 flags: int = 0) -> dict[str, Any]:
+                 flags: int = 0, components: list[dict[str, Any]] | None = None,
+                 message_id: str | None = None) -> dict[str, Any]:
         return P.message(author, content, channel_id=channel_id or self.channel_id,
                          guild_id=self.guild_id if guild_id is _DEFAULT else guild_id,
                          member=member.payload() if member is not None else None, embeds=embeds,
-                         attachments=attachments, flags=flags)
+                         attachments=attachments, flags=flags, components=components, message_id=message_id)
 
     # --- assertions ------------------------------------------------------------------------
     async def wait_for_call(self, method: str, pattern: str, *, after: int = 0, timeout: float = 20.0,
@@ -947,7 +1005,7 @@ class DiscordEmulator:
         return [c for c in self.calls[after:] if c.method == method and re.fullmatch(pattern, c.path)]
 
     def messages_in(self, channel_id: str, *, from_bot: bool | None = None) -> list[dict[str, Any]]:
-        """The messages now in a channel, oldest first (members' and the bot's; from_bot filters)."""
+        """The messages now in a channel or thread, oldest first (members' and the bot's; from_bot filters)."""
         return [m for m in self.messages.values() if m["channel_id"] == str(channel_id)
                 and (from_bot is None or (m["author"]["id"] == self.app_id) == from_bot)]
 

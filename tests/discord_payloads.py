@@ -26,10 +26,17 @@ VIEW_CHANNEL = 1 << 10
 SEND_MESSAGES = 1 << 11
 EMBED_LINKS = 1 << 14
 ATTACH_FILES = 1 << 15
+MANAGE_MESSAGES = 1 << 13
 READ_MESSAGE_HISTORY = 1 << 16
 USE_APPLICATION_COMMANDS = 1 << 31
+MANAGE_THREADS = 1 << 34
+CREATE_PUBLIC_THREADS = 1 << 35
+CREATE_PRIVATE_THREADS = 1 << 36
+SEND_MESSAGES_IN_THREADS = 1 << 38
 ALL_PERMISSIONS = (1 << 51) - 1
-EVERYONE_PERMISSIONS = VIEW_CHANNEL | SEND_MESSAGES | READ_MESSAGE_HISTORY | USE_APPLICATION_COMMANDS
+# Discord's default @everyone grants the thread permissions too.
+EVERYONE_PERMISSIONS = (VIEW_CHANNEL | SEND_MESSAGES | READ_MESSAGE_HISTORY | USE_APPLICATION_COMMANDS
+                        | CREATE_PUBLIC_THREADS | SEND_MESSAGES_IN_THREADS)
 BOT_PERMISSIONS = EVERYONE_PERMISSIONS | EMBED_LINKS | ATTACH_FILES | (1 << 6)  # + add reactions
 
 INTENT_GUILD_MEMBERS = 1 << 1
@@ -40,7 +47,14 @@ INTENT_MESSAGE_CONTENT = 1 << 15
 EPHEMERAL = 1 << 6
 LOADING = 1 << 7
 SUPPRESS_EMBEDS = 1 << 2
+HAS_THREAD = 1 << 5
+SUPPRESS_NOTIFICATIONS = 1 << 12
+IS_COMPONENTS_V2 = 1 << 15
+SENDABLE_FLAGS = SUPPRESS_EMBEDS | SUPPRESS_NOTIFICATIONS | IS_COMPONENTS_V2  # what a create body may set
 NON_TEXT_CHANNELS = {4, 13, 15, 16}  # category, stage, forum, media: no messages of their own
+THREAD_TYPES = {10, 11, 12}  # announcement, public, private thread
+FORUM_TYPES = {15, 16}  # forum, media: posts are threads
+ARCHIVE_DURATIONS = {60, 1440, 4320, 10080}
 TIMESTAMP = "2026-11-25T12:00:00+00:00"
 _ids = itertools.count(1_300_000_000_000_000_000)
 
@@ -110,6 +124,11 @@ class Interaction:
     edits: list[dict[str, Any]] = field(default_factory=list)  # the original after each PATCH, in order
     followups: list[dict[str, Any]] = field(default_factory=list)  # followup messages (live objects)
     choices: list[dict[str, Any]] | None = None  # an autocomplete answer
+    custom_id: str | None = None  # a component click (type 3) or modal submit (type 5)
+    message_id: str | None = None  # the message whose component was used (types 3, and 5 from a component)
+    modal: dict[str, Any] | None = None  # the modal the bot opened with callback type 9 (its `data`)
+    modal_at: float = 0.0  # when that callback was answered
+    submitted: Interaction | None = None  # the modal-submit interaction that closed `modal`
 
     @property
     def response_type(self) -> int | None:
@@ -167,6 +186,29 @@ def channel(channel_id: str, guild_id: str, name: str, type: int = 0, position: 
     return data
 
 
+def thread(thread_id: str, guild_id: str, parent_id: str, owner_id: str, name: str, *, type: int = 11,
+           auto_archive_duration: int = 1440, rate_limit_per_user: int = 0,
+           applied_tags: list[str] | None = None) -> dict[str, Any]:
+    """A thread channel object as Discord sends it (REST, THREAD_CREATE, GUILD_CREATE.threads).
+    discord.py needs parent_id, owner_id, message_count, member_count and thread_metadata
+    (archived, auto_archive_duration, archive_timestamp): a missing one is a KeyError that stops the client."""
+    return {"id": thread_id, "type": type, "guild_id": guild_id, "parent_id": parent_id, "owner_id": owner_id,
+            "name": name, "last_message_id": None, "message_count": 0, "member_count": 0, "total_message_sent": 0,
+            "rate_limit_per_user": rate_limit_per_user, "flags": 0, "applied_tags": applied_tags or [],
+            "thread_metadata": {"archived": False, "auto_archive_duration": auto_archive_duration,
+                                "archive_timestamp": TIMESTAMP, "locked": False, "create_timestamp": TIMESTAMP,
+                                **({"invitable": True} if type == 12 else {})}}
+
+
+def forum_tag(name: str, *, moderated: bool = False, emoji_name: str | None = None) -> dict[str, Any]:
+    """A forum tag for add_channel(..., type=15, available_tags=[...]) (discord.py needs emoji_name, even null)."""
+    return {"id": snowflake(), "name": name, "moderated": moderated, "emoji_id": None, "emoji_name": emoji_name}
+
+
+def thread_member(thread_id: str, user_id: str) -> dict[str, Any]:
+    return {"id": thread_id, "user_id": user_id, "join_timestamp": TIMESTAMP, "flags": 0}
+
+
 def dm_channel(channel_id: str, recipient: dict[str, Any]) -> dict[str, Any]:
     return {"id": channel_id, "type": 1, "recipients": [recipient], "last_message_id": None, "flags": 0}
 
@@ -181,12 +223,13 @@ def attachment(attachment_id: str, filename: str, size: int, url: str, proxy_url
 
 def message(author: dict[str, Any], content: str, *, channel_id: str, guild_id: str | None,
             member: dict[str, Any] | None = None, embeds: list[dict[str, Any]] | None = None,
-            attachments: list[dict[str, Any]] | None = None, flags: int = 0) -> dict[str, Any]:
+            attachments: list[dict[str, Any]] | None = None, flags: int = 0,
+            components: list[dict[str, Any]] | None = None, message_id: str | None = None) -> dict[str, Any]:
     data: dict[str, Any] = {
-        "id": snowflake(), "channel_id": channel_id, "author": author, "content": content, "timestamp": TIMESTAMP,
-        "edited_timestamp": None, "tts": False, "mention_everyone": False, "mentions": [], "mention_roles": [],
-        "attachments": attachments or [], "embeds": embeds or [], "pinned": False, "type": 0, "flags": flags,
-        "components": [],
+        "id": message_id or snowflake(), "channel_id": channel_id, "author": author, "content": content,
+        "timestamp": TIMESTAMP, "edited_timestamp": None, "tts": False, "mention_everyone": False, "mentions": [],
+        "mention_roles": [], "attachments": attachments or [], "embeds": embeds or [], "pinned": False, "type": 0,
+        "flags": flags, "components": components or [],
     }
     if guild_id is not None:
         data["guild_id"] = guild_id
@@ -250,6 +293,12 @@ def check_message(body: dict[str, Any] | None, *, edit: bool = False, current: d
             total += len(text or "")
     if total > 6000:
         return 400, 50035, "Invalid Form Body: embeds: Embed size exceeds maximum size of 6000"
+    flags = int(body.get("flags") or 0) | (int(current.get("flags") or 0) if current else 0)
+    v2 = bool(flags & IS_COMPONENTS_V2)
+    if v2 and (content or embeds):
+        return 400, 50035, "Invalid Form Body: content: content and embeds cannot be used with the IS_COMPONENTS_V2 flag"
+    if body.get("components") is not None and (why := check_components(body["components"], v2=v2)):
+        return 400, 50035, f"Invalid Form Body: {why}"
     has = lambda d: bool((d.get("content") or "") or d.get("embeds") or d.get("files") or d.get("attachments")  # noqa: E731
                          or d.get("components") or d.get("sticker_ids") or d.get("poll"))
     if not edit and not has(body):
@@ -258,6 +307,217 @@ def check_message(body: dict[str, Any] | None, *, edit: bool = False, current: d
                                                   "files": body.get("files")}):
         return 400, 50006, "Cannot send an empty message"
     return None
+
+
+# --- message components and modals -----------------------------------------------------------------
+BUTTON_STYLES = {1, 2, 3, 4, 5, 6}  # primary, secondary, success, danger, link, premium
+SELECT_TYPES = {3, 5, 6, 7, 8}  # string, user, role, mentionable, channel select
+LAYOUT_TYPES = {9, 10, 11, 12, 13, 14, 17}  # section, text display, thumbnail, media gallery, file, separator, container
+
+
+def walk_components(components: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """Every component of a message or modal, depth first (rows, containers, sections, labels)."""
+    found: list[dict[str, Any]] = []
+    for component in components or []:
+        found.append(component)
+        found += walk_components(component.get("components"))
+        found += walk_components([c for c in (component.get("accessory"), component.get("component")) if c])
+    return found
+
+
+def find_component(components: list[dict[str, Any]] | None, custom_id: str) -> dict[str, Any] | None:
+    return next((c for c in walk_components(components) if c.get("custom_id") == custom_id), None)
+
+
+def check_components(components: Any, *, v2: bool = False) -> str | None:
+    """Discord's validation of a message's `components` (the `errors` path and message of its 50035)."""
+    if not isinstance(components, list):
+        return "components: Must be an array."
+    if not v2 and len(components) > 5:
+        return "components: Must be 5 or fewer in length."
+    if v2 and len(walk_components(components)) > 40:
+        return "components: Must be 40 or fewer in total."
+    seen: set[str] = set()
+    for i, component in enumerate(components):
+        where, kind = f"components.{i}", component.get("type")
+        if kind == 1:
+            why = _check_row(component, where, seen)
+        elif v2 and kind in LAYOUT_TYPES:
+            why = _check_layout(component, where, seen)
+        else:
+            why = f"{where}.type: Value must be one of (1,)." if not v2 else f"{where}.type: Invalid component type {kind}"
+        if why:
+            return why
+    return None
+
+
+def _check_row(row: dict[str, Any], where: str, seen: set[str]) -> str | None:
+    children = row.get("components") or []
+    if not 1 <= len(children) <= 5:
+        return f"{where}.components: Must be between 1 and 5 in length."
+    if any(c.get("type") in SELECT_TYPES for c in children) and len(children) > 1:
+        return f"{where}.components: A select menu must be the only component of its action row."
+    for j, child in enumerate(children):
+        at = f"{where}.components.{j}"
+        if child.get("type") == 2:
+            why = _check_button(child, at, seen)
+        elif child.get("type") in SELECT_TYPES:
+            why = _check_select(child, at, seen)
+        else:
+            why = f"{at}.type: Component type {child.get('type')} is not valid in a message's action row."
+        if why:
+            return why
+    return None
+
+
+def _check_layout(component: dict[str, Any], where: str, seen: set[str]) -> str | None:
+    for key in ("components", "accessory"):
+        value = component.get(key)
+        for j, child in enumerate(value if isinstance(value, list) else [value] if value else []):
+            at = f"{where}.{key}" + (f".{j}" if key == "components" else "")
+            kind = child.get("type")
+            why = (_check_row(child, at, seen) if kind == 1 else _check_button(child, at, seen) if kind == 2
+                   else _check_layout(child, at, seen) if kind in LAYOUT_TYPES else f"{at}.type: Invalid component type {kind}")
+            if why:
+                return why
+    return None
+
+
+def _check_custom_id(component: dict[str, Any], where: str, seen: set[str]) -> str | None:
+    custom_id = component.get("custom_id")
+    if not isinstance(custom_id, str) or not custom_id:
+        return f"{where}.custom_id: This field is required"
+    if len(custom_id) > 100:
+        return f"{where}.custom_id: Must be 100 or fewer in length."
+    if custom_id in seen:
+        return f"{where}.custom_id: Component custom id cannot be duplicated"
+    seen.add(custom_id)
+    return None
+
+
+def _too_long(component: dict[str, Any], where: str, key: str, limit: int, low: int = 0) -> str | None:
+    value = component.get(key)
+    if value is not None and not low <= len(value) <= limit:
+        return f"{where}.{key}: Must be between {low} and {limit} in length." if low else f"{where}.{key}: Must be {limit} or fewer in length."
+    return None
+
+
+def _check_button(button: dict[str, Any], where: str, seen: set[str]) -> str | None:
+    style = button.get("style")
+    if style not in BUTTON_STYLES:
+        return f"{where}.style: Value must be one of (1, 2, 3, 4, 5, 6)."
+    if why := _too_long(button, where, "label", 80):
+        return why
+    if style == 5:
+        if not button.get("url"):
+            return f"{where}.url: A link button needs a url"
+        if button.get("custom_id") is not None:
+            return f"{where}.custom_id: A link button cannot have a custom_id"
+        return None
+    if style == 6:
+        return None if button.get("sku_id") else f"{where}.sku_id: A premium button needs a sku_id"
+    if button.get("url") is not None:
+        return f"{where}.url: Only link buttons can have a url"
+    if not button.get("label") and not button.get("emoji"):
+        return f"{where}.label: A button needs a label or an emoji"
+    return _check_custom_id(button, where, seen)
+
+
+def _check_select(select: dict[str, Any], where: str, seen: set[str]) -> str | None:
+    if why := _check_custom_id(select, where, seen) or _too_long(select, where, "placeholder", 150):
+        return why
+    low, high = select.get("min_values", 1), select.get("max_values", 1)
+    if not 0 <= low <= 25:
+        return f"{where}.min_values: int value should be between 0 and 25."
+    if not 1 <= high <= 25 or low > high:
+        return f"{where}.max_values: int value should be between {max(low, 1)} and 25."
+    if select.get("type") != 3:
+        return None
+    options = select.get("options") or []
+    if not 1 <= len(options) <= 25:
+        return f"{where}.options: Must be between 1 and 25 in length."
+    if high > len(options):
+        return f"{where}.max_values: Must be at most the number of options ({len(options)})."
+    values: set[str] = set()
+    for k, option in enumerate(options):
+        at = f"{where}.options.{k}"
+        for key, limit, low_len in (("label", 100, 1), ("value", 100, 1), ("description", 100, 0)):
+            if key != "description" and not option.get(key):
+                return f"{at}.{key}: This field is required"
+            if why := _too_long(option, at, key, limit, low_len):
+                return why
+        if option["value"] in values:
+            return f"{at}.value: Select option values must be unique"
+        values.add(option["value"])
+    return None
+
+
+def check_modal(data: dict[str, Any]) -> str | None:
+    """Discord's validation of a modal (callback type 9 `data`): custom_id, a title of 1-45
+    characters and 1-5 rows, each an action row with one text input (or a label wrapping one)."""
+    seen: set[str] = set()
+    if why := _check_custom_id(data, "data", set()) or _too_long(data, "data", "title", 45, 1):
+        return why
+    if not data.get("title"):
+        return "data.title: This field is required"
+    components = data.get("components") or []
+    if not 1 <= len(components) <= 5:
+        return "data.components: Must be between 1 and 5 in length."
+    for i, component in enumerate(components):
+        where, kind = f"data.components.{i}", component.get("type")
+        if kind == 1:
+            children = component.get("components") or []
+            if len(children) != 1:
+                return f"{where}.components: Must be 1 in length."
+            if children[0].get("type") != 4:
+                return f"{where}.components.0.type: A modal's action row holds one text input (type 4)"
+            why = _check_text_input(children[0], f"{where}.components.0", seen, labelled=True)
+        elif kind == 18:  # Label
+            inner = component.get("component") or {}
+            why = _too_long(component, where, "label", 45, 1) or _too_long(component, where, "description", 100)
+            if not why and not component.get("label"):
+                why = f"{where}.label: This field is required"
+            if not why:
+                why = (_check_text_input(inner, f"{where}.component", seen, labelled=False) if inner.get("type") == 4
+                       else _check_select(inner, f"{where}.component", seen) if inner.get("type") in SELECT_TYPES
+                       else None if inner.get("type") in (19, 21, 22, 23) and inner.get("custom_id")
+                       else f"{where}.component.type: Invalid component type {inner.get('type')} in a label")
+        elif kind == 10:  # TextDisplay
+            why = _too_long(component, where, "content", 4000, 1)
+        else:
+            why = f"{where}.type: Invalid component type {kind} in a modal"
+        if why:
+            return why
+    return None
+
+
+def _check_text_input(text: dict[str, Any], where: str, seen: set[str], *, labelled: bool) -> str | None:
+    if why := _check_custom_id(text, where, seen):
+        return why
+    if text.get("style") not in (1, 2):
+        return f"{where}.style: Value must be one of (1, 2)."
+    if labelled and not text.get("label"):
+        return f"{where}.label: This field is required"
+    if not labelled and text.get("label") is not None:
+        return f"{where}.label: A text input inside a label cannot have its own label"
+    low, high = text.get("min_length", 0), text.get("max_length", 4000)
+    if not 0 <= low <= 4000:
+        return f"{where}.min_length: int value should be between 0 and 4000."
+    if not 1 <= high <= 4000 or low > high:
+        return f"{where}.max_length: int value should be between {max(low, 1)} and 4000."
+    return (_too_long(text, where, "label", 45, 1) or _too_long(text, where, "value", 4000)
+            or _too_long(text, where, "placeholder", 100))
+
+
+def modal_inputs(modal: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
+    """The inputs of a modal as (wrapper type: 1 action row / 18 label, input component)."""
+    inputs = []
+    for component in modal.get("components") or []:
+        if component.get("type") == 1:
+            inputs += [(1, c) for c in component.get("components") or []]
+        elif component.get("type") == 18 and component.get("component"):
+            inputs.append((18, component["component"]))
+    return inputs
 
 
 def check_choices(data: dict[str, Any]) -> str | None:

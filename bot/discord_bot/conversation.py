@@ -10,8 +10,9 @@ message, never raised into the gateway.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -46,6 +47,30 @@ class Place:
 
     thread: discord.Thread | None
     history: list[Turn] = field(default_factory=list)
+
+
+class KeyedLocks:
+    """One asyncio lock per key (a conversation), dropped when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[int, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: int) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        return len(self._locks)
 
 
 def thread_name(question: str) -> str:
@@ -94,8 +119,8 @@ class ConversationGate:
             conversation = await self.conversation(channel.id)
             if conversation is not None:
                 if is_moderator_message(message, self.bot.settings.moderator_role_ids):
+                    self._threads[channel.id] = Conversation(conversation.thread_id, True)  # before the write: no race
                     await self._db(self.bot.conversations.hand_over, channel.id)
-                    self._threads[channel.id] = Conversation(conversation.thread_id, True)
                     return None
                 return Why.FOLLOW_UP if not conversation.handed_over and is_question(message.content) else None
             starter = message.id == channel.id
@@ -109,20 +134,26 @@ class ConversationGate:
     async def auto_answer(self, guild_id: int) -> frozenset[int]:
         return await self._db(self.bot.server_config.auto_answer_channels, guild_id, default=frozenset())
 
-    async def place(self, message: discord.Message, question: str) -> Place:
+    async def place(self, message: discord.Message, question: str, why: Why) -> Place:
         """The thread to answer in (opened on the message when the server wants threads), with
-        the conversation's earlier turns."""
+        the conversation's earlier turns. A thread becomes a conversation (follow-ups without a
+        mention) when the bot opened it or answers a forum post; a mention in someone else's
+        thread is answered there, and the thread stays theirs."""
         channel = message.channel
         thread: discord.Thread | None = channel if isinstance(channel, discord.Thread) else None
+        opened = False
         if thread is None and message.guild is not None and isinstance(channel, discord.TextChannel):
             if await self._db(self.bot.server_config.answer_in_thread, message.guild.id, default=False):
                 thread = await self._open_thread(message, question)
+                opened = thread is not None
         if thread is None:
             return Place(None)
         known = await self.conversation(thread.id)
         if known is None:
-            await self._db(self.bot.conversations.start_conversation, thread.id, thread.guild.id, thread.parent_id)
-            self._threads[thread.id] = Conversation(str(thread.id), False)
+            me = self.bot.user
+            if opened or why is Why.FORUM_POST or (me is not None and thread.owner_id == me.id):
+                await self._db(self.bot.conversations.start_conversation, thread.id, thread.guild.id, thread.parent_id)
+                self._threads[thread.id] = Conversation(str(thread.id), False)
             return Place(thread)
         history = await self._db(self.bot.conversations.history, thread.id, self.bot.settings.history_turns, default=[])
         return Place(thread, history)

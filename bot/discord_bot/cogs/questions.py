@@ -21,7 +21,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.discord_bot.checks import CooldownHit, QuestionCooldown, channel_allowed
-from bot.discord_bot.conversation import ConversationGate, Why
+from bot.discord_bot.conversation import ConversationGate, KeyedLocks, Why
 from bot.discord_bot.destination import Destination
 from bot.discord_bot.render import (
     MESSAGE_LIMIT,
@@ -52,6 +52,7 @@ class QuestionsCog(commands.Cog):
         self.bot = bot
         self.cooldown = QuestionCooldown(bot.settings)
         self.gate = ConversationGate(bot)
+        self._turns = KeyedLocks()
         self.feedback = bot.feedback_view
 
     async def _known_sources(self, guild_id: int | None) -> list[SourceInfo]:
@@ -137,8 +138,15 @@ class QuestionsCog(commands.Cog):
             if why is Why.MENTION:  # unprompted answers stay quiet about a message they cannot use
                 await message.reply(str(exc), allowed_mentions=NO_MENTIONS)
             return
+        # One answer at a time per conversation: a follow-up waits for the answer before it
+        # (and so sees it in the history). A thread opened on a question has the question's id.
+        key = message.channel.id if isinstance(message.channel, discord.Thread) else message.id
+        async with self._turns.hold(key):
+            await self._answer_in_place(message, question, why)
+
+    async def _answer_in_place(self, message: discord.Message, question: str, why: Why) -> None:
         started = time.perf_counter()
-        place = await self.gate.place(message, question)
+        place = await self.gate.place(message, question, why)
         where = Destination(message, place.thread)
 
         try:
