@@ -225,3 +225,23 @@ async def test_answers_flow_when_the_database_is_down(
     response = await emulator.wait_for_response(await emulator.click(member, answer, UP_ID))
     assert "could not be saved" in response["data"]["content"]
     assert "state database unavailable" in caplog.text and not emulator.threads  # no thread without settings
+
+
+async def test_fifty_conversations_with_follow_ups_at_once(
+    emulator: DiscordEmulator, start_bot: StartBot, stories_service: RagService
+) -> None:
+    emulator.heartbeat_interval_ms = 250
+    bot = await start_bot(stories_service, answer_in_thread=True)
+    members = [emulator.member(f"user{i}") for i in range(50)]
+    started = time.monotonic()
+    questions = await asyncio.gather(*(emulator.inject_message(m, FIRST, mention_bot=True) for m in members))
+    threads = [await thread_on(emulator, q, timeout=60) for q in questions]
+    await asyncio.gather(*(bot_messages(emulator, t["id"], 1, timeout=60) for t in threads))
+    await asyncio.gather(*(emulator.inject_message(m, FOLLOW_UP, channel=t["id"]) for m, t in zip(members, threads)))
+    answers = await asyncio.gather(*(bot_messages(emulator, t["id"], 2, timeout=60) for t in threads))
+    assert all("1987" in a[1]["content"] for a in answers)  # 0 lost, each follow-up from its own conversation
+    assert await bot.until_idle(20) and len(bot.get_cog("QuestionsCog")._turns) == 0  # type: ignore[union-attr]
+    beats = [t for t in emulator.heartbeats if t >= started]
+    gaps = [b - a for a, b in zip(beats, beats[1:])]
+    assert len(beats) >= 2 and max(gaps) < 1.5, f"heartbeat stalled: max gap {max(gaps):.2f}s"
+    print(f"50 conversations, 100 answers in {time.monotonic() - started:.1f}s, max heartbeat gap {max(gaps):.2f}s")

@@ -92,7 +92,7 @@ async def test_a_big_file_shows_indexing_progress_at_most_once_a_second(world: W
     text = "# Parish records\n\n" + "\n\n".join(
         f"## Entry {i}\n\nIn year {1700 + i} the {places[i % 8]} keeper number {i} logged {i * 7} visitors, "
         f"{i % 13} storms and a catch of {i * 3} herring, noting that the {places[(i + 3) % 8]} roof needed {i % 5} "
-        f"new slates before the winter of {1701 + i}." for i in range(150))
+        f"new slates before the winter of {1701 + i}." for i in range(400))
     mark = len(emulator.calls)
     interaction = await world.run(world.mod_a, "source add", attachment=emulator.attachment("records.md", text.encode()))
     edits = [edit["content"] for edit in emulator.original_edits(interaction.token)]
