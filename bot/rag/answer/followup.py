@@ -64,29 +64,30 @@ class FollowUps:
 
     def standalone(self, question: str, history: Sequence[Turn]) -> str:
         turns = self.budget.bound(history)
-        if not turns:
-            return question
-        if self._rewrite is None:
+        if not turns or self._rewrite is None:
             return _with_previous(question, turns)
         try:
             return _first_line(self._rewrite.invoke(_inputs(question, turns)), question)
         except Exception as exc:  # the model is down: the offline way still finds the passage
-            log.warning("follow-up not rewritten (%s): asked with the previous question", type(exc).__name__)
-            return _with_previous(question, turns)
+            return _not_rewritten(exc, question, turns)
 
     async def astandalone(self, question: str, history: Sequence[Turn]) -> str:
         turns = self.budget.bound(history)
         if not turns or self._rewrite is None:
-            return self.standalone(question, turns)
+            return _with_previous(question, turns)
         try:
             return _first_line(await self._rewrite.ainvoke(_inputs(question, turns)), question)
         except Exception as exc:
-            log.warning("follow-up not rewritten (%s): asked with the previous question", type(exc).__name__)
-            return _with_previous(question, turns)
+            return _not_rewritten(exc, question, turns)
+
+
+def _not_rewritten(exc: Exception, question: str, turns: Sequence[Turn]) -> str:
+    log.warning("follow-up not rewritten (%s): asked with the previous question", type(exc).__name__)
+    return _with_previous(question, turns)
 
 
 def _with_previous(question: str, turns: Sequence[Turn]) -> str:
-    return f"{question} {turns[-1].question}"
+    return f"{question} {turns[-1].question}" if turns else question
 
 
 def _inputs(question: str, turns: Sequence[Turn]) -> dict[str, str]:

@@ -21,7 +21,7 @@ from bot.rag.index.live import LiveIndex
 from bot.rag.index.retrieval import HybridRetriever
 from bot.rag.index.scope import scoped_chain
 from bot.rag.index.store import ChromaIndex, Progress
-from bot.rag.index.version import IndexVersion
+from bot.rag.index.version import IndexVersion, save_derived
 from bot.rag.ingest.sources import LoadedSources, NoSourcesError, load_sources
 from bot.rag.models import IngestReport, SourceDocument, SourceInfo
 
@@ -259,10 +259,7 @@ class KnowledgeBase:
             return lexical
         lexical = LexicalIndex.build(version.chunks.values())
         if folder is not None:
-            try:
-                lexical.save(folder)
-            except OSError as exc:
-                log.warning("the lexical index of %s could not be saved (%s): it is rebuilt at each start", version.name, exc)
+            save_derived(lambda: lexical.save(folder), "lexical index", version.name)
         return lexical
 
     def sources(self) -> list[SourceInfo]:

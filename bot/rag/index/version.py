@@ -14,7 +14,7 @@ import json
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
@@ -216,12 +216,13 @@ class IndexVersion:
         return cached
 
 
-def read_all(collection: Collection, with_metadata: bool = False) -> tuple[list[str], list[Mapping[str, Any] | None]]:
+def read_all(collection: Collection, with_metadata: bool = False,
+             total: int | None = None) -> tuple[list[str], list[Mapping[str, Any] | None]]:
     """Every id (and metadata) of a collection, read in pages: a Chroma server refuses a
     single query over some 32,000 records ("too many SQL variables")."""
     ids: list[str] = []
     metadatas: list[Mapping[str, Any] | None] = []
-    for offset in range(0, collection.count(), _PAGE):
+    for offset in range(0, collection.count() if total is None else total, _PAGE):
         page = collection.get(include=["metadatas"] if with_metadata else [], limit=_PAGE, offset=offset)
         ids.extend(page["ids"])
         metadatas.extend(page["metadatas"] or [None] * len(page["ids"]))
@@ -232,13 +233,20 @@ def load_catalogue(collection: Collection, derived_dir: Path | None) -> Catalogu
     """The version's catalogue: read from its derived folder, or made from the collection's
     metadata (and saved there for the next process)."""
     path = derived_dir / _CATALOGUE_FILE if derived_dir is not None else None
-    if path is not None and (saved := Catalogue.load(path)) is not None and len(saved) == collection.count():
+    total = collection.count()
+    if path is not None and (saved := Catalogue.load(path)) is not None and len(saved) == total:
         return saved
-    ids, metadatas = read_all(collection, with_metadata=True)
+    ids, metadatas = read_all(collection, with_metadata=True, total=total)
     catalogue = Catalogue.from_records(ids, metadatas)
     if path is not None:
-        try:
-            catalogue.save(path)
-        except OSError as exc:
-            log.warning("the catalogue of %s could not be saved (%s): it is rebuilt at each start", collection.name, exc)
+        save_derived(lambda: catalogue.save(path), "catalogue", collection.name)
     return catalogue
+
+
+def save_derived(save: Callable[[], None], what: str, version: str) -> None:
+    """Keep something derived from a version for the next process; if it cannot be written,
+    say so and go on (it is then rebuilt at each start)."""
+    try:
+        save()
+    except OSError as exc:
+        log.warning("the %s of %s could not be saved (%s): it is rebuilt at each start", what, version, exc)
