@@ -342,6 +342,20 @@ def test_sphinx_api_entries(tmp_path: Path) -> None:
         assert chrome not in doc.text, chrome
 
 
+def test_footnotes_are_text_and_site_asides_are_not(tmp_path: Path) -> None:
+    footnotes = (
+        '<p>Open the file with newline set to the empty string <a class="footnote-reference brackets" href="#id3">1</a>.</p>'
+        '<p class="rubric">Footnotes</p><aside class="footnote-list brackets">'
+        '<aside class="footnote brackets" id="id3" role="note"><span class="label">[1]</span>'
+        '<p>If newline is not specified, newlines embedded inside quoted fields will not be interpreted '
+        'correctly.</p></aside></aside>'
+        '<aside class="site-promo"><p>Subscribe to our newsletter for weekly updates and offers.</p></aside>'
+    )
+    doc = conv(write(tmp_path, "csv.html", sphinx_page("csv", SPHINX_ENTRIES + footnotes)))
+    assert "newlines embedded inside quoted fields will not be interpreted correctly" in doc.text
+    assert "Subscribe to our newsletter" not in doc.text
+
+
 def test_python_docs_functions_page(tmp_path: Path) -> None:
     """The real Python 3.11 docs page when installed, else an equivalent generated page."""
     if PY_FUNCTIONS.exists():

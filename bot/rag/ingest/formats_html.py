@@ -32,6 +32,10 @@ _CALLABLE = {"function", "method", "classmethod", "staticmethod", "decorator",
              "decoratormethod", "coroutinefunction", "coroutinemethod", "abstractmethod"}
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([\w.:-]+)""", re.IGNORECASE)
 _BLOCKS = ("pre", "p", "div", "table", "ul", "ol", "dl", "blockquote")
+# <aside> blocks that belong to the text (footnotes, notes, sidebars of an article), which
+# trafilatura would drop as page furniture; other asides (site sidebars) stay asides.
+_NOTE_ROLES = {"note", "doc-footnote", "doc-endnote", "doc-endnotes", "doc-footnotes"}
+_NOTE_CLASSES = {"footnote", "footnote-list", "footnotes", "endnotes", "note", "topic", "sidebar"}
 
 
 def decode_html(data: bytes, name: str, content_type: str | None) -> str:
@@ -62,13 +66,17 @@ def _is_hidden(el: etree._Element) -> bool:
 
 
 def _clean_dom(root: lxml.html.HtmlElement) -> None:
-    """Remove what a reader never sees, and Sphinx permalink pilcrows."""
+    """Remove what a reader never sees, and Sphinx permalink pilcrows; footnotes stay text."""
     etree.strip_elements(root, etree.Comment, etree.ProcessingInstruction, *_DROP_TAGS, with_tail=False)
     doomed = [el for el in root.iter() if isinstance(el.tag, str) and (
         _is_hidden(el) or (el.tag == "a" and "headerlink" in (el.get("class") or "").split()))]
     for el in doomed:
         if el.getparent() is not None:
             el.drop_tree()  # keeps the tail text
+    for aside in list(root.iter("aside")):
+        if (aside.get("role") or "").lower() in _NOTE_ROLES or not _NOTE_CLASSES.isdisjoint(
+                (aside.get("class") or "").split()):
+            aside.tag = "div"
 
 
 def _text(el: etree._Element) -> str:
