@@ -213,11 +213,16 @@ def cmd_ingest(service: RagService, args: argparse.Namespace) -> int:
     with tqdm(desc="embedding", unit="chunk", disable=not sys.stderr.isatty(), leave=False) as bar:
 
         def progress(done: int, total: int) -> None:
+            if done < bar.n:  # the chunks are in and serving: the sentence pass follows
+                bar.reset()
+                bar.set_description("sentence vectors")
             bar.total = total
             bar.update(done - bar.n)
 
         report = service.ingest(args.sources, progress)
     print(f"{report.folder}: {report}" if report.folder else str(report))
+    if report.sentences_s and report.live_after_s is not None:
+        print(f"  serving after {report.live_after_s:.1f}s; sentence vectors made ahead in {report.sentences_s:.1f}s more")
     for line in report.details():
         print(f"  {line}")
     if report.reason:

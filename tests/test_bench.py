@@ -61,7 +61,8 @@ def test_bench_measures_one_folder_and_reuses_its_index(settings: Settings, tmp_
     assert sorted(corpus["sample"]["paths"]) == sorted(PAGES)
     assert corpus["questions"]["given"] and corpus["questions"]["count"] == 2 and corpus["questions"]["timed"] == 6
     assert corpus["index_dir"] == str(index) and corpus["index_status"] == "built"
-    assert corpus["full_ingest_chunks_per_s"] > 0
+    assert corpus["full_ingest_chunks_per_s"] > 0 and corpus["full_sentence_pass_s"] > 0
+    assert corpus["sentence_pass_s"] > 0 and corpus["ingest_with_sentences_chunks_per_s"] < corpus["ingest_chunks_per_s"]
     assert corpus["baseline_index_status"] == "built" and corpus["baseline_full_ingest_chunks_per_s"] > 0
     assert (index / "baseline").is_dir()  # where `eval --index` keeps (and finds) the baseline
     text = format_bench(first)

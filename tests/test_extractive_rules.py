@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 
 from bot.rag.answer.answer_types import expected_answer_type, has_answer_type, names_someone_new
-from bot.rag.answer.sentences import continues_previous
+from bot.rag.answer.extractive import ScoredCandidate, select_evidence
+from bot.rag.answer.sentences import Candidate, continues_previous
+from bot.rag.models import Chunk
+from bot.rag.text import Span
 
 
 @pytest.mark.parametrize(
@@ -17,6 +20,9 @@ from bot.rag.answer.sentences import continues_previous
         ("When did the ferry leave?", "date"),
         ("Who repainted the lighthouse?", "person"),
         ("Why was the bridge closed?", None),
+        ("what timeout does the client use if i dont pass one", "default"),
+        ("Which user agent is sent by default?", "default"),
+        ("How many retries are made by default?", "number"),  # the more exact kind wins
     ],
 )
 def test_expected_answer_type(question: str, kind: str | None) -> None:
@@ -36,6 +42,9 @@ def test_expected_answer_type(question: str, kind: str | None) -> None:
         ("age", "The keeper retired after 40 years.", "How old is the keeper?", False),
         ("date", "He will retire once a successor is chosen.", "When will he retire?", True),
         ("date", "He decided to stay on for the war.", "When did he resign?", False),
+        ("default", "The default tolerance is 1e-09.", "What tolerance is used if I don't give one?", True),
+        ("default", "If omitted, the current directory is used.", "Which folder without passing one?", True),
+        ("default", "The tolerance must be greater than zero.", "What tolerance is used by default?", False),
     ],
 )
 def test_has_answer_type(kind: str, sentence: str, question: str, holds: bool) -> None:
@@ -57,3 +66,18 @@ def test_a_person_must_be_someone_the_question_does_not_name() -> None:
 )
 def test_continues_previous(sentence: str, continues: bool) -> None:
     assert continues_previous(sentence) is continues
+
+
+def _scored(text: str, score: float, typed: bool, position: int) -> ScoredCandidate:
+    chunk = Chunk(f"doc#{position}", "doc.txt", position, 0, len(text), text, "")
+    return ScoredCandidate(Candidate(chunk, Span(0, len(text), text), None, position), score, score, score, typed, False)
+
+
+@pytest.mark.parametrize(("typed_score", "shown"), [(0.55, True), (0.45, False)])
+def test_a_sentence_saying_what_the_default_is_is_preferred_not_required(typed_score: float, shown: bool) -> None:
+    other = _scored("The tolerance is the allowed difference between two values.", 0.6, False, 0)
+    default = _scored("The default tolerance is 1e-09.", typed_score, True, 1)
+    picked = select_evidence(sorted([other, default], key=lambda s: (not s.typed, -s.score)), 0.3, "default")
+    texts = [s.candidate.span.text for s in picked]
+    assert (default.candidate.span.text in texts) is shown
+    assert texts[0] == (default if shown else other).candidate.span.text

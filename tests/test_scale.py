@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.rag.answer.sentences import sentence_texts
 from bot.rag.embeddings import MiniLMEmbeddings
 from bot.rag.errors import RagError
 from bot.rag.index.lexical import LEXICAL_FORMAT, LexicalIndex
@@ -19,21 +20,29 @@ from tests.helpers import CountingEmbeddings
 QUESTION = "What did the general call for in his resignation letter?"
 
 
-def test_sentence_vectors_are_embedded_once_not_once_per_process(
+def test_sentence_vectors_are_made_at_ingest_not_per_question_or_process(
     make_settings: Callable[..., Settings], embeddings: MiniLMEmbeddings
 ) -> None:
     settings = make_settings()
-    first_model = CountingEmbeddings(embeddings)
-    first = RagService(settings, embeddings=first_model).ask(QUESTION)
-    assert first.answerable and len(first_model.texts) > 10  # chunks at ingest, then the sentences
+    ingesting = CountingEmbeddings(embeddings)
+    service = RagService(settings, embeddings=ingesting)
+    report = service.ingest()
+    chunks = service.start().version.chunks.values()
+    texts = service.start().version.source_text
+    sentences = {t for chunk in chunks for t in sentence_texts(chunk, texts)}
+    assert report.sentences_s is not None and report.live_after_s is not None
+    assert sentences <= set(ingesting.texts)  # the chunks, then every sentence of them, at ingest
 
-    later_model = CountingEmbeddings(embeddings)  # a new process: nothing in memory
-    later = RagService(settings, embeddings=later_model)
-    again = later.ask(QUESTION)
-    assert again.answer == first.answer
-    assert later_model.texts == []  # the question and every sentence came from the store
-    other = later.ask("Who is the IDF chief of staff?")
-    assert other.answerable and len(later_model.texts) < 10  # new sentences only, not the chunks' all
+    for question in (QUESTION, "Who is the IDF chief of staff?"):  # new questions, in a new process
+        asking = CountingEmbeddings(embeddings)
+        answer = RagService(settings, embeddings=asking).ask(question)
+        assert answer.answerable
+        assert asking.texts[0] == question  # questions are embedded, never stored
+        assert not sentences & set(asking.texts)  # no sentence is embedded again
+
+    again = CountingEmbeddings(embeddings)
+    assert RagService(settings, embeddings=again).ingest().sentences_s is None  # unchanged: nothing to do
+    assert again.texts == []
 
 
 def test_the_catalogue_and_lexical_index_are_saved_beside_their_version_and_read_back(

@@ -81,10 +81,10 @@ class BaselinePipeline:
         else:
             self.store = Chroma.from_documents(self.documents, embeddings, ids=ids, client=client, collection_name=name)
         self._lexical = LexicalIndex.build(list(self.chunks.values()))
-        by_source: dict[str, list[Chunk]] = {}
+        by_source: dict[str, list[str]] = {}
         for chunk in self.chunks.values():
-            by_source.setdefault(chunk.source, []).append(chunk)
-        self._pages = Pages(lambda source: by_source.get(source, []), self.source_text)
+            by_source.setdefault(chunk.source, []).append(chunk.id)
+        self._pages = Pages(self._lexical, lambda source: by_source.get(source, []), self.source_text)
         self._answerer = answerer
         self._k = k
 

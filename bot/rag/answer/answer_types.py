@@ -1,7 +1,7 @@
 """Answer-type rules: what kind of value a question asks for (a number, a date, a year, an
-age, a person) and whether a sentence holds one that the question does not already name.
-Written for any corpus; the extractive answerer only accepts typed evidence for typed
-questions."""
+age, a person, a default) and whether a sentence holds one that the question does not
+already name. Written for any corpus; the extractive answerer only accepts typed evidence
+for typed questions (people and defaults are preferred, not required)."""
 
 from __future__ import annotations
 
@@ -37,6 +37,14 @@ _TEMPORAL_CLAUSES = {"once", "until", "after", "before", "since", "following"}
 _ASKS_DATE = re.compile(
     r"\bwhen\b|\b(what|which) (date|day|year|month|time)\b|\bin what year\b|\bwhat time\b", re.IGNORECASE
 )
+# "What timeout does it use if I don't pass one?": the answer is what happens by default.
+_ASKS_DEFAULT = re.compile(
+    r"\bdefaults?\b|\bif (i|you|we|one) (do not|don't|dont|didn't|didnt|never) (give|pass|set|specify|provide|supply|say)"
+    r"|\bwithout (giving|passing|setting|specifying|providing)\b|\bif (it is|it's|its) (not given|omitted|left out)\b",
+    re.IGNORECASE,
+)
+_DEFAULT = re.compile(r"\bdefault(s|ed|ing)?\b|\bif (omitted|not given|not specified|not provided)\b|\bwhen omitted\b",
+                      re.IGNORECASE)
 _ASKS_PERSON = re.compile(r"^\s*(who|whom|whose)\b|\b(which|what) (person|man|woman|official|minister|general)\b", re.IGNORECASE)
 # Titles and ranks that mark a named person in text without capital letters.
 _PERSON_MARKERS = set(
@@ -54,8 +62,8 @@ WINDOW_MIN_DENSE = 0.35  # a sentence that does not continue its predecessor nee
 
 
 def expected_answer_type(question: str) -> str | None:
-    """'age', 'year', 'number', 'date', 'person' or None when the question asks for no
-    particular kind of value."""
+    """'age', 'year', 'number', 'date', 'person', 'default' (what happens when nothing is
+    given) or None when the question asks for no particular kind of value."""
     if _ASKS_AGE.search(question):
         return "age"
     if _ASKS_YEAR.search(question):
@@ -66,6 +74,8 @@ def expected_answer_type(question: str) -> str | None:
         return "date"
     if _ASKS_PERSON.search(question):
         return "person"
+    if _ASKS_DEFAULT.search(question):
+        return "default"
     return None
 
 
@@ -94,6 +104,8 @@ def has_answer_type(kind: str | None, sentence: str, question: str) -> bool:
         return True
     if kind == "age":
         return bool(_AGE.search(sentence))
+    if kind == "default":
+        return bool(_DEFAULT.search(sentence))
     if kind == "year":
         return any(year not in question for year in (m.group(0) for m in _YEAR.finditer(sentence)))
     if kind == "number":

@@ -46,7 +46,7 @@ DENSE_WEIGHT = 0.6
 LEXICAL_WEIGHT = 0.4
 CONTEXT_DISCOUNT = 0.9  # a sentence scored with its predecessor as context counts a bit less
 SECOND_SENTENCE_MARGIN = 0.03  # a runner-up this close to the best is shown too
-PERSON_PREFERENCE_MARGIN = 0.1  # "who": a sentence naming a titled person wins unless this much worse
+PREFERENCE_MARGIN = 0.1  # "who", "by default": a sentence of the kind wins unless this much worse
 MAX_SENTENCES = 2
 RANK_WEIGHT = 0.04  # the top chunk's sentences outrank equal ones from the fourth by this much
 FULL_COVERAGE = 0.999
@@ -150,11 +150,17 @@ def select_evidence(
     scored: Sequence[ScoredCandidate], threshold: float, kind: str | None
 ) -> list[ScoredCandidate]:
     """The sentences to show (in source order), or [] to refuse. Numbers, dates and ages
-    must be present; a person is preferred but not required (names need no title)."""
+    must be present; a person or a default is preferred but not required (names need no
+    title, and "if omitted" says "default" without the word)."""
+    if not scored:
+        return []
     typed = [s for s in scored if s.typed]
+    overall = sorted(scored, key=lambda s: (-s.ranking, s.candidate.position))
+    preferred_only = not typed or typed[0].score < max(threshold, overall[0].score - PREFERENCE_MARGIN)
+    if kind == "default" and preferred_only:
+        typed = overall  # "if omitted ..." may be worded otherwise: a saying-"default" sentence is only preferred
     if kind == "person":
-        overall = sorted(scored, key=lambda s: (-s.ranking, s.candidate.position))
-        if not typed or typed[0].score < max(threshold, overall[0].score - PERSON_PREFERENCE_MARGIN):
+        if preferred_only:
             # The answer may be an organisation or a name without a title; such a sentence
             # must then hold every word of the question ("Who warned against an assault on
             # Rafah?" - "The US and UN have warned an all-out assault on Rafah").
@@ -185,7 +191,7 @@ class ExtractiveAnswerer(WholeAnswerStreams):
         self._summary_bullets = summary_bullets
 
     def rank(self, question: str, chunks: Sequence[Chunk], corpus: Corpus) -> list[ScoredCandidate]:
-        question_vector = self._vectors.get([question])[0]
+        question_vector = self._vectors.get([question], store=False)[0]
         candidates = candidates_of(chunks, corpus.source_text)
         return score_candidates(question, question_vector, candidates, self._vectors, corpus.page_idf)
 

@@ -157,7 +157,7 @@ class OpenAIAnswerer:
             return str(chain.invoke(inputs)).strip()
 
     def _citations(self, order: list[int], chunks: Sequence[Chunk], reference_text: str, corpus: Corpus) -> list[Citation]:
-        reference = self._vectors.get([reference_text])[0] if reference_text else None
+        reference = self._vectors.get([reference_text], store=False)[0] if reference_text else None
         citations = []
         for new, old in enumerate(order, start=1):
             chunk = chunks[old - 1]

@@ -49,6 +49,11 @@ def candidates_of(chunks: Sequence[Chunk], source_text: Callable[[str], str]) ->
     return out
 
 
+def sentence_texts(chunk: Chunk, source_text: Callable[[str], str]) -> list[str]:
+    """The texts of the chunk's answer candidates: what ingest embeds for the answerer."""
+    return [c.span.text for c in candidates_of([chunk], source_text)]
+
+
 def _context_before(spans: Sequence[Span], i: int, text: str) -> Span | None:
     """The sentence before spans[i], reaching one further back when that sentence itself
     continues its predecessor (a quote running over two sentences, "I will ...")."""

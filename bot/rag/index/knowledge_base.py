@@ -14,12 +14,14 @@ from pathlib import Path
 
 from langchain_chroma import Chroma
 
+from bot.rag.answer.sentences import sentence_texts
 from bot.rag.components import Components, describe_store_error
 from bot.rag.errors import IndexUnavailableError, RagError, ReloadInProgressError, SourceError
 from bot.rag.index.lexical import LEXICAL_FORMAT, LexicalIndex
 from bot.rag.index.live import LiveIndex
 from bot.rag.index.retrieval import HybridRetriever
 from bot.rag.index.scope import scoped_chain
+from bot.rag.index.sentence_pass import embed_sentences, new_chunk_ids
 from bot.rag.index.store import ChromaIndex, Progress
 from bot.rag.index.version import IndexVersion, save_derived
 from bot.rag.ingest.sources import LoadedSources, NoSourcesError, load_sources
@@ -158,12 +160,25 @@ class KnowledgeBase:
             raise SourceError("No source could be read: " + " ".join(why for _, why in loaded.failed))
         keep = [name for name, _ in loaded.failed] + loaded.unchanged
         report = self._build(current, loaded.documents, keep, str(folder), progress)
+        report.live_after_s = time.perf_counter() - started
+        if report.rebuilt and self._live is not None and self.settings.provider != "openai":
+            report.sentences_s = self._embed_sentences(self._live.version, current, progress)
         report.skipped, report.failed, report.folder = loaded.skipped, loaded.failed, str(folder)
         for name, why in loaded.failed:
             log.warning("%s: %s (its previous version, if any, keeps serving)", name, why)
         log.info("ingest of %s: %s in %.2fs", self.name, report, time.perf_counter() - started)
         self.last_reload = report
         return report
+
+    def _embed_sentences(self, version: IndexVersion, before: IndexVersion | None, progress: Progress | None) -> float:
+        """The sentence pass over the chunks this build embedded (the new version already
+        serves); a failure only means those sentences are embedded when first read."""
+        try:
+            return embed_sentences(version, new_chunk_ids(version, before), self.components.vectors,
+                                   sentence_texts, progress)
+        except Exception as exc:
+            log.warning("sentence vectors not made ahead (%s): they are made when first read", type(exc).__name__)
+            return 0.0
 
     @property
     def _chunking(self) -> str:
@@ -240,7 +255,7 @@ class KnowledgeBase:
             version=version,
             vectorstore=vectorstore,
             lexical=lexical,
-            query_vector=lambda text: components.vectors.get([text])[0],
+            query_vector=lambda text: components.vectors.get([text], store=False)[0],
             k=self.settings.top_k,
             hybrid=self.settings.hybrid_search,
         )

@@ -68,6 +68,8 @@ class LexicalIndex:
         vocab = bm25.vocab_dict if bm25 is not None else {}
         lengths = np.diff(np.asarray(bm25.scores["indptr"])) if bm25 is not None else np.zeros(0)
         self.vocabulary = Vocabulary(t for t, i in vocab.items() if t and t != _EMPTY and lengths[i])
+        self._by_chunk: tuple[dict[str, int], np.ndarray, np.ndarray, list[str]] | None = None
+        self._by_chunk_lock = threading.Lock()
 
     @classmethod
     def build(cls, chunks: Sequence[Chunk]) -> LexicalIndex:
@@ -106,6 +108,36 @@ class LexicalIndex:
         """Whether some chunk holds the stemmed `term` (or a form or misspelling of it)."""
         return self.vocabulary.knows(term)
 
+    def term_counts(self, chunk_ids: Sequence[str]) -> tuple[dict[str, int], int]:
+        """In how many of `chunk_ids` each stemmed term occurs, and how many of them are
+        indexed: read off the term matrix (turned chunk-major once, on first use), so no
+        text is fetched or stemmed again."""
+        position, indptr, term_ids, terms = self._chunk_major()
+        rows = [position[c] for c in chunk_ids if c in position]
+        if not rows:
+            return {}, 0
+        found = np.concatenate([term_ids[indptr[r]:indptr[r + 1]] for r in rows])
+        ids, counts = np.unique(found, return_counts=True)
+        return {terms[i]: int(n) for i, n in zip(ids, counts) if terms[i] != _EMPTY}, len(rows)
+
+    def _chunk_major(self) -> tuple[dict[str, int], np.ndarray, np.ndarray, list[str]]:
+        with self._by_chunk_lock:
+            if self._by_chunk is None:
+                if self._bm25 is None:
+                    self._by_chunk = ({}, np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int64), [])
+                else:
+                    term_ptr = np.asarray(self._bm25.scores["indptr"])
+                    docs = np.asarray(self._bm25.scores["indices"])
+                    term_of = np.repeat(np.arange(len(term_ptr) - 1), np.diff(term_ptr))
+                    order = np.argsort(docs, kind="stable")
+                    indptr = np.searchsorted(docs[order], np.arange(len(self.ids) + 1))
+                    vocab = self._bm25.vocab_dict
+                    terms = [""] * max(len(term_ptr) - 1, max(vocab.values(), default=-1) + 1)
+                    for term, i in vocab.items():
+                        terms[i] = term
+                    self._by_chunk = ({c: i for i, c in enumerate(self.ids)}, indptr, term_of[order], terms)
+            return self._by_chunk
+
     def search(self, query: str, k: int) -> list[tuple[str, float]]:
         terms = content_terms(query)
         if not terms or self._bm25 is None:
@@ -131,12 +163,13 @@ class PageTerms:
 
 
 class Pages:
-    """Term statistics of single sources (pages), built when first asked and kept for the
-    most recently asked ones."""
+    """Term statistics of single sources (pages), read off the lexical index when first
+    asked and kept for the most recently asked ones."""
 
-    def __init__(self, chunks_of: Callable[[str], Sequence[Chunk]], source_text: Callable[[str], str],
-                 capacity: int = 128) -> None:
-        self._chunks_of = chunks_of
+    def __init__(self, lexical: LexicalIndex, chunk_ids_of: Callable[[str], Sequence[str]],
+                 source_text: Callable[[str], str], capacity: int = 512) -> None:
+        self._lexical = lexical
+        self._chunk_ids_of = chunk_ids_of
         self._source_text = source_text
         self._pages: LRUCache[str, PageTerms] = LRUCache(maxsize=capacity)
         self._lock = threading.Lock()
@@ -145,11 +178,8 @@ class Pages:
         with self._lock:
             page = self._pages.get(source)
         if page is None:
-            chunks = self._chunks_of(source)
-            frequencies: Counter[str] = Counter()
-            for chunk in chunks:
-                frequencies.update(set(content_terms(chunk.search_text)))
-            page = PageTerms(Vocabulary(frequencies), dict(frequencies), max(1, len(chunks)))
+            frequencies, chunks = self._lexical.term_counts(self._chunk_ids_of(source))
+            page = PageTerms(Vocabulary(frequencies), frequencies, max(1, chunks))
             with self._lock:
                 self._pages[source] = page
         return page

@@ -27,7 +27,7 @@ class LiveIndex:
     pages: Pages = field(init=False)
 
     def __post_init__(self) -> None:
-        self.pages = Pages(self.version.chunks_of_source, self.version.source_text)
+        self.pages = Pages(self.lexical, self.version.chunk_ids_of_source, self.version.source_text)
 
     def page_idf(self, source: str, term: str) -> float:
         return self.pages.idf(source, term)

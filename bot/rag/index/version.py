@@ -195,9 +195,12 @@ class IndexVersion:
     def source_names(self) -> frozenset[str]:
         return frozenset(self.catalogue.sources)
 
-    def chunks_of_source(self, source: str) -> list[Chunk]:
+    def chunk_ids_of_source(self, source: str) -> list[str]:
         entry = self.catalogue.sources.get(source)
-        return self.chunks.get_many([c.id for c in entry.chunks]) if entry else []
+        return [c.id for c in entry.chunks] if entry else []
+
+    def chunks_of_source(self, source: str) -> list[Chunk]:
+        return self.chunks.get_many(self.chunk_ids_of_source(source))
 
     def source_text(self, source: str) -> str:
         """The source's normalised text, rebuilt from its chunks (they cover every sentence;
@@ -206,14 +209,19 @@ class IndexVersion:
         with self._texts_lock:
             cached = self._texts.get(source)
         if cached is None:
-            pieces = sorted(self.chunks_of_source(source), key=lambda c: c.start)
-            buffer = ["\n"] * (max(c.end for c in pieces) if pieces else 0)
-            for chunk in pieces:
-                buffer[chunk.start:chunk.end] = chunk.text
-            cached = "".join(buffer)
+            cached = text_from_chunks(self.chunks_of_source(source))
             with self._texts_lock:
                 self._texts[source] = cached
         return cached
+
+
+def text_from_chunks(chunks: Sequence[Chunk]) -> str:
+    """A source's text rebuilt from its chunks: they cover every sentence, and what lies
+    between two chunks (whitespace) is given back as line breaks."""
+    buffer = ["\n"] * max((c.end for c in chunks), default=0)
+    for chunk in chunks:
+        buffer[chunk.start:chunk.end] = chunk.text
+    return "".join(buffer)
 
 
 def read_all(collection: Collection, with_metadata: bool = False,
