@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -39,6 +39,7 @@ from bot.rag.answer.sentences import (
 )
 from bot.rag.answer.summary import extractive_summary
 from bot.rag.embeddings import VectorCache
+from bot.rag.index.names import asked_names, asks_what_it_is, names_section, section_name
 from bot.rag.models import Answer, Chunk, Citation, Summary
 from bot.rag.text import content_terms
 
@@ -128,12 +129,16 @@ def score_candidates(
     for cand, sim, pair in zip(candidates, sims, paired):
         dense = float(sim)
         idf = functools.partial(page_idf, cand.chunk.source)
-        score, lexical = combined(dense, cand.span.text, idf)
+        # An API entry's sentences never repeat its name ("Return True if ..."): the name of
+        # the section they document counts as said by each of them.
+        name = section_name(cand.chunk.heading)
+        named = f"{name} " if name else ""
+        score, lexical = combined(dense, named + cand.span.text, idf)
         typed = has_answer_type(kind, cand.span.text, question)
         with_previous = False
         if pair and cand.previous is not None:
             window = f"{cand.previous.text} {cand.span.text}"
-            window_score, window_lexical = combined(float(window_sim[window]), window, idf)
+            window_score, window_lexical = combined(float(window_sim[window]), named + window, idf)
             window_score *= CONTEXT_DISCOUNT
             window_typed = typed or has_answer_type(kind, cand.previous.text, question)
             if (window_typed, window_score) > (typed, score):
@@ -203,7 +208,7 @@ class ExtractiveAnswerer(WholeAnswerStreams):
         names = named_things(question)
         if names:  # only pages that name what the question names can answer it
             scored = [s for s in scored if all(corpus.page_mentions(s.candidate.chunk.source, n) for n in names)]
-        chosen = select_evidence(scored, self._threshold, kind)
+        chosen = _opening_of_named_entry(question, scored) or select_evidence(scored, self._threshold, kind)
         if not chosen:
             return Answer(question, self._refusal, False, [], self.provider)
         citations: list[Citation] = []
@@ -217,6 +222,20 @@ class ExtractiveAnswerer(WholeAnswerStreams):
     def summarise(self, source: str | None, chunks: Sequence[Chunk], corpus: Corpus) -> Summary:
         low, high = self._summary_bullets
         return extractive_summary(source, chunks, self._vectors, corpus.source_text, low, high)
+
+
+def _opening_of_named_entry(question: str, scored: Sequence[ScoredCandidate]) -> list[ScoredCandidate]:
+    """"What does -O do?" asked of docs with an entry called "-O": the entry's opening
+    sentence, which says what it is (its later sentences qualify it). [] otherwise."""
+    if not asks_what_it_is(question):
+        return []
+    keys = asked_names(question)
+    entry = [s for s in scored if any(names_section(k, section_name(s.candidate.chunk.heading)) for k in keys)]
+    if not entry:
+        return []
+    page = min(entry, key=lambda s: s.candidate.position).candidate.chunk.source  # the best-ranked entry's page
+    first = min((s for s in entry if s.candidate.chunk.source == page), key=lambda s: s.candidate.span.start)
+    return [replace(first, with_previous=False)]
 
 
 def _contiguous_groups(chosen: Sequence[ScoredCandidate]) -> list[list[ScoredCandidate]]:

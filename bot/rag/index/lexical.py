@@ -27,12 +27,14 @@ from cachetools import LRUCache
 from rapidfuzz import process
 from rapidfuzz.distance import DamerauLevenshtein
 
+from bot.rag.index.names import SectionNames
 from bot.rag.models import Chunk
 from bot.rag.text import content_terms, stem
 
 _EMPTY = "\x00"  # the one token of a chunk without content words
 _IDS_FILE = "chunk_ids.json"
-LEXICAL_FORMAT = "snowball"  # part of a saved index's folder name: a change of stemming rebuilds it
+LEXICAL_FORMAT = "snowball-names"  # part of a saved index's folder name: a change of format rebuilds it
+_NAMES_FILE = "section_names.json"
 
 
 class Vocabulary:
@@ -60,11 +62,13 @@ class Vocabulary:
 
 
 class LexicalIndex:
-    """BM25 over the chunks' stemmed content words, and the vocabulary they make."""
+    """BM25 over the chunks' stemmed content words, the vocabulary they make, and the
+    sections by the names they document."""
 
-    def __init__(self, ids: Sequence[str], bm25: bm25s.BM25 | None) -> None:
+    def __init__(self, ids: Sequence[str], bm25: bm25s.BM25 | None, names: SectionNames | None = None) -> None:
         self.ids = list(ids)
         self._bm25 = bm25
+        self.names = names or SectionNames({})
         vocab = bm25.vocab_dict if bm25 is not None else {}
         lengths = np.diff(np.asarray(bm25.scores["indptr"])) if bm25 is not None else np.zeros(0)
         self.vocabulary = Vocabulary(t for t, i in vocab.items() if t and t != _EMPTY and lengths[i])
@@ -76,9 +80,10 @@ class LexicalIndex:
         corpus = [content_terms(c.search_text) or [_EMPTY] for c in chunks]
         if not corpus:
             return cls([], None)
+        names = SectionNames.build(chunks)
         bm25 = bm25s.BM25()
         bm25.index(corpus, show_progress=False)
-        return cls([c.id for c in chunks], bm25)
+        return cls([c.id for c in chunks], bm25, names)
 
     def save(self, folder: Path) -> None:
         """Write the index to `folder` whole or not at all (a temporary folder renamed)."""
@@ -87,6 +92,7 @@ class LexicalIndex:
         try:
             if self._bm25 is not None:
                 self._bm25.save(str(staging), show_progress=False)
+            self.names.save(staging / _NAMES_FILE)
             (staging / _IDS_FILE).write_text(json.dumps(self.ids), encoding="utf-8")
             staging.rename(folder)
         except OSError:
@@ -102,7 +108,8 @@ class LexicalIndex:
             bm25 = bm25s.BM25.load(str(folder), mmap=True, show_progress=False) if ids else None
         except (OSError, ValueError):
             return None
-        return cls(ids, bm25)
+        names = SectionNames.load(folder / _NAMES_FILE)
+        return cls(ids, bm25, names) if names is not None else None
 
     def mentions(self, term: str) -> bool:
         """Whether some chunk holds the stemmed `term` (or a form or misspelling of it)."""

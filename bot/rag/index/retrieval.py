@@ -1,6 +1,7 @@
-"""Retrieval: a LangChain retriever fusing Chroma's dense ranking with BM25 (reciprocal rank
-fusion), over one index version. Each returned Document carries its chunk id, its rank
-and its dense similarity (None for a chunk only BM25 found) in metadata."""
+"""Retrieval: a LangChain retriever fusing Chroma's dense ranking, BM25 and the sections the
+question names (reciprocal rank fusion), over one index version. Each returned Document
+carries its chunk id, its rank and its dense similarity (None for a chunk only BM25 or a
+name found) in metadata."""
 
 from __future__ import annotations
 
@@ -19,6 +20,10 @@ from bot.rag.index.lexical import LexicalIndex
 from bot.rag.index.version import IndexVersion
 
 RRF_K = 60  # the usual reciprocal-rank-fusion constant
+# The sections a question names ("math.isclose", "-O") count as two rankings: a name written
+# out is surer evidence than word statistics (pydocs_dev: evidence in the top 4 for 6 -> 7 of
+# 11 questions, MRR .44 -> .52).
+NAME_WEIGHT = 2.0
 
 
 class HybridRetriever(BaseRetriever):
@@ -61,6 +66,8 @@ class HybridRetriever(BaseRetriever):
         if self.hybrid:
             for rank, (chunk_id, _) in enumerate(self.lexical.search(query, fetch)):
                 fused[chunk_id] += 1.0 / (RRF_K + rank + 1)
+            for rank, chunk_id in enumerate(self.lexical.names.named(query)):
+                fused[chunk_id] += NAME_WEIGHT / (RRF_K + rank + 1)
         ranked = [cid for cid, _ in fused.most_common() if cid in self.version.chunks][: self.k]
         documents = []
         for rank, (cid, chunk) in enumerate(zip(ranked, self.version.chunks.get_many(ranked)), start=1):
