@@ -13,7 +13,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from bot.discord_bot.app import SourceBot
-from bot.rag.embeddings import MiniLMEmbeddings
+from bot.rag.components import Components
+from bot.rag.embeddings import MiniLMEmbeddings, VectorCache
 from bot.rag.service import RagService
 from bot.settings import PROJECT_ROOT, Settings
 from tests.discord_emulator import DiscordEmulator
@@ -50,6 +51,15 @@ class CountingEmbeddings(MiniLMEmbeddings):
             raise self._failure or RuntimeError("the embedder crashed")
         self.texts.extend(texts)
         return super().encode(texts)
+
+
+def counting_chunks(settings: Settings, embeddings: MiniLMEmbeddings, **counting: Any) -> tuple[RagService, CountingEmbeddings]:
+    """A service whose index build embeds chunks with a CountingEmbeddings (returned), while
+    sentences and questions go through the uncounted model: the count is the chunks embedded."""
+    model = CountingEmbeddings(embeddings, **counting)
+    components = Components(settings, embeddings=model)
+    components.vectors = VectorCache(embeddings, store_dir=settings.cache_dir / "sentence-vectors")
+    return RagService(settings, components=components), model
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -11,18 +11,17 @@ import pytest
 from bot.rag.embeddings import MiniLMEmbeddings
 from bot.rag.service import RagService
 from bot.settings import Settings
-from tests.helpers import CountingEmbeddings
+from tests.helpers import counting_chunks
 
 
 def test_first_ingest_then_unchanged_reingest_embeds_nothing(settings: Settings, embeddings: MiniLMEmbeddings) -> None:
-    counting = CountingEmbeddings(embeddings)
-    service = RagService(settings, embeddings=counting)
+    service, counting = counting_chunks(settings, embeddings)
     first = service.ingest()
     assert first.added >= 4 and first.rebuilt
     assert counting.embedded == first.added
     name = service.base.index.active_name()
 
-    again = RagService(settings, embeddings=counting).ingest()
+    again = RagService(settings, components=service.components).ingest()
     assert (again.added, again.updated, again.removed) == (0, 0, 0)
     assert again.unchanged == first.added
     assert not again.rebuilt
@@ -39,8 +38,7 @@ def test_chunk_ids_are_the_same_in_a_fresh_store(make_settings: Callable[..., Se
 
 
 def test_changed_source_updates_and_removed_source_disappears(settings: Settings, sources_dir: Path, embeddings: MiniLMEmbeddings) -> None:
-    counting = CountingEmbeddings(embeddings)
-    service = RagService(settings, embeddings=counting)
+    service, counting = counting_chunks(settings, embeddings)
     service.ingest()
     extra = sources_dir / "lighthouse.md"
     extra.write_text(
@@ -71,8 +69,7 @@ def test_changed_source_updates_and_removed_source_disappears(settings: Settings
 
 def test_a_different_embedding_model_triggers_a_full_reindex(settings: Settings, embeddings: MiniLMEmbeddings) -> None:
     RagService(settings, embeddings=embeddings).ingest()
-    other = CountingEmbeddings(embeddings, model_id="another-model")
-    service = RagService(settings, embeddings=other)
+    service, other = counting_chunks(settings, embeddings, model_id="another-model")
     service.start()  # finds the old index, sees the model differs, re-indexes everything
     assert service.last_reload is not None and service.last_reload.reason
     assert "another-model" in service.last_reload.reason

@@ -15,7 +15,7 @@ from bot.rag.errors import RagError
 from bot.rag.index.lexical import LEXICAL_FORMAT, LexicalIndex
 from bot.rag.service import RagService
 from bot.settings import Settings
-from tests.helpers import CountingEmbeddings
+from tests.helpers import CountingEmbeddings, counting_chunks
 
 QUESTION = "What did the general call for in his resignation letter?"
 
@@ -96,16 +96,14 @@ def test_an_interrupted_ingest_resumes_without_re_embedding_and_never_serves_hal
     service = RagService(settings, embeddings=embeddings)
     before = service.start().version
     _notes(sources_dir, 30)  # ~180 new chunks: a write batch and a half
-    crashing = CountingEmbeddings(embeddings, fail_after=150, failure=failure)
-    crashing_service = RagService(settings, embeddings=crashing)
+    crashing_service, crashing = counting_chunks(settings, embeddings, fail_after=150, failure=failure)
     with pytest.raises((KeyboardInterrupt, RagError)):
         crashing_service.ingest()
     assert crashing.embedded > 0
     # what was embedded is not served: readers still see the version from before
     assert RagService(settings, embeddings=embeddings).base.index.active_name() == before.name
 
-    resumed = CountingEmbeddings(embeddings)
-    service = RagService(settings, embeddings=resumed)
+    service, resumed = counting_chunks(settings, embeddings)
     report = service.ingest()
     live = service.start().version
     assert live.name != before.name and len(live.chunks) == report.added + report.unchanged

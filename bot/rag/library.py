@@ -202,7 +202,14 @@ class SourceLibrary:
     def _ingest(self, base: str, progress: Progress | None) -> IngestReport:
         say(progress, "Indexing… (I keep answering from the current index meanwhile)")
 
+        last = [0]
+
         def embedded(done: int, total: int) -> None:
+            if done < last[0] or last[0] == -1:  # the new index serves; its sentence pass follows
+                last[0] = -1
+                say(progress, f"Indexed: answering from the new index. Preparing its sentences: {done}/{total} chunk(s)…")
+                return
+            last[0] = done
             say(progress, f"Indexing: {done}/{total} new chunk(s) embedded…")
 
         deadline = time.monotonic() + BUSY_WAIT

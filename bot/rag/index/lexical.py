@@ -16,7 +16,6 @@ import re
 import shutil
 import tempfile
 import threading
-from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
