@@ -47,7 +47,7 @@ DENSE_WEIGHT = 0.6
 LEXICAL_WEIGHT = 0.4
 CONTEXT_DISCOUNT = 0.9  # a sentence scored with its predecessor as context counts a bit less
 SECOND_SENTENCE_MARGIN = 0.03  # a runner-up this close to the best is shown too
-PREFERENCE_MARGIN = 0.1  # "who", "by default": a sentence of the kind wins unless this much worse
+PERSON_PREFERENCE_MARGIN = 0.1  # "who": a sentence naming a titled person wins unless this much worse
 MAX_SENTENCES = 2
 RANK_WEIGHT = 0.04  # the top chunk's sentences outrank equal ones from the fourth by this much
 FULL_COVERAGE = 0.999
@@ -161,11 +161,10 @@ def select_evidence(
         return []
     typed = [s for s in scored if s.typed]
     overall = sorted(scored, key=lambda s: (-s.ranking, s.candidate.position))
-    preferred_only = not typed or typed[0].score < max(threshold, overall[0].score - PREFERENCE_MARGIN)
-    if kind == "default" and preferred_only:
-        typed = overall  # "if omitted ..." may be worded otherwise: a saying-"default" sentence is only preferred
+    if kind == "default" and (not typed or typed[0].score < threshold):
+        typed = overall  # "if omitted ..." may be worded otherwise: saying "default" is preferred, not required
     if kind == "person":
-        if preferred_only:
+        if not typed or typed[0].score < max(threshold, overall[0].score - PERSON_PREFERENCE_MARGIN):
             # The answer may be an organisation or a name without a title; such a sentence
             # must then hold every word of the question ("Who warned against an assault on
             # Rafah?" - "The US and UN have warned an all-out assault on Rafah").
