@@ -51,6 +51,10 @@ def write_corpus(folder: Path) -> None:
     (folder / "_sources").mkdir()
     (folder / "_sources" / "guide.md.txt").write_text("A text copy of a page from the docs build.")
     (folder / "z-copy-of-guide.md").write_text((folder / "guide.md").read_text())
+    (folder / "_static").mkdir()  # a docs build: its generated index pages are not sources
+    (folder / "genindex-L.html").write_text("<html><body><h1>Index – L</h1><ul><li><a href='page.html'>"
+                                            "lighthouse (Skerry Point)</a></li></ul></body></html>")
+    (folder / "search.html").write_text("<html><body><h1>Search</h1><p>Please activate JavaScript.</p></body></html>")
 
 
 @pytest.fixture
@@ -68,6 +72,8 @@ def test_every_format_is_read_and_reported(corpus_service: RagService) -> None:
     assert ("logo.png", "unsupported file type .png") in report.skipped
     assert any(name == "z-copy-of-guide.md" and "same text as guide.md" in why for name, why in report.skipped)
     assert not any("_sources" in name for name, _ in report.skipped + report.failed), "build folders are not sources"
+    generated = {name for name, why in report.skipped if "generated index page" in why}
+    assert generated == {"genindex-L.html", "search.html"}
     chunks = corpus_service.start().version.chunks.values()
     assert {c.page for c in chunks if c.source == "ferry.pdf"} == {1, 2, 3}, "a chunk never straddles a PDF page"
     assert not any("Home | About" in c.text or "alert(" in c.text or "Copyright" in c.text for c in chunks)

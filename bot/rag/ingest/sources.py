@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,9 @@ from bot.rag.text import normalise_text
 SIDECAR_SUFFIX = ".source.json"
 # Sphinx (and similar) builds keep text copies and assets beside the pages: one page, indexed once.
 BUILD_FOLDERS = {"_sources", "_static", "_images", "_downloads", ".doctrees", "__pycache__", "node_modules"}
+# A docs build's generated pages (Sphinx: the A-Z index, the module index, the search page)
+# are lists of links to the real pages: they answer nothing and crowd the real pages out.
+GENERATED_PAGES = re.compile(r"^(genindex(-[^/]*)?|py-modindex|modindex|search)\.html?$", re.IGNORECASE)
 
 
 class NoSourcesError(SourceError):
@@ -55,6 +59,9 @@ def discover(sources_dir: Path) -> tuple[list[Path], list[tuple[str, str]]]:
         if any(part in BUILD_FOLDERS for part in relative.parts[:-1]):
             continue  # build output (text copies, assets): never a second copy of a page
         if path.name.endswith(SIDECAR_SUFFIX):
+            continue
+        if GENERATED_PAGES.match(path.name) and (path.parent / "_static").is_dir():
+            skipped.append((relative.as_posix(), "a generated index page of a docs build (links to the pages only)"))
             continue
         if path.suffix.lower() in SUPPORTED_SUFFIXES:
             found.append(path)
