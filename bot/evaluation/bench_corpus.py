@@ -66,9 +66,10 @@ class Throughput:
 
 
 def measure_throughput(sample: Path, index_dir: Path, embeddings: EmbeddingModel, settings: Settings) -> Throughput:
-    """Raw embedding of the chunks (text with heading path, as a whole-chunk ingest embeds
-    them), our ingest into a new index in `index_dir` (it embeds the chunks' sentences
-    instead), and the baseline's in-memory build, of `sample`."""
+    """Raw embedding of the texts our ingest embeds for the chunks (each with its heading
+    path), our ingest into a new index in `index_dir` (timed until the new version serves;
+    the sentence pass after it is reported apart), and the baseline's in-memory build, of
+    `sample`."""
     base = settings.model_copy(update={"sources_dir": sample, "vectorstore_dir": index_dir})
     components = bench_components(base, embeddings, sentence_store=index_dir / "sentence-vectors")
     loaded = load_sources(sample, base.max_source_bytes)

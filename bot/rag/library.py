@@ -202,15 +202,16 @@ class SourceLibrary:
     def _ingest(self, base: str, progress: Progress | None) -> IngestReport:
         say(progress, "Indexing… (I keep answering from the current index meanwhile)")
 
-        last = [0]
+        last, sentences = 0, False
 
         def embedded(done: int, total: int) -> None:
-            if done < last[0] or last[0] == -1:  # the new index serves; its sentence pass follows
-                last[0] = -1
+            nonlocal last, sentences
+            sentences = sentences or done < last  # counting again: the new index serves, its sentence pass follows
+            last = done
+            if sentences:
                 say(progress, f"Indexed: answering from the new index. Preparing its sentences: {done}/{total} chunk(s)…")
-                return
-            last[0] = done
-            say(progress, f"Indexing: {done}/{total} new chunk(s) embedded…")
+            else:
+                say(progress, f"Indexing: {done}/{total} new chunk(s) embedded…")
 
         deadline = time.monotonic() + BUSY_WAIT
         while True:

@@ -44,6 +44,12 @@ def section_name(heading: str | None) -> str | None:
     return name if code_like else None
 
 
+def section_keys(name: str) -> list[str]:
+    """The keys a section called `name` is found by: its name, and a method's own name
+    (".lstrip" for "str.lstrip"), which a question asks for only by calling it."""
+    return [name] + ([f".{name.rsplit('.', 1)[1]}"] if "." in name[1:] else [])
+
+
 def asked_names(question: str) -> list[str]:
     """The names a question writes out, as keys of `SectionNames` ("-O", "math.isclose", ".lstrip")."""
     return [m.group("option") or m.group("dotted") or f".{m.group('method')}" for m in _ASKED.finditer(question)]
@@ -51,7 +57,7 @@ def asked_names(question: str) -> list[str]:
 
 def names_section(key: str, name: str | None) -> bool:
     """Whether the section called `name` is the one an asked `key` means."""
-    return name is not None and (key == name or (key.startswith(".") and name.endswith(key)))
+    return name is not None and key in section_keys(name)
 
 
 def asks_what_it_is(question: str) -> bool:
@@ -72,8 +78,7 @@ class SectionNames:
             name = section_name(chunk.heading)
             if name is None:
                 continue
-            keys = [name] + ([f".{name.rsplit('.', 1)[1]}"] if "." in name[1:] else [])
-            for key in keys:
+            for key in section_keys(name):
                 ids = by_name.setdefault(key, [])
                 if len(ids) < 4 * PER_NAME:
                     ids.append(chunk.id)

@@ -34,7 +34,10 @@ def embed_sentences(version: IndexVersion, chunk_ids: Sequence[str], vectors: Ve
     """Embed (into `vectors`' store) the sentences of `chunk_ids`; returns the seconds taken."""
     started = time.perf_counter()
     for lo in range(0, len(chunk_ids), _BATCH):
-        chunks = version.chunks.get_many(list(chunk_ids[lo:lo + _BATCH]))
+        batch = list(chunk_ids[lo:lo + _BATCH])
+        for source in dict.fromkeys(version.catalogue.entries[c].source for c in batch):
+            version.source_text(source)  # fetches the page's chunks once; the batch is then read from the cache
+        chunks = version.chunks.get_many(batch)
         texts = list(dict.fromkeys(t for chunk in chunks for t in sentences_of(chunk, version.source_text)))
         if texts:
             vectors.get(texts)

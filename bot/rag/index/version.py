@@ -209,19 +209,14 @@ class IndexVersion:
         with self._texts_lock:
             cached = self._texts.get(source)
         if cached is None:
-            cached = text_from_chunks(self.chunks_of_source(source))
+            pieces = sorted(self.chunks_of_source(source), key=lambda c: c.start)
+            buffer = ["\n"] * (max(c.end for c in pieces) if pieces else 0)
+            for chunk in pieces:
+                buffer[chunk.start:chunk.end] = chunk.text
+            cached = "".join(buffer)
             with self._texts_lock:
                 self._texts[source] = cached
         return cached
-
-
-def text_from_chunks(chunks: Sequence[Chunk]) -> str:
-    """A source's text rebuilt from its chunks: they cover every sentence, and what lies
-    between two chunks (whitespace) is given back as line breaks."""
-    buffer = ["\n"] * max((c.end for c in chunks), default=0)
-    for chunk in chunks:
-        buffer[chunk.start:chunk.end] = chunk.text
-    return "".join(buffer)
 
 
 def read_all(collection: Collection, with_metadata: bool = False,
