@@ -10,31 +10,40 @@ import pytest
 
 from bot.evaluation.metrics import QAItem, aggregate, load_qa, percentile, score_question
 from bot.rag.errors import RagError
+from bot.rag.models import Chunk
 from bot.settings import Settings
 from tests.helpers import run_cli
 
 ITEMS = [
-    QAItem("a", "Q1", True, ["253"], ["253 others were taken"]),
-    QAItem("b", "Q2", True, ["halevi"], ["herzi halevi"]),
+    QAItem("a", "Q1", True, ["253"], ["253 others were taken"], page="war.txt"),
+    QAItem("b", "Q2", True, ["halevi"], ["herzi halevi"], page="army.txt"),
     QAItem("c", "Q3", True, ["passover"], ["festival of passover"]),
     QAItem("u", "Q4", False),
     QAItem("v", "Q5", False),
 ]
 
 
+def retrieved(*passages: tuple[str, str]) -> list[Chunk]:
+    """Retrieved chunks, each given as (source, text)."""
+    return [Chunk(f"c{i}", source, i, 0, len(text), text, "") for i, (source, text) in enumerate(passages)]
+
+
 def test_metrics_match_hand_computed_values() -> None:
     results = [
-        # evidence at rank 2; right answer; cites 2 chunks, 1 with evidence
-        score_question(ITEMS[0], ["nothing here", "and 253 others were taken back"], True, "It was 253 [1].",
-                       ["253 others were taken", "unrelated"], 0.010),
-        # evidence at rank 1; wrong answer; cites 1 chunk without evidence
-        score_question(ITEMS[1], ["lt gen Herzi  Halevi, and"], True, "Ronen Bar [1].", ["ronen bar"], 0.020),
-        # evidence not retrieved; refused (a false refusal)
-        score_question(ITEMS[2], ["a", "b"], False, "The sources don't say.", [], 0.030),
-        score_question(ITEMS[3], ["x"], False, "The sources don't say.", [], 0.040),  # right refusal
-        score_question(ITEMS[4], ["x"], True, "Something [1].", ["x"], 0.100),  # should have refused
+        # evidence at rank 2 (its page too); right answer; cites 2 chunks, 1 with evidence
+        score_question(ITEMS[0], retrieved(("other.txt", "nothing here"), ("war.txt", "and 253 others were taken back")),
+                       True, "It was 253 [1].", ["253 others were taken", "unrelated"], 0.010),
+        # evidence at rank 1, but from another page than the item's; wrong answer; cites 1 chunk without evidence
+        score_question(ITEMS[1], retrieved(("war.txt", "lt gen Herzi  Halevi, and")), True, "Ronen Bar [1].",
+                       ["ronen bar"], 0.020),
+        # evidence not retrieved; refused (a false refusal); the item names no page
+        score_question(ITEMS[2], retrieved(("a.txt", "a"), ("b.txt", "b")), False, "The sources don't say.", [], 0.030),
+        score_question(ITEMS[3], retrieved(("x.txt", "x")), False, "The sources don't say.", [], 0.040),  # right refusal
+        score_question(ITEMS[4], retrieved(("x.txt", "x")), True, "Something [1].", ["x"], 0.100),  # should have refused
     ]
+    assert [r.first_page_rank for r in results[:3]] == [2, None, None]
     summary = aggregate(results, k=4)
+    assert summary["page@4"] == pytest.approx(1 / 2)  # over the two answerable items naming a page
     assert summary["recall@4"] == pytest.approx(2 / 3)
     assert summary["mrr"] == pytest.approx((1 / 2 + 1 + 0) / 3)
     assert summary["answer_accuracy"] == pytest.approx(1 / 3)

@@ -36,8 +36,7 @@ def run_items(
         except RagError as exc:
             answered, text, cited = False, f"error: {exc}", []
         latency = time.perf_counter() - started
-        retrieved = [c.text for c in retrieve(item.question)]
-        results.append(score_question(item, retrieved, answered, text, list(dict.fromkeys(cited)), latency))
+        results.append(score_question(item, retrieve(item.question), answered, text, list(dict.fromkeys(cited)), latency))
     return results
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.rag.errors import RagError
+from bot.rag.models import Chunk
 from bot.rag.text import match_key
 
 
@@ -24,6 +25,7 @@ class QAItem:
     answerable: bool
     answers: list[str] = field(default_factory=list)
     evidence: list[str] = field(default_factory=list)
+    page: str | None = None  # the source (path under its folder) the answer is on
 
 
 def load_qa(path: Path) -> list[QAItem]:
@@ -41,6 +43,7 @@ def load_qa(path: Path) -> list[QAItem]:
             items.append(QAItem(
                 id=str(data.get("id", number)), question=data["question"], answerable=bool(data["answerable"]),
                 answers=list(data.get("answers", [])), evidence=list(data.get("evidence", [])),
+                page=data.get("page"),
             ))
         except (ValueError, KeyError, TypeError) as exc:
             raise RagError(f"{path}, line {number}: not a QA item ({exc}).") from exc
@@ -61,28 +64,33 @@ class QuestionResult:
     answered: bool  # what the bot said (False: it refused)
     correct_answer: bool | None  # answerable questions only
     first_evidence_rank: int | None  # 1-based rank of the first retrieved chunk with evidence
+    first_page_rank: int | None  # 1-based rank of the first retrieved chunk from `page`
     cited: int  # number of cited chunks
     cited_with_evidence: int
     latency_s: float
     answer: str = ""
+    page: str | None = None  # the item's page, when the QA file names it
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def score_question(item: QAItem, retrieved_texts: Sequence[str], answered: bool, answer_text: str,
+def score_question(item: QAItem, retrieved: Sequence[Chunk], answered: bool, answer_text: str,
                    cited_texts: Sequence[str], latency_s: float) -> QuestionResult:
-    rank = next((i for i, text in enumerate(retrieved_texts, start=1) if contains_any(text, item.evidence)), None)
+    rank = next((i for i, c in enumerate(retrieved, start=1) if contains_any(c.text, item.evidence)), None)
+    page_rank = next((i for i, c in enumerate(retrieved, start=1) if c.source == item.page), None)
     return QuestionResult(
         id=item.id,
         answerable=item.answerable,
         answered=answered,
         correct_answer=(answered and contains_any(answer_text, item.answers)) if item.answerable else None,
         first_evidence_rank=rank if item.answerable else None,
+        first_page_rank=page_rank if item.answerable else None,
         cited=len(cited_texts),
         cited_with_evidence=sum(contains_any(t, item.evidence) for t in cited_texts) if item.answerable else 0,
         latency_s=latency_s,
         answer=answer_text,
+        page=item.page,
     )
 
 
@@ -100,15 +108,18 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 
 def aggregate(results: Sequence[QuestionResult], k: int) -> dict[str, float | int | None]:
+    """The summary of `results`; `page@k` is over the answerable items that name their page."""
     answerable = [r for r in results if r.answerable]
     unanswerable = [r for r in results if not r.answerable]
     citing = [r for r in answerable if r.cited]
+    paged = [r for r in answerable if r.page]
     latencies = [r.latency_s for r in results]
     return {
         "questions": len(results),
         "answerable": len(answerable),
         "unanswerable": len(unanswerable),
         f"recall@{k}": _mean([float(r.first_evidence_rank is not None and r.first_evidence_rank <= k) for r in answerable]),
+        f"page@{k}": _mean([float(r.first_page_rank is not None and r.first_page_rank <= k) for r in paged]),
         "mrr": _mean([1.0 / r.first_evidence_rank if r.first_evidence_rank else 0.0 for r in answerable]),
         "answer_accuracy": _mean([float(bool(r.correct_answer)) for r in answerable]),
         "citation_precision": _mean([r.cited_with_evidence / r.cited for r in citing]),

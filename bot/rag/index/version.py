@@ -148,6 +148,12 @@ class ChunkMap(Mapping[str, Chunk]):
                         self._cache[chunk_id] = found[chunk_id]
         return [found[i] for i in ids]
 
+    def matching(self, pattern: str, limit: int) -> list[str]:
+        """Ids of up to `limit` chunks whose text matches the regular expression `pattern`
+        (Chroma's full-text search, so no text is read into this process)."""
+        got = self._collection.get(where_document={"$regex": pattern}, include=[], limit=limit)
+        return [i for i in got["ids"] if i in self._catalogue]
+
     def __getitem__(self, chunk_id: str) -> Chunk:
         if chunk_id not in self._catalogue:
             raise KeyError(chunk_id)
