@@ -117,3 +117,22 @@ def test_unchanged_files_are_not_converted_again(service: RagService, sources_di
     (sources_dir / "guide.md").write_text("# Guide\n\nThe harbour bell rings at six.\n", encoding="utf-8")
     changed = service.ingest()
     assert converted == ["guide.md"] and changed.updated == 1
+
+
+def test_a_changed_title_alone_reaches_the_chunks_and_the_next_ingest_reads_nothing(
+    service: RagService, sources_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (sources_dir / "guide.md").write_text("# Guide\n\nThe harbour bell rings at noon.\n", encoding="utf-8")
+    service.ingest()
+    (sources_dir / "guide.md.source.json").write_text('{"title": "Harbour guide"}', encoding="utf-8")
+    retitled = service.ingest()  # same text, same chunks: nothing embedded, but a new version
+    assert retitled.rebuilt and retitled.updated == 0 and retitled.added == 0
+    top = service.retrieve("When does the harbour bell ring?")[0]
+    assert top.source == "guide.md" and top.title == "Harbour guide"
+    converted: list[str] = []
+    from bot.rag.ingest import sources as loader
+
+    original = loader.load_source
+    monkeypatch.setattr(loader, "load_source", lambda path, name, *a, **k: converted.append(name) or original(path, name, *a, **k))
+    again = service.ingest()
+    assert converted == [] and not again.rebuilt, "the new file hash was recorded: nothing is read again"

@@ -183,7 +183,7 @@ class KnowledgeBase:
     @property
     def _chunking(self) -> str:
         """Part of every file's hash: a change of chunking re-reads every file."""
-        return f"{self.settings.chunk_size}/{self.settings.chunk_overlap}/sections-1"
+        return f"{self.settings.chunk_size}/{self.settings.chunk_overlap}/sections-1/links-1"
 
     def _current_version(self) -> IndexVersion | None:
         """What a build starts from: the live version; with a shared Chroma server, the newest

@@ -1,6 +1,6 @@
 """Retrieval: a LangChain retriever fusing Chroma's dense ranking, BM25, the sections the
-question names and the passages holding what it quotes (reciprocal rank fusion), over one
-index version. Each returned Document
+question names, the passages holding what it quotes (reciprocal rank fusion) and then the
+sections the best of those link to, over one index version. Each returned Document
 carries its chunk id, its rank and its dense similarity (None for a chunk only BM25 or a
 name found) in metadata."""
 
@@ -18,6 +18,7 @@ from pydantic import ConfigDict
 
 from bot.rag.errors import IndexUnavailableError, RagError
 from bot.rag.index.lexical import LexicalIndex
+from bot.rag.index.links import cited_elsewhere
 from bot.rag.index.quotes import quoting_chunks
 from bot.rag.index.version import IndexVersion
 
@@ -53,6 +54,16 @@ class HybridRetriever(BaseRetriever):
                 f"The vector store cannot be reached right now ({type(exc).__name__}). Please try again shortly."
             ) from exc
 
+    def _with_cited_section(self, query: str, ranked: list[str]) -> list[str]:
+        """`ranked` with the last of its top k replaced by the section that passages of two
+        or more other pages among the top 2k link to, when the top k holds nothing of its page."""
+        best = self.version.chunks.get_many(ranked[: 2 * self.k])
+        shown = {c.source for c in best[: self.k]}
+        for chunk_id in cited_elsewhere(query, best, self.lexical.links.resolve, self.lexical.idf):
+            if chunk_id in self.version.chunks and self.version.chunks[chunk_id].source not in shown:
+                return ranked[: self.k - 1] + [chunk_id]
+        return ranked
+
     def _search(self, query: str) -> list[Document]:
         n = len(self.version.chunks)
         if n == 0:
@@ -73,7 +84,10 @@ class HybridRetriever(BaseRetriever):
                 fused[chunk_id] += NAME_WEIGHT / (RRF_K + rank + 1)
             for rank, chunk_id in enumerate(quoting_chunks(query, self.version.chunks.matching)):
                 fused[chunk_id] += QUOTE_WEIGHT / (RRF_K + rank + 1)
-        ranked = [cid for cid, _ in fused.most_common() if cid in self.version.chunks][: self.k]
+        ranked = [cid for cid, _ in fused.most_common() if cid in self.version.chunks]
+        if self.hybrid and len(ranked) > self.k > 1:
+            ranked = self._with_cited_section(query, ranked)
+        ranked = ranked[: self.k]
         documents = []
         for rank, (cid, chunk) in enumerate(zip(ranked, self.version.chunks.get_many(ranked)), start=1):
             documents.append(

@@ -119,9 +119,12 @@ class ChromaIndex:
             for entry in reusable.catalogue.entries.values():
                 old_by_source[entry.source][entry.index] = entry
         new_chunks: list[Chunk | ChunkEntry] = []  # entries: sources kept as they are, copied by id
+        restated = False  # a source re-read whose chunks are the same but whose metadata is not
         for doc in documents:
             chunks = chunker(doc)
             old = old_by_source.get(doc.name, {})
+            entry = reusable.catalogue.sources.get(doc.name) if reusable is not None else None
+            restated |= entry is not None and (entry.file_hash, entry.title) != (doc.file_hash, doc.title)
             for chunk in chunks:
                 previous = old.get(chunk.index)
                 if previous is None:
@@ -140,7 +143,8 @@ class ChromaIndex:
                 report.sources += 1
                 names.add(source)
         report.removed += sum(len(c) for s, c in old_by_source.items() if s not in names)
-        if current is not None and reusable is not None and report.unchanged == len(new_chunks) and not report.removed:
+        if (current is not None and reusable is not None and report.unchanged == len(new_chunks)
+                and not report.removed and not restated):
             if origin is None or origin == current.origin:
                 return report, None  # nothing to do: the live version already is this index
         if current is not None and reusable is None:
@@ -179,6 +183,7 @@ class ChromaIndex:
         chunks = [c for c in chunks if c.id not in done]
         reuse_ids = [c.id for c in chunks if reusable is not None and c.id in reusable.chunks]
         fresh = [c for c in chunks if isinstance(c, Chunk) and (reusable is None or c.id not in reusable.chunks)]
+        restated = {c.id: c for c in chunks if isinstance(c, Chunk)}  # re-read: their metadata is the new one
         started = time.perf_counter()
         for lo in range(0, len(reuse_ids), _WRITE_BATCH):
             batch = reuse_ids[lo:lo + _WRITE_BATCH]
@@ -186,7 +191,8 @@ class ChromaIndex:
             got = reusable.collection.get(ids=batch, include=["embeddings", "documents", "metadatas"])
             collection.add(
                 ids=got["ids"], embeddings=got["embeddings"], documents=got["documents"],
-                metadatas=got["metadatas"],
+                metadatas=[restated[i].metadata() if i in restated else meta
+                           for i, meta in zip(got["ids"], got["metadatas"])],
             )
         for lo in range(0, len(fresh), _WRITE_BATCH):
             batch_chunks = fresh[lo:lo + _WRITE_BATCH]

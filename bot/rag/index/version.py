@@ -119,6 +119,7 @@ def chunk_from_record(chunk_id: str, text: str, meta: Mapping[str, Any]) -> Chun
         page=int(meta["page"]) if meta.get("page") else None,
         anchor=meta.get("anchor"),
         file_hash=meta.get("file_hash"),
+        links=tuple((int(at), str(target)) for at, target in json.loads(meta["links"])) if meta.get("links") else (),
     )
 
 

@@ -2,7 +2,8 @@
 turning section marks into `Section`s.
 
 A converter builds its text with marks in it: `Marks.add(Boundary(...))` returns a short
-private-use token to put where a section starts (a heading line, a PDF page). `finish()`
+private-use token to put where a section starts (a heading line, a PDF page), and
+`Marks.add(LinkMark(...))` one to put where a link to another passage starts. `finish()`
 then normalises the text, removes the tokens and records their offsets in the final text,
 so offsets are always exact for the text the chunker sees.
 """
@@ -49,6 +50,7 @@ class ConvertedDocument:
     sections: tuple[Section, ...]  # in order, non-overlapping, covering all non-blank text
     kind: str  # "text", "markdown", "rst", "html", "pdf", "docx", "pptx", "xlsx", "csv"
     url: str | None = None
+    links: tuple[tuple[int, str], ...] = ()  # (offset in text, "page.html#fragment") of each link to a passage
 
 
 @dataclass(frozen=True)
@@ -63,14 +65,22 @@ class Boundary:
     anchor: str | None = None
 
 
+@dataclass(frozen=True)
+class LinkMark:
+    """Where a link to another passage of the knowledge base starts: `target` is its source
+    name and fragment ("reference/simple_stmts.html#nonlocal")."""
+
+    target: str
+
+
 class Marks:
-    """Boundaries of one document, referenced from its text by tokens."""
+    """Boundaries and links of one document, referenced from its text by tokens."""
 
     def __init__(self) -> None:
-        self.items: list[Boundary] = []
+        self.items: list[Boundary | LinkMark] = []
 
-    def add(self, boundary: Boundary) -> str:
-        self.items.append(boundary)
+    def add(self, mark: Boundary | LinkMark) -> str:
+        self.items.append(mark)
         return f"{_OPEN}{len(self.items) - 1}{_CLOSE}"
 
 
@@ -105,9 +115,10 @@ def finish(raw: str, marks: Marks, *, name: str, kind: str, title: str | None,
     final = joined.strip()
     if not any(ch.isalnum() for ch in final):  # nothing but table rules and punctuation
         raise SourceError(f"{name}: no text could be extracted from this file.")
-    offsets = [(min(max(pos - lead, 0), len(final)), idx) for pos, idx in found]
-    sections = build_sections(final, [(pos, marks.items[idx]) for pos, idx in offsets])
-    return ConvertedDocument(text=final, title=title or None, sections=sections, kind=kind, url=url)
+    offsets = [(min(max(pos - lead, 0), len(final)), marks.items[idx]) for pos, idx in found]
+    sections = build_sections(final, [(pos, m) for pos, m in offsets if isinstance(m, Boundary)])
+    links = tuple((pos, m.target) for pos, m in offsets if isinstance(m, LinkMark))
+    return ConvertedDocument(text=final, title=title or None, sections=sections, kind=kind, url=url, links=links)
 
 
 def build_sections(text: str, bounds: list[tuple[int, Boundary]]) -> tuple[Section, ...]:

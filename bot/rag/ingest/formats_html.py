@@ -6,21 +6,34 @@ prepared: hidden and non-content elements go (script, style, template, noscript,
 (`<dl class="py function"><dt id="zip">`) become headings named after the entry ("zip()"),
 and lists/definition lists/blockquotes holding code are turned into plain blocks, because
 trafilatura flattens list items into one line. Every heading gets a unique ASCII token that
-survives extraction and tells where its section starts, its heading path and its anchor.
+survives extraction and tells where its section starts, its heading path and its anchor; so
+does every link in prose to a page of the same folder or site, which tells where it points
+(the tutorial's "the nonlocal statement" points at the reference's section on it).
 """
 
 from __future__ import annotations
 
 import codecs
+import posixpath
 import re
 import secrets
+from collections.abc import Callable
 from copy import deepcopy
+from urllib.parse import urljoin, urlsplit
 
 import lxml.html
 from lxml import etree
 
 from bot.rag.errors import SourceError
-from bot.rag.ingest.formats_base import Boundary, ConvertedDocument, Marks, clean_input, collapse_spaces, finish
+from bot.rag.ingest.formats_base import (
+    Boundary,
+    ConvertedDocument,
+    LinkMark,
+    Marks,
+    clean_input,
+    collapse_spaces,
+    finish,
+)
 from bot.rag.ingest.formats_text import unescape_markdown
 
 _HEADINGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
@@ -214,9 +227,29 @@ def _unlist_blocks(root: lxml.html.HtmlElement) -> None:
             first.text = bullet + (first.text or "").lstrip()
 
 
-def _unlink_prose(root: lxml.html.HtmlElement) -> None:
+def link_target(href: str, name: str, url: str | None) -> str | None:
+    """Where a link points inside the knowledge base: with the page's `url`, an absolute URL
+    on the same site; without, a source name under the same folder ("../reference/x.html#y"
+    from "tutorial/classes.html" is "reference/x.html#y"). None for anywhere else."""
+    href = href.strip()
+    parts = urlsplit(href)
+    if not href or parts.scheme not in {"", "http", "https"}:
+        return None
+    if url:
+        target = urlsplit(urljoin(url, href))
+        return target.geturl() if target.netloc == urlsplit(url).netloc else None
+    if parts.scheme or parts.netloc:
+        return None
+    path = posixpath.normpath(posixpath.join(posixpath.dirname(name), parts.path)) if parts.path else name
+    if path == ".." or path.startswith(("../", "/")):
+        return None
+    return f"{path}#{parts.fragment}" if parts.fragment else path
+
+
+def _unlink_prose(root: lxml.html.HtmlElement, mark_link: Callable[[str], str | None]) -> None:
     """Links inside prose become plain text: trafilatura drops blocks it finds link-heavy
-    (Sphinx prose cross-references everything), while pure link lists (menus) stay links."""
+    (Sphinx prose cross-references everything), while pure link lists (menus) stay links.
+    Each unlinked link's text starts with the token `mark_link(href)` gives, if any."""
     for block in list(root.iter("p", "li", "td", "dt")):
         links = list(block.iter("a"))
         if not links:
@@ -226,6 +259,9 @@ def _unlink_prose(root: lxml.html.HtmlElement) -> None:
         if own >= 3:
             for a in links:
                 if a.getparent() is not None:
+                    token = mark_link(a.get("href") or "") if a.text_content().strip() else None
+                    if token:
+                        a.text = token + (a.text or "")
                     a.drop_tag()
 
 
@@ -255,7 +291,16 @@ def convert_html(data: bytes, name: str, *, url: str | None = None,
     nonce = secrets.token_hex(4)
     tokens = _mark_headings(root, marks, nonce)
     _unlist_blocks(root)
-    _unlink_prose(root)
+
+    def mark_link(href: str) -> str | None:
+        target = link_target(href, name, url)
+        if target is None:
+            return None
+        token = f"zq{nonce}k{len(tokens)}qz"
+        tokens[token] = marks.add(LinkMark(target))
+        return token
+
+    _unlink_prose(root, mark_link)
     markdown = None
     for recall in (False, True):  # a second, more lenient pass only when the first finds nothing
         markdown = trafilatura.extract(
