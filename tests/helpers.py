@@ -72,6 +72,7 @@ def run_cli(settings: Settings, *args: str, stdin: str = "") -> subprocess.Compl
         "HOME": str(settings.vectorstore_dir.parent),
         "SOURCES_DIR": str(settings.sources_dir),
         "VECTORSTORE_DIR": str(settings.vectorstore_dir),
+        "DATA_DIR": str(settings.data_dir),
         "LLM_PROVIDER": "extractive",
     }
     return subprocess.run(

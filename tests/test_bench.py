@@ -58,6 +58,7 @@ def test_bench_measures_one_folder_and_reuses_its_index(settings: Settings, tmp_
         assert isinstance(corpus[key], float) and corpus[key] > 0, key
     assert corpus["chunks"] >= 3 and corpus["baseline_chunks"] >= 3 and corpus["files"] == 3
     assert corpus["sample"]["files"] == 3 and corpus["sample"]["chunks"] == corpus["chunks"]
+    assert corpus["throughput_rounds"] == 3  # raw embedding and ingest alternated: medians
     assert sorted(corpus["sample"]["paths"]) == sorted(PAGES)
     assert corpus["questions"]["given"] and corpus["questions"]["count"] == 2 and corpus["questions"]["timed"] == 6
     assert corpus["index_dir"] == str(index) and corpus["index_status"] == "built"

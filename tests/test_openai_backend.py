@@ -159,7 +159,8 @@ def test_openai_embeddings_build_their_own_index(make_settings: Callable[..., Se
 
 def run_cli_with(settings: Settings, server: OpenAICompatibleServer, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     env = {"PATH": "/usr/bin:/bin", "HOME": str(settings.vectorstore_dir.parent), "SOURCES_DIR": str(settings.sources_dir),
-           "VECTORSTORE_DIR": str(settings.vectorstore_dir), "OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-test",
+           "VECTORSTORE_DIR": str(settings.vectorstore_dir), "DATA_DIR": str(settings.data_dir),
+           "OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-test",
            "MAX_RETRIES": "0"}
     return subprocess.run([sys.executable, "-m", "bot", *args], input=stdin, capture_output=True, text=True,
                           env=env, cwd=PROJECT_ROOT, timeout=120)

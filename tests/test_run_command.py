@@ -29,6 +29,7 @@ async def test_run_answers_then_stops_gracefully_on_sigterm(emulator: DiscordEmu
         "DISCORD_API_BASE": f"http://127.0.0.1:{emulator.port}/api/v10",
         "DISCORD_GATEWAY_URL": f"ws://127.0.0.1:{emulator.port}/",
         "SOURCES_DIR": str(settings.sources_dir), "VECTORSTORE_DIR": str(settings.vectorstore_dir),
+        "DATA_DIR": str(settings.data_dir),  # never the checkout's own data folder
         "LLM_PROVIDER": "extractive", "LOG_LEVEL": "INFO",
     }
     proc = await asyncio.create_subprocess_exec(

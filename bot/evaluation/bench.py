@@ -44,6 +44,7 @@ QUESTIONS = [
 ]
 # Each timed question is asked once (cached question vectors would flatter the figures).
 PHRASINGS = ["{q}", "Please tell me: {q}", "Quick question. {q}", "According to the article, {q}"]
+THROUGHPUT_ROUNDS = 3  # raw embedding and ingest of a --sources sample, alternated; medians reported
 DOC_PHRASINGS = ["{q}", "Please tell me: {q}", "Quick question. {q}", "According to the documentation, {q}"]
 FILLER_WORDS = {
     "adj": "northern quiet ancient busy coastal narrow wooden modern flooded rural".split(),
@@ -124,7 +125,7 @@ def run_sources_bench(settings: Settings, questions_file: Path | None, repeats: 
         work = Path(tmp)
         chunker = Components(settings, embeddings=embeddings).chunker
         sample = copy_sample(sources, work / "sample", chunker, settings.max_source_bytes, sample_chunks, sample_files)
-        throughput = measure_throughput(sample.folder, work / "sample-vs", embeddings, settings).figures
+        throughput = measure_throughput(sample.folder, work / "sample-vs", embeddings, settings, THROUGHPUT_ROUNDS).figures
         throughput["sample"]["paths"] = sample.files
         full = settings if index_given else settings.model_copy(update={"vectorstore_dir": work / "vs"})
         serving = measure_serving(full, embeddings, questions, DOC_PHRASINGS, repeats, cold_starts)

@@ -39,31 +39,34 @@ def _words(fragment: str) -> frozenset[str]:
 
 class LinkTargets:
     """The first chunk of every page and of every anchored section, by page (source name
-    or URL) and anchor."""
+    or URL) and anchor; `linked` says whether any chunk holds a link at all."""
 
-    def __init__(self, pages: dict[str, str], anchors: dict[str, dict[str, str]]) -> None:
+    def __init__(self, pages: dict[str, str], anchors: dict[str, dict[str, str]], linked: bool = False) -> None:
         self.pages = pages
         self.anchors = anchors
+        self.linked = linked
 
     @classmethod
     def build(cls, chunks: Iterable[Chunk]) -> LinkTargets:
         pages: dict[str, str] = {}
         anchors: dict[str, dict[str, str]] = {}
+        linked = False
         for chunk in sorted(chunks, key=lambda c: (c.source, c.index)):
+            linked |= bool(chunk.links)
             for key in _page_keys(chunk):
                 pages.setdefault(key, chunk.id)
                 if chunk.anchor:
                     anchors.setdefault(key, {}).setdefault(chunk.anchor, chunk.id)
-        return cls(pages, anchors)
+        return cls(pages, anchors, linked)
 
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps({"pages": self.pages, "anchors": self.anchors}), encoding="utf-8")
+        path.write_text(json.dumps({"pages": self.pages, "anchors": self.anchors, "linked": self.linked}), encoding="utf-8")
 
     @classmethod
     def load(cls, path: Path) -> LinkTargets | None:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            return cls(dict(data["pages"]), dict(data["anchors"]))
+            return cls(dict(data["pages"]), dict(data["anchors"]), bool(data["linked"]))
         except (OSError, ValueError, KeyError, TypeError):
             return None
 

@@ -85,7 +85,7 @@ class HybridRetriever(BaseRetriever):
             for rank, chunk_id in enumerate(quoting_chunks(query, self.version.chunks.matching)):
                 fused[chunk_id] += QUOTE_WEIGHT / (RRF_K + rank + 1)
         ranked = [cid for cid, _ in fused.most_common() if cid in self.version.chunks]
-        if self.hybrid and len(ranked) > self.k > 1:
+        if self.hybrid and self.lexical.links.linked and len(ranked) > self.k > 1:
             ranked = self._with_cited_section(query, ranked)
         ranked = ranked[: self.k]
         documents = []

@@ -17,6 +17,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from collections.abc import Collection as Collection_
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -183,6 +184,7 @@ class ChromaIndex:
         chunks = [c for c in chunks if c.id not in done]
         reuse_ids = [c.id for c in chunks if reusable is not None and c.id in reusable.chunks]
         fresh = [c for c in chunks if isinstance(c, Chunk) and (reusable is None or c.id not in reusable.chunks)]
+        fresh.sort(key=lambda c: len(c.search_text))  # batches of like lengths pad little, as one big encode does
         restated = {c.id: c for c in chunks if isinstance(c, Chunk)}  # re-read: their metadata is the new one
         started = time.perf_counter()
         for lo in range(0, len(reuse_ids), _WRITE_BATCH):
@@ -194,17 +196,28 @@ class ChromaIndex:
                 metadatas=[restated[i].metadata() if i in restated else meta
                            for i, meta in zip(got["ids"], got["metadatas"])],
             )
-        for lo in range(0, len(fresh), _WRITE_BATCH):
-            batch_chunks = fresh[lo:lo + _WRITE_BATCH]
-            vectors = embeddings.encode([c.search_text for c in batch_chunks])
-            collection.add(
-                ids=[c.id for c in batch_chunks],
-                embeddings=vectors,
-                documents=[c.text for c in batch_chunks],
-                metadatas=[c.metadata() for c in batch_chunks],
-            )
-            if progress is not None:
-                progress(lo + len(batch_chunks), len(fresh))
+        # Each batch is written while the next one is embedded; a crash loses at most the
+        # batch being written, which a resumed build embeds again.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="chroma-write") as writer:
+            written: Future[None] | None = None
+            for lo in range(0, len(fresh), _WRITE_BATCH):
+                batch_chunks = fresh[lo:lo + _WRITE_BATCH]
+                vectors = embeddings.encode([c.search_text for c in batch_chunks])
+                if written is not None:
+                    written.result()
+                    if progress is not None:
+                        progress(lo, len(fresh))
+                written = writer.submit(
+                    collection.add,
+                    ids=[c.id for c in batch_chunks],
+                    embeddings=vectors,
+                    documents=[c.text for c in batch_chunks],
+                    metadatas=[c.metadata() for c in batch_chunks],
+                )
+            if written is not None:
+                written.result()
+                if progress is not None:
+                    progress(len(fresh), len(fresh))
         collection.modify(
             metadata={"state": "ready", **about}
         )
