@@ -11,7 +11,8 @@ import pytest
 
 from bot.rag.embeddings import MiniLMEmbeddings
 from bot.rag.index.links import LinkTargets
-from bot.rag.ingest.formats_html import convert_html, link_target
+from bot.rag.ingest.formats_base import link_target
+from bot.rag.ingest.formats_html import convert_html
 from bot.rag.models import Chunk
 from bot.rag.service import RagService
 from bot.settings import Settings

@@ -10,9 +10,11 @@ so offsets are always exact for the text the chunker sees.
 
 from __future__ import annotations
 
+import posixpath
 import re
 import unicodedata
 from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
 
 from bot.rag.errors import SourceError
 
@@ -71,6 +73,25 @@ class LinkMark:
     name and fragment ("reference/simple_stmts.html#nonlocal")."""
 
     target: str
+
+
+def link_target(href: str, name: str, url: str | None) -> str | None:
+    """Where a link points inside the knowledge base: with the page's `url`, an absolute URL
+    on the same site; without, a source name under the same folder ("../reference/x.html#y"
+    from "tutorial/classes.html" is "reference/x.html#y"). None for anywhere else."""
+    href = href.strip()
+    parts = urlsplit(href)
+    if not href or parts.scheme not in {"", "http", "https"}:
+        return None
+    if url:
+        target = urlsplit(urljoin(url, href))
+        return target.geturl() if target.netloc == urlsplit(url).netloc else None
+    if parts.scheme or parts.netloc:
+        return None
+    path = posixpath.normpath(posixpath.join(posixpath.dirname(name), parts.path)) if parts.path else name
+    if path == ".." or path.startswith(("../", "/")):
+        return None
+    return f"{path}#{parts.fragment}" if parts.fragment else path
 
 
 class Marks:

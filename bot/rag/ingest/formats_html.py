@@ -14,12 +14,10 @@ does every link in prose to a page of the same folder or site, which tells where
 from __future__ import annotations
 
 import codecs
-import posixpath
 import re
 import secrets
 from collections.abc import Callable
 from copy import deepcopy
-from urllib.parse import urljoin, urlsplit
 
 import lxml.html
 from lxml import etree
@@ -33,6 +31,7 @@ from bot.rag.ingest.formats_base import (
     clean_input,
     collapse_spaces,
     finish,
+    link_target,
 )
 from bot.rag.ingest.formats_text import unescape_markdown
 
@@ -225,25 +224,6 @@ def _unlist_blocks(root: lxml.html.HtmlElement) -> None:
             bullet = f"{number}. " if kind == "ol" else "- "
             first = li if (li.text or "").strip() or not len(li) or li[0].tag != "p" else li[0]
             first.text = bullet + (first.text or "").lstrip()
-
-
-def link_target(href: str, name: str, url: str | None) -> str | None:
-    """Where a link points inside the knowledge base: with the page's `url`, an absolute URL
-    on the same site; without, a source name under the same folder ("../reference/x.html#y"
-    from "tutorial/classes.html" is "reference/x.html#y"). None for anywhere else."""
-    href = href.strip()
-    parts = urlsplit(href)
-    if not href or parts.scheme not in {"", "http", "https"}:
-        return None
-    if url:
-        target = urlsplit(urljoin(url, href))
-        return target.geturl() if target.netloc == urlsplit(url).netloc else None
-    if parts.scheme or parts.netloc:
-        return None
-    path = posixpath.normpath(posixpath.join(posixpath.dirname(name), parts.path)) if parts.path else name
-    if path == ".." or path.startswith(("../", "/")):
-        return None
-    return f"{path}#{parts.fragment}" if parts.fragment else path
 
 
 def _unlink_prose(root: lxml.html.HtmlElement, mark_link: Callable[[str], str | None]) -> None:
