@@ -84,3 +84,9 @@ def test_a_quoted_error_message_finds_the_page_that_holds_it(
     unquoted = service.retrieve("what does during handling of the above exception mean in my error?")
     assert quoted[0].source == "traceback.md"
     assert unquoted[0].source != "traceback.md"  # the same words unquoted: word statistics prefer the other pages
+
+
+def test_a_search_the_store_cannot_run_finds_nothing_instead_of_failing(service: RagService) -> None:
+    chunks = service.start().version.chunks
+    assert chunks.matching(r"(?i)\bhostages\b", 5)  # the real full-text search works here
+    assert chunks.matching("(unclosed", 5) == []  # Chroma rejects the pattern: no error reaches the member

@@ -151,8 +151,13 @@ class ChunkMap(Mapping[str, Chunk]):
 
     def matching(self, pattern: str, limit: int) -> list[str]:
         """Ids of up to `limit` chunks whose text matches the regular expression `pattern`
-        (Chroma's full-text search, so no text is read into this process)."""
-        got = self._collection.get(where_document={"$regex": pattern}, include=[], limit=limit)
+        (Chroma's full-text search, so no text is read into this process). A store that cannot
+        search so finds nothing: the question is still answered from the other rankings."""
+        try:
+            got = self._collection.get(where_document={"$regex": pattern}, include=[], limit=limit)
+        except Exception as exc:  # chromadb raises many types; an unreachable server fails the dense search too
+            log.warning("full-text search failed (%s): quoted phrases are not looked up", type(exc).__name__)
+            return []
         return [i for i in got["ids"] if i in self._catalogue]
 
     def __getitem__(self, chunk_id: str) -> Chunk:
