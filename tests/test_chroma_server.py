@@ -44,6 +44,9 @@ def test_ingest_ask_reload_against_the_server(server_settings: Settings, sources
     assert service.ingest().added == 1
     assert "green" in service.ask("What colour was the lighthouse on Skerry Point painted?").answer
     # a quoted phrase is looked up by the server's full-text search
+    chunks = service.start().version.chunks
+    (found,) = chunks.matching(r"(?i)\bpainted\W+BRIGHT\W+green\b", 5)
+    assert chunks[found].source == "lighthouse.md"
     assert service.retrieve("what was 'painted bright green in 1911'?")[0].source == "lighthouse.md"
 
 

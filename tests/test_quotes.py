@@ -26,6 +26,8 @@ from bot.settings import Settings
         ("what does `raise ... from None` do?", ["raise ... from None"]),
         ("why doesn't it work? it's broken", []),  # apostrophes inside words open no quote
         ("what is 'pathlib' for?", []),  # one word: a name, not a phrase
+        ('why "a.b" and "x 1"?', []),  # too short to single anything out
+        ('"one two" "three four" "five six" "seven eight"', ["one two", "three four", "five six"]),  # the first 3
     ],
 )
 def test_quoted_phrases(question: str, phrases: list[str]) -> None:
@@ -38,6 +40,10 @@ def test_a_phrase_matches_whatever_its_case_spacing_and_punctuation() -> None:
     assert pattern.search("during  handling\nof the above exception")
     assert not pattern.search("during handling of the exception above")
     assert not re.search(phrase_pattern("no module named foo"), "no module named foobar")
+    assert re.search(phrase_pattern("No module named my_module"), "ModuleNotFoundError: No module named 'my_module'")
+    assert not re.search(phrase_pattern("No module named my_module"), "No module named my module")
+    assert re.search(phrase_pattern("__init__() missing 1 required"), "TypeError: __init__() missing 1 required positional")
+    assert re.search(phrase_pattern("café au lait"), "un Café au lait")
 
 
 PAGES = {
@@ -90,3 +96,20 @@ def test_a_search_the_store_cannot_run_finds_nothing_instead_of_failing(service:
     chunks = service.start().version.chunks
     assert chunks.matching(r"(?i)\bhostages\b", 5)  # the real full-text search works here
     assert chunks.matching("(unclosed", 5) == []  # Chroma rejects the pattern: no error reaches the member
+
+
+def test_a_phrase_on_more_pages_than_it_can_single_out_is_dropped(
+    make_settings: Callable[..., Settings], tmp_path: Path, embeddings: MiniLMEmbeddings
+) -> None:
+    folder = tmp_path / "loops"
+    folder.mkdir()
+    for n in range(12):
+        (folder / f"a{n:02d}.md").write_text(f"# Loops {n}\n\nA for loop runs its body once per item of list {n}.\n",
+                                           encoding="utf-8")
+    (folder / "zz_break.md").write_text("# Leaving nested loops\n\nTo break out of nested loops early, put them in a "
+                                        "function and return from it.\n", encoding="utf-8")
+    service = RagService(make_settings(sources_dir=folder), embeddings=embeddings)
+    chunks = service.start().version.chunks
+    assert len(chunks.matching(phrase_pattern("for loop"), 20)) == 12
+    quoted = service.retrieve('how do I break out of a nested "for loop" early?')
+    assert quoted[0].source == "zz_break.md"  # twelve pages say "for loop": it finds nothing in particular

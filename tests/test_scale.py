@@ -110,3 +110,22 @@ def test_an_interrupted_ingest_resumes_without_re_embedding_and_never_serves_hal
     assert set(crashing.texts).isdisjoint(resumed.texts)  # nothing embedded twice
     assert len(crashing.texts) + len(resumed.texts) >= report.added
     assert service.ask("When does pier 7-3 of the harbour open?").answerable
+
+
+def test_a_resumed_build_gives_the_chunks_it_already_held_their_new_title(
+    make_settings: Callable[..., Settings], embeddings: MiniLMEmbeddings, sources_dir: Path
+) -> None:
+    settings = make_settings(chunk_size=200, chunk_overlap=0)
+    _notes(sources_dir, 30)
+    crashing_service, crashing = counting_chunks(settings, embeddings, fail_after=150, failure=KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        crashing_service.ingest()
+    assert crashing.embedded > 0
+    for n in range(30):  # retitled before the resume: same text, same chunk ids
+        (sources_dir / f"harbour-{n:02d}.txt.source.json").write_text(f'{{"title": "Harbour notes {n}"}}', encoding="utf-8")
+    service, resumed = counting_chunks(settings, embeddings)
+    service.ingest()
+    assert set(crashing.texts).isdisjoint(resumed.texts)  # still nothing embedded twice
+    chunks = service.start().version.chunks
+    titles = {c.source: c.title for c in chunks.values() if c.source.startswith("harbour-")}
+    assert titles == {f"harbour-{n:02d}.txt": f"Harbour notes {n}" for n in range(30)}

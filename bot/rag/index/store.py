@@ -42,6 +42,18 @@ def _version_number(name: str, prefix: str) -> int | None:
     return int(tail)
 
 
+def _restate(collection: Collection, chunks: Sequence[Chunk]) -> None:
+    """Give chunks an interrupted build already holds the metadata they have now (a title
+    may have changed since). Chroma merges metadata, so a key a chunk no longer has is set
+    to None."""
+    for lo in range(0, len(chunks), _WRITE_BATCH):
+        batch = chunks[lo:lo + _WRITE_BATCH]
+        got = collection.get(ids=[c.id for c in batch], include=["metadatas"])
+        before = dict(zip(got["ids"], got["metadatas"] or []))
+        collection.update(ids=[c.id for c in batch],
+                          metadatas=[{**dict.fromkeys(before.get(c.id) or {}), **c.metadata()} for c in batch])
+
+
 class ChromaIndex:
     """Finds, loads and builds index versions in one Chroma database."""
 
@@ -169,6 +181,7 @@ class ChromaIndex:
             for lo in range(0, len(stale), _WRITE_BATCH):
                 collection.delete(ids=stale[lo:lo + _WRITE_BATCH])
             done &= wanted
+            _restate(collection, [c for c in chunks if isinstance(c, Chunk) and c.id in done])
             log.info("resuming the unfinished build %s: %d chunks already in it", name, len(done))
         else:
             self.drop_unfinished()
