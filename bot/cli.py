@@ -13,13 +13,15 @@ import importlib.metadata
 import json
 import logging
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from tqdm import tqdm
 
 from bot.rag.errors import RagError
 from bot.rag.index.registry import parse_base_name
+from bot.rag.index.store import CHUNKS, SENTENCES, Progress
 from bot.rag.models import Answer, Citation, Summary
 from bot.rag.service import RagService
 from bot.rag.stats import configure_question_log
@@ -209,16 +211,26 @@ def cmd_sources(service: RagService, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_ingest(service: RagService, args: argparse.Namespace) -> int:
-    with tqdm(desc="embedding", unit="chunk", disable=not sys.stderr.isatty(), leave=False) as bar:
+@contextmanager
+def ingest_progress_bar(label: str = "embedding") -> Iterator[Progress]:
+    """An ingest's progress on stderr (a terminal only): the chunks, then on a fresh bar the
+    sentence pass that follows once the new version serves."""
+    with tqdm(desc=label, unit="chunk", disable=not sys.stderr.isatty(), leave=False) as bar:
+        phase = [CHUNKS]
 
-        def progress(done: int, total: int) -> None:
-            if done < bar.n:  # the chunks are in and serving: the sentence pass follows
+        def progress(done: int, total: int, what: str) -> None:
+            if what != phase[0]:
+                phase[0] = what
                 bar.reset()
-                bar.set_description("sentence vectors")
+                bar.set_description(f"{label}: sentence vectors" if what == SENTENCES else label)
             bar.total = total
             bar.update(done - bar.n)
 
+        yield progress
+
+
+def cmd_ingest(service: RagService, args: argparse.Namespace) -> int:
+    with ingest_progress_bar() as progress:
         report = service.ingest(args.sources, progress)
     print(f"{report.folder}: {report}" if report.folder else str(report))
     if report.sentences_s and report.live_after_s is not None:

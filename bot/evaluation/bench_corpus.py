@@ -23,8 +23,8 @@ from typing import Any, TypeVar
 
 import chromadb
 from chromadb.config import Settings as ChromaSettings
-from tqdm import tqdm
 
+from bot.cli import ingest_progress_bar
 from bot.evaluation.baseline import BaselinePipeline
 from bot.evaluation.bench_inputs import derive_questions, timed_questions
 from bot.evaluation.metrics import percentile
@@ -120,12 +120,7 @@ def index_status(report: IngestReport) -> str:
 
 
 def _ingest_with_progress(service: RagService, label: str) -> IngestReport:
-    with tqdm(desc=label, unit="chunk", disable=not sys.stderr.isatty(), leave=False) as bar:
-
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-
+    with ingest_progress_bar(label) as progress:
         return service.ingest(progress=progress)
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from bot.rag.errors import RagError, ReloadInProgressError, SourceError, UnknownSourceError
 from bot.rag.index.registry import SHARED, KnowledgeBases
+from bot.rag.index.store import SENTENCES
 from bot.rag.ingest.convert import convert, detect_suffix
 from bot.rag.ingest.sources import SIDECAR_SUFFIX
 from bot.rag.ingest.url_safety import check_url
@@ -202,13 +203,8 @@ class SourceLibrary:
     def _ingest(self, base: str, progress: Progress | None) -> IngestReport:
         say(progress, "Indexing… (I keep answering from the current index meanwhile)")
 
-        last, sentences = 0, False
-
-        def embedded(done: int, total: int) -> None:
-            nonlocal last, sentences
-            sentences = sentences or done < last  # counting again: the new index serves, its sentence pass follows
-            last = done
-            if sentences:
+        def embedded(done: int, total: int, what: str) -> None:
+            if what == SENTENCES:  # the new index serves; its sentence pass follows
                 say(progress, f"Indexed: answering from the new index. Preparing its sentences: {done}/{total} chunk(s)…")
             else:
                 say(progress, f"Indexing: {done}/{total} new chunk(s) embedded…")

@@ -74,8 +74,8 @@ class LexicalIndex:
         self.links = links or LinkTargets({}, {})
         vocab = bm25.vocab_dict if bm25 is not None else {}
         lengths = np.diff(np.asarray(bm25.scores["indptr"])) if bm25 is not None else np.zeros(0)
-        self.vocabulary = Vocabulary(t for t, i in vocab.items() if t and t != _EMPTY and lengths[i])
         self._chunks_with = {t: int(lengths[i]) for t, i in vocab.items() if t and t != _EMPTY and lengths[i]}
+        self.vocabulary = Vocabulary(self._chunks_with)
         self._by_chunk: tuple[dict[str, int], np.ndarray, np.ndarray, list[str]] | None = None
         self._by_chunk_lock = threading.Lock()
 

@@ -96,13 +96,18 @@ def cited_elsewhere(question: str, ranked: Sequence[Chunk], resolve: Callable[[s
     for rank, chunk in enumerate(ranked, start=1):
         if not chunk.links:
             continue
-        own = {chunk.source, (chunk.url or "").split("#", 1)[0]}
+        own = set(_page_keys(chunk))
         sentences = split_sentences(chunk.text)
+        shared_by: dict[int, set[str]] = {}  # the question's words in each linking sentence, stemmed once
         for at, target in chunk.links:
             if target.partition("#")[0] in own:
                 continue
-            sentence = next((s for s in sentences if s.start <= at - chunk.start < s.end), None)
-            shared = asked & set(content_terms(sentence.text)) if sentence else set()
+            sentence = next((i for i, s in enumerate(sentences) if s.start <= at - chunk.start < s.end), None)
+            if sentence is None:
+                continue
+            if sentence not in shared_by:
+                shared_by[sentence] = asked & set(content_terms(sentences[sentence].text))
+            shared = shared_by[sentence]
             target_id = resolve(target) if len(shared) >= MIN_SHARED else None
             if target_id is None or chunk.source in pages.setdefault(target_id, set()):
                 continue  # one vote per linking page

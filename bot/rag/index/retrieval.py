@@ -59,8 +59,9 @@ class HybridRetriever(BaseRetriever):
         or more other pages among the top 2k link to, when the top k holds nothing of its page."""
         best = self.version.chunks.get_many(ranked[: 2 * self.k])
         shown = {c.source for c in best[: self.k]}
+        entries = self.version.catalogue.entries  # a chunk's source without fetching it
         for chunk_id in cited_elsewhere(query, best, self.lexical.links.resolve, self.lexical.idf):
-            if chunk_id in self.version.chunks and self.version.chunks[chunk_id].source not in shown:
+            if chunk_id in entries and entries[chunk_id].source not in shown:
                 return ranked[: self.k - 1] + [chunk_id]
         return ranked
 

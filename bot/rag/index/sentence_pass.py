@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from bot.rag.embeddings import VectorCache
+from bot.rag.index.store import SENTENCES, Progress
 from bot.rag.index.version import IndexVersion
 from bot.rag.models import Chunk
 
@@ -30,7 +31,7 @@ def new_chunk_ids(version: IndexVersion, before: IndexVersion | None) -> list[st
 
 
 def embed_sentences(version: IndexVersion, chunk_ids: Sequence[str], vectors: VectorCache,
-                    sentences_of: SentencesOf, progress: Callable[[int, int], None] | None = None) -> float:
+                    sentences_of: SentencesOf, progress: Progress | None = None) -> float:
     """Embed (into `vectors`' store) the sentences of `chunk_ids`; returns the seconds taken."""
     started = time.perf_counter()
     for lo in range(0, len(chunk_ids), _BATCH):
@@ -42,7 +43,7 @@ def embed_sentences(version: IndexVersion, chunk_ids: Sequence[str], vectors: Ve
         if texts:
             vectors.get(texts)
         if progress is not None:
-            progress(min(lo + _BATCH, len(chunk_ids)), len(chunk_ids))
+            progress(min(lo + _BATCH, len(chunk_ids)), len(chunk_ids), SENTENCES)
     seconds = time.perf_counter() - started
     if chunk_ids:
         log.info("%s: sentence vectors of %d chunks ready in %.1fs", version.name, len(chunk_ids), seconds)

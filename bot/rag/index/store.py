@@ -32,7 +32,10 @@ from bot.rag.models import Chunk, IngestReport, SourceDocument
 log = logging.getLogger(__name__)
 
 _WRITE_BATCH = 128  # chunks embedded and written per step: what an interrupted build keeps
-Progress = Callable[[int, int], None]  # (chunks embedded so far, chunks to embed)
+# (done so far, to do, what: CHUNKS while the new version is built, then SENTENCES for the
+# sentence pass that follows once it serves)
+Progress = Callable[[int, int, str], None]
+CHUNKS, SENTENCES = "chunks", "sentences"
 
 
 def _version_number(name: str, prefix: str) -> int | None:
@@ -198,7 +201,7 @@ class ChromaIndex:
         reuse_ids = [c.id for c in chunks if reusable is not None and c.id in reusable.chunks]
         fresh = [c for c in chunks if isinstance(c, Chunk) and (reusable is None or c.id not in reusable.chunks)]
         fresh.sort(key=lambda c: len(c.search_text))  # batches of like lengths pad little, as one big encode does
-        restated = {c.id: c for c in chunks if isinstance(c, Chunk)}  # re-read: their metadata is the new one
+        reread = {c.id: c for c in chunks if isinstance(c, Chunk)}  # re-read sources: their metadata is the new one
         started = time.perf_counter()
         for lo in range(0, len(reuse_ids), _WRITE_BATCH):
             batch = reuse_ids[lo:lo + _WRITE_BATCH]
@@ -206,7 +209,7 @@ class ChromaIndex:
             got = reusable.collection.get(ids=batch, include=["embeddings", "documents", "metadatas"])
             collection.add(
                 ids=got["ids"], embeddings=got["embeddings"], documents=got["documents"],
-                metadatas=[restated[i].metadata() if i in restated else meta
+                metadatas=[reread[i].metadata() if i in reread else meta
                            for i, meta in zip(got["ids"], got["metadatas"])],
             )
         # Each batch is written while the next one is embedded; a crash loses at most the
@@ -219,7 +222,7 @@ class ChromaIndex:
                 if written is not None:
                     written.result()
                     if progress is not None:
-                        progress(lo, len(fresh))
+                        progress(lo, len(fresh), CHUNKS)
                 written = writer.submit(
                     collection.add,
                     ids=[c.id for c in batch_chunks],
@@ -230,7 +233,7 @@ class ChromaIndex:
             if written is not None:
                 written.result()
                 if progress is not None:
-                    progress(len(fresh), len(fresh))
+                    progress(len(fresh), len(fresh), CHUNKS)
         collection.modify(
             metadata={"state": "ready", **about}
         )

@@ -151,10 +151,24 @@ def _replace_with_heading(el: etree._Element, level: int, text: str) -> etree._E
     return heading
 
 
-def _mark_headings(root: lxml.html.HtmlElement, marks: Marks, nonce: str) -> dict[str, str]:
-    """Turn Sphinx entries into headings and put a token in every heading; returns each
-    token's mark."""
-    tokens: dict[str, str] = {}
+class _Tokens(dict[str, str]):
+    """ASCII tokens put in the DOM, which survive trafilatura where private-use marks may
+    not, each mapped to the mark (of `marks`) it stands for."""
+
+    def __init__(self, marks: Marks) -> None:
+        super().__init__()
+        self.marks = marks
+        self.nonce = secrets.token_hex(4)
+        self.pattern = re.compile(f"zq{self.nonce}k\\d+qz")
+
+    def add(self, mark: Boundary | LinkMark) -> str:
+        token = f"zq{self.nonce}k{len(self)}qz"
+        self[token] = self.marks.add(mark)
+        return token
+
+
+def _mark_headings(root: lxml.html.HtmlElement, tokens: _Tokens) -> None:
+    """Turn Sphinx entries into headings and put a token in every heading."""
     current = 0  # level of the last real heading, in document order
     todo: list[tuple[etree._Element, int, str, str | None, str]] = []
     for el in root.iter("h1", "h2", "h3", "h4", "h5", "h6", "dl"):
@@ -175,15 +189,13 @@ def _mark_headings(root: lxml.html.HtmlElement, marks: Marks, nonce: str) -> dic
             for dd in (c for c in el if c.tag == "dd"):
                 dd.tag = "div"
     for el, level, name, anchor, shown in todo:
-        token = f"zq{nonce}k{len(tokens)}qz"
-        tokens[token] = marks.add(Boundary(level, name, anchor=anchor))
+        token = tokens.add(Boundary(level, name, anchor=anchor))
         if el.tag == "dt":
             el = _replace_with_heading(el, level, shown)
         el.text = f"{token} " + (el.text or "")
     for dl in list(root.iter("dl")):
         if _is_entry(dl):
             dl.tag = "div"
-    return tokens
 
 
 def _needs_unlisting(el: etree._Element) -> bool:
@@ -268,17 +280,13 @@ def convert_html(data: bytes, name: str, *, url: str | None = None,
     title = _title(root)
     _clean_dom(root)
     marks = Marks()
-    nonce = secrets.token_hex(4)
-    tokens = _mark_headings(root, marks, nonce)
+    tokens = _Tokens(marks)
+    _mark_headings(root, tokens)
     _unlist_blocks(root)
 
     def mark_link(href: str) -> str | None:
         target = link_target(href, name, url)
-        if target is None:
-            return None
-        token = f"zq{nonce}k{len(tokens)}qz"
-        tokens[token] = marks.add(LinkMark(target))
-        return token
+        return tokens.add(LinkMark(target)) if target else None
 
     _unlink_prose(root, mark_link)
     markdown = None
@@ -295,7 +303,7 @@ def convert_html(data: bytes, name: str, *, url: str | None = None,
     markdown = unescape_markdown(clean_input(markdown))
     lines = markdown.split("\n")
     for i, line in enumerate(lines):
-        for token in re.findall(f"zq{nonce}k\\d+qz", line):
+        for token in tokens.pattern.findall(line):
             before, _, after = line.partition(token)
             if before.strip("#>*- \t"):  # not at a line start: the mark stays where it is
                 line = before + tokens[token] + after.lstrip(" ")
