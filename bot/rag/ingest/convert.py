@@ -5,7 +5,7 @@ for names without a supported suffix, from the HTTP content type), checks size l
 hands the bytes to the format module:
 
 - formats_text: .txt / .md (markdown headings, front matter) and .rst (reST titles)
-- formats_html: .html / .htm via lxml clean-up + trafilatura (main content only)
+- formats_html: .html / .htm via lxml clean-up + markdownify (page furniture dropped)
 - formats_pdf: .pdf via pypdf, page by page
 - formats_office: .docx / .pptx / .xlsx (zip-checked) and .csv via markitdown
 

@@ -1,14 +1,18 @@
-"""HTML pages: main content only, as light markdown, with headings as sections.
+"""HTML pages: the content without the page furniture, as light markdown, with headings as sections.
 
-trafilatura picks the main content and writes markdown. Before that, the lxml DOM is
-prepared: hidden and non-content elements go (script, style, template, noscript, comments,
-`hidden`/`display:none`), Sphinx `¶` header links go, Sphinx API entries
-(`<dl class="py function"><dt id="zip">`) become headings named after the entry ("zip()"),
-and lists/definition lists/blockquotes holding code are turned into plain blocks, because
-trafilatura flattens list items into one line. Every heading gets a unique ASCII token that
-survives extraction and tells where its section starts, its heading path and its anchor; so
-does every link in prose to a page of the same folder or site, which tells where it points
-(the tutorial's "the nonlocal statement" points at the reference's section on it).
+Works for any docs generator (Sphinx, DocBook, MkDocs, Docusaurus-like, hand-written pages),
+not one theme: the lxml DOM is cleaned of what a reader never sees (script, style, template,
+noscript, comments, `hidden`/`display:none`) and of page furniture (nav, the site's header
+and footer, sidebars, asides, tables of contents, breadcrumbs, cookie banners, DocBook's
+navigation bars), found by HTML5 element, ARIA role or a class naming it. Footnotes, notes and
+sidebars of the text stay. XHTML (an `<?xml?>` declaration, `<a id="x"/>`) is read as such.
+Sphinx `¶` header links go, Sphinx API entries (`<dl class="py function"><dt id="zip">`)
+become headings named after the entry ("zip()"), and lists holding code or several blocks
+become plain blocks. markdownify then writes everything that is left as markdown, so no
+section is dropped by a guess about what is "main". Every heading gets a unique ASCII token
+that survives conversion and tells where its section starts, its heading path (`<h1>`…`<h6>`)
+and its anchor; so does every link in prose to a page of the same folder or site, which tells
+where it points (the tutorial's "the nonlocal statement" points at the reference's section).
 """
 
 from __future__ import annotations
@@ -19,7 +23,10 @@ import secrets
 from collections.abc import Callable
 from copy import deepcopy
 
+from typing import Any
+
 import lxml.html
+import markdownify
 from lxml import etree
 
 from bot.rag.errors import SourceError
@@ -42,7 +49,21 @@ _HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.IGN
 _HIDDEN_CLASSES = {"hidden", "d-none", "sr-only", "visually-hidden", "screen-reader-text", "is-hidden"}
 _CALLABLE = {"function", "method", "classmethod", "staticmethod", "decorator",
              "decoratormethod", "coroutinefunction", "coroutinemethod", "abstractmethod"}
+_XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")  # lxml refuses it in a decoded string
+_XHTML = re.compile(r"<html[^>]+xmlns\s*=\s*[\"']http://www\.w3\.org/1999/xhtml", re.IGNORECASE)
+# <a id="x"/> is an empty element in XHTML but an unclosed one to an HTML parser
+_SELF_CLOSED = re.compile(
+    r"<(?!(?:area|base|br|col|embed|hr|img|input|link|meta|source|track|wbr)\b)([a-zA-Z][\w:-]*)(\s[^<>]*?)?\s*/>")
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([\w.:-]+)""", re.IGNORECASE)
+_FURNITURE_ROLES = {"navigation", "banner", "contentinfo", "search", "menu", "menubar", "toolbar"}
+_FURNITURE_IDS = {"toc", "nav", "navbar", "sidebar", "header", "footer", "breadcrumbs", "menu", "search"}
+# class tokens of furniture: "sphinxsidebar", "md-sidebar", "navheader", "theme-doc-toc-desktop",
+# "cookie-banner"; a bare "sidebar" is an rST sidebar, part of the text
+_FURNITURE_NAME = re.compile(
+    r"^(?:sphinxsidebar\w*|related|navheader|navfooter|footer|toc|"
+    r"(?:[\w]+[-_])*(?:sidebar|navbar|breadcrumbs?|toc|pagination|footer|cookie|consent|skip-?link)(?:[-_][\w-]*)?)$",
+    re.IGNORECASE,
+)
 _BLOCKS = ("pre", "p", "div", "table", "ul", "ol", "dl", "blockquote")
 # <aside> blocks that belong to the text (footnotes, notes, sidebars of an article), which
 # trafilatura would drop as page furniture; other asides (site sidebars) stay asides.
@@ -266,11 +287,41 @@ def _title(root: lxml.html.HtmlElement) -> str | None:
     return title or None
 
 
+def _is_furniture(el: etree._Element) -> bool:
+    """Page furniture a reader skips: menus, site headers and footers, sidebars and asides
+    (notes and footnotes are no longer asides by now), tables of contents, breadcrumbs,
+    cookie banners, DocBook's navigation bars."""
+    if el.tag in {"nav", "aside"} or (el.get("role") or "").lower() in _FURNITURE_ROLES:
+        return True
+    if el.tag in {"header", "footer"}:  # the site's, not an article's own header
+        return not any(a.tag in {"article", "main"} for a in el.iterancestors())
+    if (el.get("id") or "").lower() in _FURNITURE_IDS:  # other ids are heading slugs ("set-cookie-options")
+        return True
+    return any(_FURNITURE_NAME.match(n) and n.lower() != "sidebar" for n in (el.get("class") or "").split())
+
+
+def _drop_furniture(root: lxml.html.HtmlElement) -> None:
+    for el in [el for el in root.iter() if isinstance(el.tag, str) and _is_furniture(el)]:
+        if el.getparent() is not None and el.tag not in {"html", "body"}:
+            el.drop_tree()
+
+
+class _Markdown(markdownify.MarkdownConverter):
+    """Markdown of the content: ATX headings, fenced code, links and images as their text."""
+
+    def __init__(self) -> None:
+        super().__init__(heading_style="ATX", bullets="-", strip=["a", "img"], escape_asterisks=False,
+                         escape_underscores=False, escape_misc=False, code_language="")
+
+    def convert_img(self, el: Any, text: str, parent_tags: set[str]) -> str:
+        return ""  # DocBook's "[Tip]" icons and decorative images carry no text
+
+
 def convert_html(data: bytes, name: str, *, url: str | None = None,
                  content_type: str | None = None) -> ConvertedDocument:
-    import trafilatura  # imported on first use: only needed for HTML
-
     html = clean_input(decode_html(data, name, content_type))
+    if _XML_DECLARATION.match(html) or _XHTML.search(html[:4096]):
+        html = _SELF_CLOSED.sub(r"<\1\2></\1>", _XML_DECLARATION.sub("", html, count=1))
     if not html.strip():
         raise SourceError(f"{name}: the page is empty.")
     try:
@@ -279,6 +330,7 @@ def convert_html(data: bytes, name: str, *, url: str | None = None,
         raise SourceError(f"{name}: not a readable HTML page.") from None
     title = _title(root)
     _clean_dom(root)
+    _drop_furniture(root)
     marks = Marks()
     tokens = _Tokens(marks)
     _mark_headings(root, tokens)
@@ -289,16 +341,9 @@ def convert_html(data: bytes, name: str, *, url: str | None = None,
         return tokens.add(LinkMark(target)) if target else None
 
     _unlink_prose(root, mark_link)
-    markdown = None
-    for recall in (False, True):  # a second, more lenient pass only when the first finds nothing
-        markdown = trafilatura.extract(
-            deepcopy(root) if not recall else root, url=url, output_format="markdown",
-            include_formatting=True, include_tables=True, include_comments=False,
-            deduplicate=False, favor_recall=recall,
-        )
-        if markdown and markdown.strip():
-            break
-    if not markdown or not markdown.strip():
+    body = root.find("body")
+    markdown = _Markdown().convert(lxml.html.tostring(body if body is not None else root, encoding="unicode"))
+    if not markdown.strip():
         raise SourceError(f"{name}: no readable text found on the page.")
     markdown = unescape_markdown(clean_input(markdown))
     lines = markdown.split("\n")
