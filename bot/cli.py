@@ -70,13 +70,20 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the Discord bot (needs DISCORD_TOKEN)")
     run.set_defaults(func=cmd_run, needs_service=False)
 
-    evaluate = commands.add_parser("eval", help="measure answer and citation quality on a QA file")
-    evaluate.add_argument("file", type=Path, help="JSONL: id, question, answerable, answers, evidence")
+    evaluate = commands.add_parser("eval", help="measure answer and citation quality on every QA set, or one file")
+    evaluate.add_argument("file", type=Path, nargs="?",
+                          help="JSONL: id, question, answerable, answers, evidence (default: every set, each on its corpus)")
     evaluate.add_argument("--json", action="store_true", help=as_json)
     evaluate.add_argument("--k", type=int, help="chunks retrieved per question (default: TOP_K)")
     evaluate.add_argument("--no-baseline", action="store_true", help="skip the stock LangChain baseline")
     evaluate.add_argument("--sources", type=Path, help="measure this folder (default: the sources folder)")
     evaluate.add_argument("--index", type=Path, help="keep and reuse the index (ours and the baseline's) here")
+    evaluate.add_argument("--sets", type=Path, default=Path("../shared/eval"), help="every set: the public sets' folder")
+    evaluate.add_argument("--corpora", type=Path, default=Path("../corpora"),
+                          help="every set: the folder holding each corpus (corpus.sh NAME DIR/NAME)")
+    evaluate.add_argument("--work", type=Path, default=Path("../eval-work"),
+                          help="every set: each corpus's index and data folder, kept and reused")
+    evaluate.add_argument("--only", help="every set: only these sets or corpora, comma-separated")
     evaluate.set_defaults(func=cmd_eval, needs_service=False)
 
     bench = commands.add_parser("bench", help="measure speed and memory")
@@ -249,6 +256,10 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
+    if args.file is None:
+        from bot.evaluation.suite import cmd_suite
+
+        return cmd_suite(settings, args)
     from bot.evaluation.cli import cmd_eval as run_eval
 
     return run_eval(settings, args)

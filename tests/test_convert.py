@@ -409,6 +409,28 @@ def test_pdf_pages_and_bookmarks(tmp_path: Path) -> None:
     assert [s.page for s in doc.sections] == [1, 2, 3]
 
 
+def test_pdf_running_headers_and_footers_are_dropped(tmp_path: Path) -> None:
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.set_font("Helvetica", size=11)
+    pdf.set_auto_page_break(False)
+    bodies = ["The file starts with a magic string.", "Each record has a type and a glob pattern.",
+              "Aliases map one type to another.", "Subclasses inherit every glob of their parent.",
+              "Icons are named after the media type.", "Version 0.21 of the specification added treemagic."]
+    for number, body in enumerate(bodies, start=1):
+        pdf.add_page()
+        pdf.cell(0, 8, f"Shared MIME-info Database {number} / 6", new_x="LMARGIN", new_y="NEXT")
+        pdf.multi_cell(0, 8, body)
+        pdf.set_y(-20)
+        pdf.cell(0, 8, "Copyright the widget authors")
+    doc = conv(write(tmp_path, "spec.pdf", bytes(pdf.output())))
+    assert "Shared MIME-info" not in doc.text and "Copyright the widget authors" not in doc.text
+    for number, body in enumerate(bodies, start=1):
+        section = section_with(doc, body)
+        assert section.page == number and section_text(doc, section) == body
+
+
 def test_pdf_password_protected(tmp_path: Path) -> None:
     data = make_pdf(PDF_PAGES[:1], owner_password="owner", user_password="secret")
     with pytest.raises(SourceError, match="password-protected") as info:

@@ -56,3 +56,15 @@ def test_changing_one_sentence_changes_only_nearby_chunk_ids() -> None:
     new_chunks = chunk_document(replace(doc, text=edited), 800, 160)
     same = sum(a.id == b.id for a, b in zip(chunks, new_chunks))
     assert 0 < same < len(chunks)
+
+
+def test_readable_quote_is_clean_prose_or_one_code_block() -> None:
+    from bot.rag.text import is_code_block, readable_quote
+
+    shown = readable_quote("Run **update-passwd** with `--dry-run`\n\n- to   see the\n- changes.")
+    assert shown == "Run update-passwd with --dry-run to see the changes."
+    table = readable_quote("| Tip |\n| --- |\n| Execute `mount`(8) with *no* arguments. |")
+    assert table == "Tip Execute mount(8) with no arguments."
+    assert readable_quote("## 3.1 Shells\nThe shell reads `x * y * z`.") == "3.1 Shells The shell reads x * y * z."
+    code = readable_quote("```python\nfor i in range(3):\n    print(i)\n```")
+    assert is_code_block(code) and code == "```\nfor i in range(3):\n    print(i)\n```"

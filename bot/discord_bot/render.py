@@ -9,6 +9,7 @@ import discord
 
 from bot.rag.errors import ModelError, RagError
 from bot.rag.models import Answer, Citation, IngestReport, SourceInfo, Summary
+from bot.rag.text import is_code_block
 from bot.state.conversations import StatsReport
 
 AUTOCOMPLETE_LIMIT = 25  # Discord shows at most 25 choices
@@ -42,6 +43,13 @@ class Reply:
 def trim(text: str, limit: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def trim_code(block: str, limit: int) -> str:
+    """A ``` code block cut to `limit` characters with its lines kept and its fence closed."""
+    if len(block) <= limit:
+        return block
+    return block[: max(limit - 6, 4)].rstrip() + "\n…\n```"
 
 
 def split_text(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
@@ -81,7 +89,8 @@ def _place_value(citation: Citation, shown: str, title: str | None) -> str:
     if title and _loose(title) not in _loose(citation.label or citation.source):
         lines.append(discord.utils.escape_markdown(trim(title, TITLE_CHARS)))
     if not _already_shown(citation.quote, shown):
-        lines.append(trim(f"“{citation.quote}”", QUOTE_CHARS))
+        lines.append(trim_code(citation.quote, QUOTE_CHARS) if is_code_block(citation.quote)
+                     else trim(f"“{citation.quote}”", QUOTE_CHARS))
     if citation.link and len(citation.link) < LINK_CHARS:
         lines.append(f"<{citation.link}>")
     return "\n".join(lines)[:EMBED_FIELD_VALUE_LIMIT] or QUOTED_ABOVE

@@ -23,7 +23,7 @@ def run_items(
     items: Sequence[QAItem],
     retrieve: Callable[[str], list[Chunk]],
     ask: Callable[[str], Answer],
-    chunk_text: Callable[[str], str],
+    chunk: Callable[[str], Chunk],
     label: str,
 ) -> list[QuestionResult]:
     ask(items[0].question)  # warm-up: model load and caches are not what latency measures
@@ -32,11 +32,13 @@ def run_items(
         started = time.perf_counter()
         try:
             answer = ask(item.question)
-            answered, text, cited = answer.answerable, answer.answer, [chunk_text(c.chunk_id) for c in answer.citations]
+            answered, text = answer.answerable, answer.answer
+            cited = list(dict.fromkeys(chunk(c.chunk_id) for c in answer.citations))
         except RagError as exc:
             answered, text, cited = False, f"error: {exc}", []
         latency = time.perf_counter() - started
-        results.append(score_question(item, retrieve(item.question), answered, text, list(dict.fromkeys(cited)), latency))
+        results.append(score_question(item, retrieve(item.question), answered, text, [c.text for c in cited], latency,
+                                      cited_sources=[c.source for c in cited]))
     return results
 
 
@@ -44,7 +46,7 @@ def evaluate(settings: Settings, items: Sequence[QAItem], k: int, baseline: bool
     service = RagService(settings.model_copy(update={"top_k": k}))
     service.refresh()
     live = service.start()
-    ours = run_items(items, service.retrieve, service.ask, lambda cid: live.version.chunks[cid].text, "ours")
+    ours = run_items(items, service.retrieve, service.ask, lambda cid: live.version.chunks[cid], "ours")
     sources = live.version.sources
     report: dict[str, Any] = {
         "k": k, "provider": service.provider,
@@ -57,7 +59,7 @@ def evaluate(settings: Settings, items: Sequence[QAItem], k: int, baseline: bool
             service.base.folder(), service.components.embeddings, service.components.extractive, k,
             persist_dir=settings.vectorstore_dir / "baseline",
         )
-        theirs = run_items(items, pipeline.retrieve, pipeline.ask, lambda cid: pipeline.chunks[cid].text, "baseline")
+        theirs = run_items(items, pipeline.retrieve, pipeline.ask, lambda cid: pipeline.chunks[cid], "baseline")
         report["baseline"] = {"summary": aggregate(theirs, k), "questions": [r.to_dict() for r in theirs]}
     return report
 

@@ -70,13 +70,16 @@ class QuestionResult:
     latency_s: float
     answer: str = ""
     page: str | None = None  # the item's page, when the QA file names it
+    evidence_in_answer: bool | None = None  # the text a member reads quotes the evidence
+    page_cited: bool | None = None  # a citation is on the item's page (items naming one)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def score_question(item: QAItem, retrieved: Sequence[Chunk], answered: bool, answer_text: str,
-                   cited_texts: Sequence[str], latency_s: float) -> QuestionResult:
+                   cited_texts: Sequence[str], latency_s: float,
+                   cited_sources: Sequence[str] = ()) -> QuestionResult:
     rank = next((i for i, c in enumerate(retrieved, start=1) if contains_any(c.text, item.evidence)), None)
     page_rank = next((i for i, c in enumerate(retrieved, start=1) if c.source == item.page), None)
     return QuestionResult(
@@ -91,6 +94,8 @@ def score_question(item: QAItem, retrieved: Sequence[Chunk], answered: bool, ans
         latency_s=latency_s,
         answer=answer_text,
         page=item.page,
+        evidence_in_answer=(answered and contains_any(answer_text, item.evidence)) if item.answerable else None,
+        page_cited=(item.page in cited_sources) if item.answerable and item.page else None,
     )
 
 
@@ -113,6 +118,7 @@ def aggregate(results: Sequence[QuestionResult], k: int) -> dict[str, float | in
     unanswerable = [r for r in results if not r.answerable]
     citing = [r for r in answerable if r.cited]
     paged = [r for r in answerable if r.page]
+    found = [r for r in answerable if r.first_evidence_rank is not None and r.first_evidence_rank <= k]
     latencies = [r.latency_s for r in results]
     return {
         "questions": len(results),
@@ -122,6 +128,9 @@ def aggregate(results: Sequence[QuestionResult], k: int) -> dict[str, float | in
         f"page@{k}": _mean([float(r.first_page_rank is not None and r.first_page_rank <= k) for r in paged]),
         "mrr": _mean([1.0 / r.first_evidence_rank if r.first_evidence_rank else 0.0 for r in answerable]),
         "answer_accuracy": _mean([float(bool(r.correct_answer)) for r in answerable]),
+        "evidence_in_answer": _mean([float(bool(r.evidence_in_answer)) for r in answerable]),
+        "page_cited": _mean([float(bool(r.page_cited)) for r in paged]),
+        "accuracy_if_retrieved": _mean([float(bool(r.correct_answer)) for r in found]),
         "citation_precision": _mean([r.cited_with_evidence / r.cited for r in citing]),
         "citation_recall": _mean([float(r.cited_with_evidence > 0) for r in answerable]),
         "refusal_accuracy": _mean([float(not r.answered) for r in unanswerable]),

@@ -163,3 +163,35 @@ def stem(word: str) -> str:
 def content_terms(text: str) -> list[str]:
     """Stemmed words of `text` without stopwords: the lexical view used for matching."""
     return [stem(w) for w in words(text) if w not in STOPWORDS]
+
+
+_FENCED = re.compile(r"^\s*```[^\n]*\n(.*?)\n?```\s*$", re.DOTALL)
+_FENCE_LINE = re.compile(r"^\s*```[^\n]*$", re.MULTILINE)
+_HEADING_MARK = re.compile(r"^#{1,6}\s+", re.MULTILINE)
+_BULLET = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+", re.MULTILINE)
+_TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(?:\|\s*:?-{3,}:?\s*)*\|?\s*$", re.MULTILINE)
+_EMPHASIS = re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1|(?<![\w*])\*(?=\S)([^*\n]+?)(?<=\S)\*(?![\w*])")
+_INLINE_CODE = re.compile(r"`+([^`\n]+?)`+")
+_SPACE_RUN = re.compile(r"\s+")
+
+
+def readable_quote(text: str) -> str:
+    """A quoted span of converted text as a member reads it: one fenced code block stays a
+    code block (it is the answer); anything else becomes one line of clean prose, without
+    markdown marks (headings, bullets, emphasis, backticks, fences, table pipes) or runs of
+    spaces. Only marks go: every word of the span stays, in order."""
+    fenced = _FENCED.match(text)
+    if fenced:
+        return "```\n" + fenced.group(1).strip("\n") + "\n```"
+    text = _FENCE_LINE.sub(" ", text)
+    text = _TABLE_RULE.sub(" ", text)
+    text = _HEADING_MARK.sub("", text)
+    text = _BULLET.sub("", text)
+    text = _EMPHASIS.sub(lambda m: m.group(2) or m.group(3), text)
+    text = _INLINE_CODE.sub(r"\1", text)
+    text = text.replace("|", " ")
+    return _SPACE_RUN.sub(" ", text).strip()
+
+
+def is_code_block(quote: str) -> bool:
+    return quote.startswith("```")

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from bot.rag.models import Chunk, Citation
-from bot.rag.text import Span, split_sentences
+from bot.rag.text import Span, readable_quote, split_sentences
 
 _MARKER_GROUP = re.compile(r"\s*\[(\s*\d+\s*(?:[,;]\s*\d+\s*)*)\]")
 
@@ -24,8 +24,9 @@ def format_context(chunks: Sequence[Chunk], template: str) -> str:
 
 
 def span_citation(n: int, chunk: Chunk, start: int, end: int, source_text: str) -> Citation:
-    """A citation of `chunk` quoting its source's text between offsets start..end."""
-    quote = source_text[start:end]
+    """A citation of `chunk` quoting its source's text between offsets start..end, as clean
+    prose (or one code block) for a member to read."""
+    quote = readable_quote(source_text[start:end])
     return Citation(n=n, source=chunk.source, chunk_id=chunk.id, start=start, end=end, quote=quote,
                     label=chunk.label, link=chunk.link)
 

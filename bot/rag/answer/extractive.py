@@ -41,7 +41,7 @@ from bot.rag.answer.summary import extractive_summary
 from bot.rag.embeddings import VectorCache
 from bot.rag.index.names import asked_names, asks_what_it_is, names_section, section_name
 from bot.rag.models import Answer, Chunk, Citation, Summary
-from bot.rag.text import content_terms
+from bot.rag.text import content_terms, is_code_block
 
 DENSE_WEIGHT = 0.6
 LEXICAL_WEIGHT = 0.4
@@ -215,7 +215,8 @@ class ExtractiveAnswerer(WholeAnswerStreams):
             chunk = group[0].candidate.chunk
             text = corpus.source_text(chunk.source)
             citations.append(span_citation(len(citations) + 1, chunk, group[0].start, group[-1].candidate.span.end, text))
-        answer = " ".join(f"“{c.quote}” [{c.n}]" for c in citations)
+        answer = " ".join(f"\n{c.quote} [{c.n}]\n" if is_code_block(c.quote) else f"“{c.quote}” [{c.n}]"
+                          for c in citations).strip()
         return Answer(question, answer, True, citations, self.provider)
 
     def summarise(self, source: str | None, chunks: Sequence[Chunk], corpus: Corpus) -> Summary:
