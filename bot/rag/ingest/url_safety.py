@@ -22,6 +22,7 @@ import httpcore
 import httpx
 
 from bot.rag.errors import SourceError
+from bot.rag.ingest.http_deadline import DeadlineBackend
 from bot.settings import Settings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -257,8 +258,9 @@ def checked_url(url: str, settings: Settings) -> str:
     return canonical
 
 
-class _GuardedBackend(httpcore.SyncBackend):
-    """Connects only to addresses that pass the policy, resolved once and checked right here."""
+class _GuardedBackend(DeadlineBackend):
+    """Connects only to addresses that pass the policy, resolved once and checked right here;
+    every connection ends by the current request deadline (http_deadline)."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
