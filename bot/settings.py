@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     fetch_user_agent: str = Field(
         "sourcebot/0.1 (documentation indexer; honours robots.txt)", description="User-Agent of web fetches."
     )
-    fetch_timeout: float = Field(15.0, gt=0, description="Seconds per web page request.")
+    fetch_timeout: float = Field(15.0, gt=0, description="Seconds per read of a web request; 4x for a whole one.")
     crawl_max_pages: int = Field(50, ge=1, le=5000, description="Default page limit of a crawl.")
     crawl_max_depth: int = Field(3, ge=0, le=20, description="Default link depth of a crawl.")
     crawl_timeout: float = Field(300.0, gt=0, description="Seconds a whole crawl may take.")

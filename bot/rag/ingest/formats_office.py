@@ -1,10 +1,11 @@
-"""Office files (.docx, .pptx, .xlsx) and .csv, converted to markdown with markitdown.
+"""Office files (.docx, .pptx, .xlsx) and .csv, converted to text with sections.
 
-Office files are zip archives: before markitdown sees one, `check_zip` refuses archives that
-are not zips, miss their main part, or would expand too far (a zip bomb), using only the
-sizes in the zip directory. Python's zipfile stops reading a member at its declared size,
-so a directory that lies about sizes fails the CRC check instead of expanding further.
-Markdown headings become sections; each pptx slide is a section with page=slide number.
+Office files are zip archives, checked by office_zip (declared and actual sizes, CRCs) before
+anything else reads them. Then .docx is read with python-docx (formats_docx), .xlsx with
+openpyxl in read-only mode, which streams each sheet's rows (`MAX_CELLS` bounds the time a
+sheet of sparse, far-apart cells could take), .pptx and .csv with markitdown. Markdown
+headings become sections; each sheet is a section named after it, each pptx slide a section
+with page=slide number.
 """
 
 from __future__ import annotations
@@ -21,63 +22,25 @@ from lxml import etree
 from bot.rag.errors import SourceError
 from bot.rag.ingest.formats_base import Boundary, ConvertedDocument, Marks, clean_input, collapse_spaces, finish
 from bot.rag.ingest.formats_text import decode_text, markdown_marks, unescape_markdown
+from bot.rag.ingest.office_zip import open_office_zip
 
 _log = logging.getLogger(__name__)
 
-MAX_EXPANSION = 20  # uncompressed size may be at most this many times max_bytes
-MAX_RATIO = 100  # ... and at most this many times the compressed size
-RATIO_FLOOR = 1 << 20  # archives expanding to less than this are never refused for ratio
-MAX_MEMBERS = 10_000
-_MAIN_PART = {".docx": "word/document.xml", ".pptx": "ppt/presentation.xml", ".xlsx": "xl/workbook.xml"}
-_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # encrypted OOXML and old .doc/.ppt/.xls
+MAX_CELLS = 2_000_000  # cells (empty ones inside a row included) read from a workbook
 _DC_TITLE = "{http://purl.org/dc/elements/1.1/}title"
 _SLIDE = re.compile(r"^<!-- Slide number: (\d+) -->[ \t]*$", re.MULTILINE)
 _IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
-_NAN_CELL = re.compile(r"(?<=\|) NaN(?= \|)")
 
 
-def check_zip(data: bytes, name: str, suffix: str, max_bytes: int) -> str | None:
-    """Validate an office zip without expanding it; returns the core-properties title."""
-    if data.startswith(_OLE_MAGIC):
-        raise SourceError(
-            f"{name}: is password-protected or an old binary Office file; "
-            f"save it as an unprotected {suffix} file."
-        )
+def _core_title(archive: zipfile.ZipFile) -> str | None:
     try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-        infos = archive.infolist()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError):
-        raise SourceError(f"{name}: not a valid {suffix} file (it is not a readable zip archive).") from None
-    if len(infos) > MAX_MEMBERS:
-        raise SourceError(f"{name}: the archive has {len(infos):,} parts, too many for a {suffix} file.")
-    total = sum(info.file_size for info in infos)
-    packed = sum(info.compress_size for info in infos)
-    limit = MAX_EXPANSION * max_bytes
-    if total > limit:
-        raise SourceError(
-            f"{name}: expands to {total:,} bytes when unzipped, over the {limit:,}-byte limit "
-            "(possible zip bomb)."
-        )
-    if total > RATIO_FLOOR and total > MAX_RATIO * max(packed, 1):
-        raise SourceError(
-            f"{name}: compressed {total // max(packed, 1):,} to 1, more than a real {suffix} "
-            "file (possible zip bomb)."
-        )
-    names = {info.filename for info in infos}
-    if _MAIN_PART[suffix] not in names:
-        raise SourceError(f"{name}: not a valid {suffix} file (no {_MAIN_PART[suffix]} inside).")
-    return _core_title(archive, names)
-
-
-def _core_title(archive: zipfile.ZipFile, names: set[str]) -> str | None:
-    if "docProps/core.xml" not in names or archive.getinfo("docProps/core.xml").file_size > 1 << 20:
-        return None
-    try:
+        if archive.getinfo("docProps/core.xml").file_size > 1 << 20:
+            return None
         parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
         root = etree.fromstring(archive.read("docProps/core.xml"), parser)
         node = root.find(_DC_TITLE)
         return (collapse_spaces(node.text or "") or None) if node is not None else None
-    except Exception:  # noqa: BLE001 - a bad core.xml only loses the title
+    except Exception:  # noqa: BLE001 - a missing or bad core.xml only loses the title
         return None
 
 
@@ -105,17 +68,53 @@ def run_markitdown(data: bytes, name: str, suffix: str, charset: str | None = No
 def convert_office(data: bytes, name: str, suffix: str, *, max_bytes: int,
                    url: str | None = None) -> ConvertedDocument:
     """A .docx, .pptx or .xlsx file."""
-    core_title = check_zip(data, name, suffix, max_bytes)
+    core_title = _core_title(open_office_zip(data, name, suffix, max_bytes))
+    if suffix == ".docx":
+        from bot.rag.ingest.formats_docx import convert_docx
+
+        return convert_docx(data, name, core_title, url=url)
+    if suffix == ".xlsx":
+        return _convert_xlsx(data, name, core_title, url=url)
     markdown = clean_input(run_markitdown(data, name, suffix))
     markdown = unescape_markdown(_IMAGE.sub(r"\1", markdown))
-    if suffix == ".xlsx":
-        markdown = _NAN_CELL.sub(" ", markdown)
     marks = Marks()
     text, first_heading = markdown_marks(markdown, marks)
-    if suffix == ".pptx":
-        text = _SLIDE.sub(lambda m: marks.add(Boundary(0, page=int(m.group(1)))), text)
-    title = core_title or (first_heading if suffix != ".xlsx" else None)
-    return finish(text, marks, name=name, kind=suffix[1:], title=title, url=url)
+    text = _SLIDE.sub(lambda m: marks.add(Boundary(0, page=int(m.group(1)))), text)
+    return finish(text, marks, name=name, kind="pptx", title=core_title or first_heading, url=url)
+
+
+def _convert_xlsx(data: bytes, name: str, core_title: str | None, url: str | None = None) -> ConvertedDocument:
+    """Each sheet a section: its name as a heading, then its non-empty rows as table lines."""
+    import openpyxl
+
+    marks = Marks()
+    pieces: list[str] = []
+    cells = 0
+    try:
+        book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True, keep_links=False)
+        for sheet in book.worksheets:
+            sheet.reset_dimensions()  # the declared size may lie: read the rows that are there
+            heading = collapse_spaces(sheet.title) or "Sheet"
+            lines = [marks.add(Boundary(1, heading)) + "## " + heading]
+            for row in sheet.iter_rows(values_only=True):
+                cells += max(len(row), 1)
+                if cells > MAX_CELLS:
+                    raise SourceError(f"{name}: the workbook has over {MAX_CELLS:,} cells, too many to read.")
+                values = [collapse_spaces(str(v)).replace("|", "\\|") if v is not None else "" for v in row]
+                while values and not values[-1]:
+                    values.pop()
+                if values:
+                    lines.append("| " + " | ".join(values) + " |")
+                    if len(lines) == 2:
+                        lines.append("|" + " --- |" * len(values))
+            pieces.append("\n".join(lines))
+        book.close()
+    except SourceError:
+        raise
+    except Exception:  # noqa: BLE001 - openpyxl raises many kinds on a broken workbook
+        _log.debug("openpyxl failed on %s", name, exc_info=True)
+        raise SourceError(f"{name}: the .xlsx file is damaged or not supported and cannot be read.") from None
+    return finish("\n\n".join(pieces), marks, name=name, kind="xlsx", title=core_title, url=url)
 
 
 def convert_csv(data: bytes, name: str, url: str | None = None) -> ConvertedDocument:

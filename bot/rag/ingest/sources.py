@@ -3,6 +3,11 @@ conversion of every supported format to text with structure, normalisation, and 
 per file. A file that cannot be read does not stop the others: it is listed as failed (the
 index keeps its previous version); a file that is not a source is listed as skipped.
 
+Nothing outside the sources folder is read: a symbolic link (to a file or a folder) whose
+target resolves outside it is skipped with a warning, a link to a folder inside it is not
+walked twice, a sidecar that is a link is ignored, and each file's real path is checked
+again just before it is read.
+
 Plain `.txt` files keep the original normalisation (tokenised news text such as the seed
 article is rejoined). Any file may have a sidecar `<file>.source.json` with `url`/`title`.
 """
@@ -11,6 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,6 +28,8 @@ from bot.rag.ingest.convert import SUPPORTED_SUFFIXES, convert
 from bot.rag.ingest.formats_text import decode_text, split_front_matter
 from bot.rag.models import DocumentSection, SourceDocument
 from bot.rag.text import normalise_text
+
+_log = logging.getLogger(__name__)
 
 SIDECAR_SUFFIX = ".source.json"
 # Sphinx (and similar) builds keep text copies and assets beside the pages: one page, indexed once.
@@ -50,29 +59,59 @@ def discover(sources_dir: Path) -> tuple[list[Path], list[tuple[str, str]]]:
         raise NoSourcesError(f"The sources folder {sources_dir} does not exist.")
     if not sources_dir.is_dir():
         raise SourceError(f"{sources_dir} is not a folder.")
+    root = sources_dir.resolve()
     found: list[Path] = []
     skipped: list[tuple[str, str]] = []
-    for path in sorted(sources_dir.rglob("*")):
-        relative = path.relative_to(sources_dir)
-        if not path.is_file() or any(part.startswith(".") for part in relative.parts):
-            continue
-        if any(part in BUILD_FOLDERS for part in relative.parts[:-1]):
-            continue  # build output (text copies, assets): never a second copy of a page
-        if path.name.endswith(SIDECAR_SUFFIX):
-            continue
-        if GENERATED_PAGES.match(path.name) and (path.parent / "_static").is_dir():
-            skipped.append((relative.as_posix(), "a generated index page of a docs build (links to the pages only)"))
-            continue
-        if path.suffix.lower() in SUPPORTED_SUFFIXES:
-            found.append(path)
-        else:
-            skipped.append((relative.as_posix(), f"unsupported file type {path.suffix or '(none)'}"))
-    return found, skipped
+    for folder, dirs, files in os.walk(sources_dir):  # does not follow links to folders
+        here = Path(folder)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))  # hidden folders are never sources
+        for entry in [d for d in dirs if (here / d).is_symlink()]:
+            dirs.remove(entry)
+            if (why := outside_reason(here / entry, root)) is not None:
+                skipped.append(((here / entry).relative_to(sources_dir).as_posix(), why))
+        for entry in files:
+            path = here / entry
+            relative = path.relative_to(sources_dir)
+            if any(part.startswith(".") for part in relative.parts):
+                continue
+            if (why := outside_reason(path, root)) is not None:
+                skipped.append((relative.as_posix(), why))
+                continue
+            if not path.is_file() or any(part in BUILD_FOLDERS for part in relative.parts[:-1]):
+                continue  # build output (text copies, assets): never a second copy of a page
+            if path.name.endswith(SIDECAR_SUFFIX):
+                continue
+            if GENERATED_PAGES.match(path.name) and (path.parent / "_static").is_dir():
+                skipped.append((relative.as_posix(), "a generated index page of a docs build (links to the pages only)"))
+                continue
+            if path.suffix.lower() in SUPPORTED_SUFFIXES:
+                found.append(path)
+            else:
+                skipped.append((relative.as_posix(), f"unsupported file type {path.suffix or '(none)'}"))
+    return sorted(found), sorted(skipped)
+
+
+def outside_reason(path: Path, root: Path) -> str | None:
+    """Why `path` (a link, or under one) must not be read: its real location is outside `root`."""
+    try:
+        target = path.resolve()
+    except (OSError, RuntimeError):  # a link loop
+        target = None
+    if target is not None and target.is_relative_to(root):
+        return None
+    _log.warning("skipped %s: a link to outside the sources folder", path)
+    return "a link to outside the sources folder (not read)"
+
+
+def _sidecar_path(path: Path) -> Path | None:
+    """The file's sidecar, if it has one that is a plain file (a link is never followed)."""
+    sidecar = path.with_name(path.name + SIDECAR_SUFFIX)
+    return sidecar if sidecar.is_file() and not sidecar.is_symlink() else None
 
 
 def _sidecar(path: Path) -> dict[str, str]:
-    sidecar = path.with_name(path.name + SIDECAR_SUFFIX)
-    if not sidecar.is_file():
+    sidecar = _sidecar_path(path)
+    if sidecar is None:
         return {}
     try:
         meta = json.loads(sidecar.read_text(encoding="utf-8"))
@@ -99,8 +138,7 @@ def read_file(path: Path, name: str, max_bytes: int) -> bytes:
 def file_hash(path: Path, raw: bytes, salt: str = "") -> str:
     """Identity of a file as indexed: its bytes, its sidecar's, and how it is chunked (`salt`)."""
     digest = hashlib.sha256(raw)
-    sidecar = path.with_name(path.name + SIDECAR_SUFFIX)
-    if sidecar.is_file():
+    if (sidecar := _sidecar_path(path)) is not None:
         digest.update(sidecar.read_bytes())
     digest.update(salt.encode())
     return digest.hexdigest()
@@ -149,8 +187,12 @@ def load_sources(
         )
     loaded = LoadedSources(skipped=skipped)
     seen: dict[str, str] = {}
+    root = sources_dir.resolve()
     for path in paths:
         name = path.relative_to(sources_dir).as_posix()
+        if (why := outside_reason(path, root)) is not None:  # changed since it was found
+            loaded.skipped.append((name, why))
+            continue
         try:
             raw = read_file(path, name, max_bytes)
             hashed = file_hash(path, raw, salt)

@@ -22,6 +22,7 @@ import httpcore
 import httpx
 
 from bot.rag.errors import SourceError
+from bot.rag.ingest.http_deadline import DeadlineBackend
 from bot.settings import Settings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -35,6 +36,7 @@ _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _LEGACY_IPV4 = re.compile(r"[0-9a-fx.]+")
 MAX_URL_LENGTH = 2000
+MAX_HOST_LENGTH = 253
 MAX_QUERY_VARIANTS = 10  # distinct query strings a crawl follows per path
 SKIP_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp", ".ico", ".css", ".js", ".json", ".xml", ".zip",
                  ".gz", ".tgz", ".tar", ".mp3", ".mp4", ".webm", ".avi", ".woff", ".woff2", ".ttf", ".exe", ".dmg")
@@ -208,6 +210,10 @@ def check_address(ip: IPAddress, settings: Settings) -> str | None:
 def resolve_checked(host: str, port: int, settings: Settings, url: str) -> list[str]:
     """Every address `host` resolves to, each checked; raises UnsafeURLError if any is refused."""
     name = host.strip("[]").rstrip(".").lower()
+    url = display_url(url)
+    if len(name) > MAX_HOST_LENGTH:  # DNS names have at most 253 characters
+        raise SourceError(f"{url}: not a valid URL (the host name {_short_host(name)} has {len(name):,} "
+                          f"characters, more than {MAX_HOST_LENGTH}).")
     if name in METADATA_HOSTNAMES:
         raise UnsafeURLError(url, f"{name} is a cloud metadata service, never a web source")
     try:
@@ -221,14 +227,19 @@ def resolve_checked(host: str, port: int, settings: Settings, url: str) -> list[
         try:
             infos = socket.getaddrinfo(name, port, type=socket.SOCK_STREAM)
         except (OSError, UnicodeError) as exc:
-            raise SourceError(f"{url}: the host name {name} could not be resolved ({exc}).") from None
+            raise SourceError(f"{url}: the host name {_short_host(name)} could not be resolved ({exc}).") from None
         addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
         if not addresses:
-            raise SourceError(f"{url}: the host name {name} has no addresses.")
+            raise SourceError(f"{url}: the host name {_short_host(name)} has no addresses.")
     for ip in addresses:
         if (reason := check_address(ip, settings)) is not None:
             raise UnsafeURLError(url, reason)
     return list(dict.fromkeys(str(ip) for ip in addresses))
+
+
+def _short_host(name: str, limit: int = 60) -> str:
+    """A host name fit for a message: its start and its end (the domain) around an ellipsis."""
+    return name if len(name) <= limit else f"{name[: limit // 2 - 1]}…{name[-(limit // 2):]}"
 
 
 def check_url(url: str, settings: Settings) -> None:
@@ -257,8 +268,9 @@ def checked_url(url: str, settings: Settings) -> str:
     return canonical
 
 
-class _GuardedBackend(httpcore.SyncBackend):
-    """Connects only to addresses that pass the policy, resolved once and checked right here."""
+class _GuardedBackend(DeadlineBackend):
+    """Connects only to addresses that pass the policy, resolved once and checked right here;
+    every connection ends by the current request deadline (http_deadline)."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings

@@ -22,6 +22,7 @@ import lxml.etree
 import lxml.html
 
 from bot.rag.errors import SourceError
+from bot.rag.ingest.http_deadline import deadline as request_deadline
 from bot.rag.ingest.url_safety import CrawlScope, SafeTransport, UnsafeURLError, checked_url, display_url, normalise_url
 from bot.settings import Settings
 
@@ -121,6 +122,13 @@ class WebFetcher:
                robots: bool = True) -> FetchedPage:
         shown = display_url(url)
         deadline = min(deadline or math.inf, time.monotonic() + FETCH_DEADLINE_FACTOR * self.settings.fetch_timeout)
+        with request_deadline(deadline):  # holds even for a peer that sends its headers a byte at a time
+            return self._fetch_hops(url, shown, etag, last_modified, types, deadline, scope_check, robots)
+
+    def _fetch_hops(self, url: str, shown: str, etag: str | None, last_modified: str | None,
+                    types: frozenset[str] | None, deadline: float, scope_check: Callable[[str], bool] | None,
+                    robots: bool) -> FetchedPage:
+        budget = deadline - time.monotonic()
         headers = {"User-Agent": self.settings.fetch_user_agent, **({"If-None-Match": etag} if etag else {}),
                    **({"If-Modified-Since": last_modified} if last_modified else {})}
         current = url
@@ -135,7 +143,7 @@ class WebFetcher:
                     raise WebFetchError(shown, f"redirects outside the crawl to {display_url(current)}", skip=True)
             if robots and (why := self._robots_refusal(current)) is not None:
                 raise WebFetchError(shown, why, skip=True)
-            response = self._send(current, headers, shown, deadline)
+            response = self._send(current, headers, shown, deadline, budget)
             try:
                 location = response.headers.get("location")
                 if response.status_code in (301, 302, 303, 307, 308) and location:
@@ -146,7 +154,7 @@ class WebFetcher:
                 response.close()
         raise WebFetchError(shown, f"more than {MAX_REDIRECTS} redirects")
 
-    def _send(self, url: str, headers: dict[str, str], shown: str, deadline: float) -> httpx.Response:
+    def _send(self, url: str, headers: dict[str, str], shown: str, deadline: float, budget: float) -> httpx.Response:
         timeout = max(0.01, min(self.settings.fetch_timeout, deadline - time.monotonic()))
         try:
             request = self.client.build_request("GET", url, headers=headers, timeout=timeout)
@@ -154,6 +162,8 @@ class WebFetcher:
         except UnsafeURLError as exc:  # refused at connect time: DNS answered otherwise than before
             raise UnsafeURLError(shown, exc.detail, at_connect=True) from None
         except httpx.TimeoutException:
+            if time.monotonic() >= deadline:  # each byte came in time, the whole answer did not
+                raise WebFetchError(shown, f"did not send a complete answer within {round(budget, 2):g} s") from None
             raise WebFetchError(shown, f"did not answer within {round(timeout, 2):g} s") from None
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise WebFetchError(shown, f"could not be fetched ({exc or type(exc).__name__})") from None
@@ -184,6 +194,8 @@ class WebFetcher:
                 if time.monotonic() > deadline:
                     raise WebFetchError(shown, "took too long to download")
         except httpx.TimeoutException:
+            if time.monotonic() >= deadline:
+                raise WebFetchError(shown, "took too long to download") from None
             raise WebFetchError(shown, f"stopped sending for {self.settings.fetch_timeout:g} s") from None
         except httpx.HTTPError as exc:
             raise WebFetchError(shown, f"could not be read ({exc or type(exc).__name__})") from None
@@ -242,6 +254,12 @@ class WebFetcher:
         max_pages = self.settings.crawl_max_pages if max_pages is None else max_pages
         max_depth = self.settings.crawl_max_depth if max_depth is None else max_depth
         deadline = time.monotonic() + self.settings.crawl_timeout
+        with request_deadline(deadline):  # robots.txt and sitemaps too: nothing outlasts the crawl
+            return self._crawl(start, max_pages, max_depth, deadline, known, progress)
+
+    def _crawl(self, start: str, max_pages: int, max_depth: int, deadline: float,
+               known: Mapping[str, tuple[str | None, str | None]] | None,
+               progress: Callable[[int, int], None] | None) -> CrawlResult:
         validators = {normalise_url(k) or k: v for k, v in (known or {}).items()}
         scope, result = CrawlScope(start, max_depth), CrawlResult(pages=[])
         queue: deque[tuple[str, int]] = deque()
