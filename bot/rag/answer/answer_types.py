@@ -23,7 +23,7 @@ _DATE_WORDS = set(
 _AGE = re.compile(r"\b\d{1,3}[- ]years?[- ]old\b|\baged? \d{1,3}\b|\bage of \d{1,3}\b", re.IGNORECASE)
 _ASKS_AGE = re.compile(r"\bhow old\b|\bwhat age\b|\bwhat is (his|her|their) age\b", re.IGNORECASE)
 _ASKS_NUMBER = re.compile(
-    r"\bhow (many|much|long|far|often|large|big)\b|\bwhat (number|percentage|proportion|share|amount)\b",
+    r"\bhow (many|much|far|often|large|big)\b|\bwhat (number|percentage|proportion|share|amount)\b",
     re.IGNORECASE,
 )
 _ASKS_YEAR = re.compile(r"\b(what|which) year\b", re.IGNORECASE)
@@ -34,8 +34,10 @@ _DAY_OF_MONTH = re.compile(rf"\b\d{{1,2}}(st|nd|rd|th)? (of )?({_MONTHS.replace(
 _TIME_UNIT_ASKED = re.compile(r"\bhow many (seconds|minutes|hours|days|weeks|months|years|decades)\b", re.IGNORECASE)
 # "When will he retire?" - "once his successor is selected": an event can answer "when".
 _TEMPORAL_CLAUSES = {"once", "until", "after", "before", "since", "following"}
+# "when" asks for a time only as a question word ("when did he retire?"), not as a
+# conjunction ("it reloads when I change a file"); "how long" may be answered by an event too.
 _ASKS_DATE = re.compile(
-    r"\bwhen\b|\b(what|which) (date|day|year|month|time)\b|\bin what year\b|\bwhat time\b", re.IGNORECASE
+    r"\bwhen (is|was|were|are|will|would|did|does|do|should|can|could|has|have|had)\b|^\W*when\b|\bhow long\b|\b(what|which) (date|day|year|month|time)\b|\bin what year\b|\bwhat time\b", re.IGNORECASE
 )
 # "What timeout does it use if I don't pass one?": the answer is what happens by default.
 _ASKS_DEFAULT = re.compile(
@@ -57,7 +59,8 @@ _PERSON_MARKERS = set(
 ANSWER_TYPE_WORDS = {"date", "day", "year", "month", "time", "happen", "occur", "many", "much", "number", "old", "age"}
 PRONOUN_SUBJECTS = {"he", "she", "they", "his", "her", "their"}
 # A sentence starting with one of these continues the one before it.
-CONTINUES = PRONOUN_SUBJECTS | {"it", "its", "this", "that", "these", "those", "also", "however", "but", "i", "we"}
+CONTINUES = PRONOUN_SUBJECTS | {"it", "its", "this", "that", "these", "those", "also", "however", "but", "i", "we",
+                                "therefore", "thus", "hence", "otherwise", "instead", "then", "so"}
 WINDOW_MIN_DENSE = 0.35  # a sentence that does not continue its predecessor needs this to pair up
 
 

@@ -30,9 +30,12 @@ from bot.rag.answer.answer_types import (
 )
 from bot.rag.answer.base import Corpus, WholeAnswerStreams
 from bot.rag.answer.citations import span_citation
-from bot.rag.answer.key_terms import missing_key_terms, named_things
+from bot.rag.answer.key_terms import about_the_unknown, named_things
 from bot.rag.answer.sentences import (
     Candidate,
+    answers_something,
+    asks_for_code,
+    passage_end,
     candidates_of,
     continues_previous,
     starts_with_pronoun,
@@ -41,7 +44,7 @@ from bot.rag.answer.summary import extractive_summary
 from bot.rag.embeddings import VectorCache
 from bot.rag.index.names import asked_names, asks_what_it_is, names_section, section_name
 from bot.rag.models import Answer, Chunk, Citation, Summary
-from bot.rag.text import content_terms, is_code_block
+from bot.rag.text import content_terms, is_code_block, match_key, stem
 
 DENSE_WEIGHT = 0.6
 LEXICAL_WEIGHT = 0.4
@@ -177,7 +180,8 @@ def select_evidence(
     for other in passing[1:MAX_SENTENCES + 2]:
         if len(chosen) >= MAX_SENTENCES:
             break
-        if other.ranking >= best.ranking - SECOND_SENTENCE_MARGIN:
+        repeated = any(match_key(other.candidate.span.text) == match_key(c.candidate.span.text) for c in chosen)
+        if other.ranking >= best.ranking - SECOND_SENTENCE_MARGIN and not repeated:  # a page quoting another: once
             chosen.append(other)
     return sorted(chosen, key=lambda s: (s.candidate.chunk.source, s.candidate.span.start))
 
@@ -196,25 +200,28 @@ class ExtractiveAnswerer(WholeAnswerStreams):
 
     def rank(self, question: str, chunks: Sequence[Chunk], corpus: Corpus) -> list[ScoredCandidate]:
         question_vector = self._vectors.get([question], store=False)[0]
-        candidates = candidates_of(chunks, corpus.source_text)
+        code_wanted = asks_for_code(question)
+        candidates = [c for c in candidates_of(chunks, corpus.source_text) if answers_something(c, code_wanted)]
         return score_candidates(question, question_vector, candidates, self._vectors, corpus.page_idf)
 
     def answer(self, question: str, chunks: Sequence[Chunk], corpus: Corpus) -> Answer:
-        if missing_key_terms(question, corpus.mentions):  # not echoed: the words are the asker's, not the sources'
+        if about_the_unknown(question, corpus.mentions):  # not echoed: the words are the asker's, not the sources'
             return Answer(question, self._refusal, False, [], self.provider)
         kind = expected_answer_type(question)
         scored = self.rank(question, chunks, corpus)
-        names = named_things(question)
-        if names:  # only pages that name what the question names can answer it
+        names = [n for n in named_things(question) if corpus.mentions(stem(n))]
+        if names:  # only pages that name what the question names (and the sources know) can answer it
             scored = [s for s in scored if all(corpus.page_mentions(s.candidate.chunk.source, n) for n in names)]
         chosen = _opening_of_named_entry(question, scored) or select_evidence(scored, self._threshold, kind)
         if not chosen:
             return Answer(question, self._refusal, False, [], self.provider)
         citations: list[Citation] = []
+        code_wanted = asks_for_code(question)
         for group in _contiguous_groups(chosen):
             chunk = group[0].candidate.chunk
             text = corpus.source_text(chunk.source)
-            citations.append(span_citation(len(citations) + 1, chunk, group[0].start, group[-1].candidate.span.end, text))
+            end = passage_end(text, group[-1].candidate.span.end, code_wanted)
+            citations.append(span_citation(len(citations) + 1, chunk, group[0].start, end, text))
         answer = " ".join(f"\n{c.quote} [{c.n}]\n" if is_code_block(c.quote) else f"“{c.quote}” [{c.n}]"
                           for c in citations).strip()
         return Answer(question, answer, True, citations, self.provider)

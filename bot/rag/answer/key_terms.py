@@ -65,3 +65,12 @@ def missing_key_terms(question: str, known: Callable[[str], bool]) -> list[str]:
     """The key terms of `question` the knowledge base never mentions; `known` tells whether
     it mentions a stemmed term."""
     return [word for word in key_terms(question) if not known(stem(word))]
+
+
+def about_the_unknown(question: str, known: Callable[[str], bool]) -> bool:
+    """Whether the question is about nothing the knowledge base mentions: it has key terms
+    and the sources use none of them. One unknown word beside known ones ("umlauts",
+    "macbook", a pasted "OperationalError") is the asker's wording: the rest of the
+    question may still find the answer, and the score threshold decides."""
+    terms = key_terms(question)
+    return bool(terms) and not any(known(stem(word)) for word in terms)

@@ -12,6 +12,26 @@ from bot.rag.models import Chunk
 from bot.rag.text import Span, split_sentences, words
 
 CONTEXT_WINDOW = 800  # characters before a chunk read for the sentences that lead into it
+FENCE = "```"
+PASSAGE_MAX_SENTENCES = 2  # sentences a passage may add after the chosen one
+PASSAGE_MAX_CHARS = 400
+PASSAGE_SHORT = 80  # a chosen sentence shorter than this takes the next one with it
+# A question wants code (a code block may be its answer) when it asks for code, an example,
+# a command or the syntax of something.
+_ASKS_CODE = re.compile(
+    r"\b(code|example|snippet|syntax|command|commands|pip install|how (do|can|should|would) (i|you|we) (write|type|spell))\b",
+    re.IGNORECASE,
+)
+
+
+def asks_for_code(question: str) -> bool:
+    return bool(_ASKS_CODE.search(question))
+
+
+def answers_something(candidate: Candidate, code_wanted: bool) -> bool:
+    """Whether a candidate may be the answer: a question ("What happens if ...?", a FAQ's own
+    question line) answers nothing, and code only answers a question that asks for code."""
+    return not candidate.span.text.rstrip().endswith("?") and (code_wanted or not candidate.code)
 
 
 @dataclass(frozen=True)
@@ -22,7 +42,7 @@ class Candidate:
     span: Span
     previous: Span | None  # the sentence before it in the source, if any
     position: int  # order of first appearance over the retrieved chunks
-
+    code: bool = False  # inside a ``` code block (or one itself)
 
 
 def candidates_of(chunks: Sequence[Chunk], source_text: Callable[[str], str]) -> list[Candidate]:
@@ -40,13 +60,44 @@ def candidates_of(chunks: Sequence[Chunk], source_text: Callable[[str], str]) ->
         ]
         if window > 0 and spans:
             spans = spans[1:]  # may be cut by the window: never a candidate nor context
+        fences, counted = text.count(FENCE, 0, window), window  # fences opened before each span
         for i, span in enumerate(spans):
+            fences, counted = fences + text.count(FENCE, counted, span.start), span.start
             if span.start < chunk.start or span.end > chunk.end or is_heading(span.text):
                 continue  # a heading names the section (the citation shows it); it answers nothing
             if (chunk.source, span.start) not in seen:
                 seen.add((chunk.source, span.start))
-                out.append(Candidate(chunk, span, _context_before(spans, i, text), len(out)))
+                code = fences % 2 == 1 or span.text.startswith(FENCE)
+                out.append(Candidate(chunk, span, _context_before(spans, i, text), len(out), code))
     return out
+
+
+def passage_end(text: str, end: int, code_wanted: bool) -> int:
+    """Where the passage quoting the sentence that ends at `end` should end: the answer is a
+    short passage, not a lone sentence. The next sentence of the same block joins when it
+    leans on this one ("It ...", "You can find it at ..."), when this one introduces it
+    ("... two possibilities:"), or when this one is too short to say much alone; at most
+    `PASSAGE_MAX_SENTENCES` join and the passage stays under `PASSAGE_MAX_CHARS`. A heading,
+    a code block (unless code is wanted) or a blank line after a complete thought ends it."""
+    for _ in range(PASSAGE_MAX_SENTENCES):
+        ahead = split_sentences(text[end:end + PASSAGE_MAX_CHARS])
+        if not ahead:
+            break
+        nxt = ahead[0]
+        said = text[max(0, end - PASSAGE_MAX_CHARS):end]
+        gap = text[end:end + nxt.start]
+        introduces = said.rstrip().endswith(":")
+        if is_heading(nxt.text) or (nxt.text.startswith(FENCE) and not code_wanted):
+            break
+        if "\n\n" in gap and not introduces:
+            break
+        if not (introduces or continues_previous(nxt.text) or len(said.rsplit(".", 1)[-1]) < PASSAGE_SHORT):
+            break
+        new_end = end + nxt.end
+        if new_end - end > PASSAGE_MAX_CHARS:
+            break
+        end = new_end
+    return end
 
 
 def sentence_texts(chunk: Chunk, source_text: Callable[[str], str]) -> list[str]:
