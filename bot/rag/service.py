@@ -114,8 +114,10 @@ class RagService:
         (the conversation's earlier turns) makes a follow-up standalone first."""
         cleaned = self.validate_question(question)
         with self._recording(user) as record:
-            standalone = self.components.followups.standalone(cleaned, history)
-            return record(self.chain(guild_id).invoke(standalone))
+            followups = self.components.followups
+            if history and not followups.rewrites:
+                return record(followups.answer_offline(cleaned, history, self.chain(guild_id).invoke))
+            return record(self.chain(guild_id).invoke(followups.standalone(cleaned, history)))
 
     def stream(self, question: str, user: int | str | None = None, guild_id: int | None = None,
                history: Sequence[Turn] = ()) -> Iterator[AnswerEvent]:
@@ -123,8 +125,11 @@ class RagService:
         stream), always ending with the final Answer."""
         cleaned = self.validate_question(question)
         with self._recording(user) as record:
-            standalone = self.components.followups.standalone(cleaned, history)
-            for event in self.chain(guild_id).stream(standalone):
+            followups = self.components.followups
+            if history and not followups.rewrites:  # the offline answer is whole at once anyway
+                yield record(followups.answer_offline(cleaned, history, self.chain(guild_id).invoke))
+                return
+            for event in self.chain(guild_id).stream(followups.standalone(cleaned, history)):
                 yield record(event)
 
     async def astream(
@@ -133,7 +138,12 @@ class RagService:
         """`stream` for the event loop (the Discord bot): the same chain's `astream`."""
         cleaned = self.validate_question(question)
         with self._recording(user) as record:
-            standalone = await self.components.followups.astandalone(cleaned, history)
+            followups = self.components.followups
+            if history and not followups.rewrites:
+                chain = await asyncio.to_thread(self.chain, guild_id)
+                yield record(await asyncio.to_thread(followups.answer_offline, cleaned, history, chain.invoke))
+                return
+            standalone = await followups.astandalone(cleaned, history)
             chain = await asyncio.to_thread(self.chain, guild_id)
             async for event in chain.astream(standalone):
                 yield record(event)
