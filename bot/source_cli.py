@@ -51,7 +51,7 @@ def add_source_commands(subparsers: argparse._SubParsersAction[argparse.Argument
     remove.add_argument("--base", default=SHARED, help=BASE_HELP)
     remove.set_defaults(func=cmd_source_remove, needs_service=False)
 
-    listing = actions.add_parser("list", help="list the sources registered in a knowledge base")
+    listing = actions.add_parser("list", help="list the sources of a knowledge base: registered or indexed, with their status")
     listing.add_argument("--base", default=SHARED, help=BASE_HELP)
     listing.add_argument("--json", action="store_true", help="print JSON instead of text")
     listing.set_defaults(func=cmd_source_list, needs_service=False)
@@ -144,7 +144,7 @@ def cmd_source_list(settings: Settings, args: argparse.Namespace) -> int:
                            "updated_at": r.updated_at.isoformat()} for r in rows], ensure_ascii=False))
         return 0
     if not rows:
-        print(f"{base}: no sources registered")
+        print(f"{base}: no sources")
     for r in rows:
         who = r.added_by_name or r.added_by or "?"
         status = "" if r.status == "ready" else f"\t{r.status}" + (f": {r.error}" if r.error else "")

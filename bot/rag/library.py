@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.rag.errors import RagError, ReloadInProgressError, SourceError, UnknownSourceError
+from bot.rag.holdings import holdings
 from bot.rag.index.registry import SHARED, KnowledgeBases
 from bot.rag.index.store import SENTENCES
 from bot.rag.ingest.convert import convert, detect_suffix
@@ -66,7 +67,8 @@ class SourceLibrary:
         return self.bases.get(base).folder()  # the shared base: the folder its index is built from
 
     def list(self, base: str) -> builtins.list[SourceRow]:
-        return self.registry.list(base)
+        """What the base holds, as every listing shows it (`bot.rag.holdings`)."""
+        return [held.row for held in holdings(self.bases, self.registry, base)]
 
     def names(self, base: str, prefix: str = "") -> builtins.list[str]:
         return self.registry.names(base, prefix)

@@ -23,13 +23,15 @@ from bot.rag.embeddings import EmbeddingModel
 from bot.rag.errors import QuestionError, RagError, UnknownSourceError
 from bot.rag.index.knowledge_base import KnowledgeBase
 from bot.rag.index.live import LiveIndex
-from bot.rag.index.registry import KnowledgeBases, guild_base_name
+from bot.rag.holdings import Holding, holdings
+from bot.rag.index.registry import SHARED, KnowledgeBases, guild_base_name
 from bot.rag.index.scope import ScopedCorpus, scoped_chain
 from bot.rag.index.store import Progress
 from bot.rag.models import Answer, Chunk, IngestReport, SourceInfo, Summary
 from bot.rag.stats import QuestionStats
 from bot.rag.text import clean_invisible
 from bot.settings import Settings
+from bot.state import SourceRegistry
 
 SUMMARY_CACHE_SIZE = 64
 E = TypeVar("E")
@@ -81,6 +83,12 @@ class RagService:
             return shared
         own = self.bases.get(guild_base_name(guild_id)).live_if_built()
         return (list(own.version.sources.values()) if own else []) + shared
+
+    def holdings(self, base: str = SHARED) -> list[Holding]:
+        """What knowledge base `base` holds, as `source list` and /source list show it too."""
+        db = self.components.database
+        unused = db.is_sqlite and db.sqlite_path is not None and not db.sqlite_path.exists()  # nothing registered
+        return holdings(self.bases, None if unused else SourceRegistry(db), base)
 
     # --- questions -------------------------------------------------------------------------
     def validate_question(self, question: str) -> str:

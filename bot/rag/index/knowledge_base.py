@@ -280,3 +280,11 @@ class KnowledgeBase:
     def sources(self) -> list[SourceInfo]:
         return list(self.start().version.sources.values())
 
+    def served_sources(self) -> dict[str, SourceInfo]:
+        """The sources of the version serving now (none before a first build), read without
+        building one or loading the embedding model."""
+        if self._live is not None:
+            return dict(self._live.version.sources)
+        version = self.index.load()
+        return dict(version.sources) if version is not None else {}
+
