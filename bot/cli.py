@@ -12,6 +12,7 @@ import argparse
 import importlib.metadata
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -288,3 +289,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         return 130
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """`main`, quiet when its reader goes away (`python -m bot ask … | head -1`): the rest of
+    the output goes nowhere, with no BrokenPipeError traceback (the Python documentation's recipe)."""
+    try:
+        code = main(argv)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's own flush at exit finds a sink
+        return 1
