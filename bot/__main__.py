@@ -1,5 +1,5 @@
 """`python -m bot ...`: the command line (see bot.cli)."""
 
-from bot.cli import main
+from bot.cli import run
 
-raise SystemExit(main())
+raise SystemExit(run())

@@ -12,6 +12,7 @@ import argparse
 import importlib.metadata
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -20,7 +21,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from bot.rag.errors import RagError
-from bot.rag.index.registry import parse_base_name
+from bot.rag.index.registry import SHARED, parse_base_name
 from bot.rag.index.store import CHUNKS, SENTENCES, Progress
 from bot.rag.models import Answer, Citation, Summary
 from bot.rag.service import RagService
@@ -65,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     sources = commands.add_parser("sources", help="list the indexed sources")
     sources.add_argument("--json", action="store_true", help=as_json)
     sources.add_argument("--base", help="a knowledge base other than the shared one, e.g. guild-123")
-    sources.set_defaults(func=cmd_sources)
+    sources.set_defaults(func=cmd_sources, needs_index=False)
 
     run = commands.add_parser("run", help="run the Discord bot (needs DISCORD_TOKEN)")
     run.set_defaults(func=cmd_run, needs_service=False)
@@ -201,20 +202,20 @@ def cmd_summary(service: RagService, args: argparse.Namespace) -> int:
 
 
 def cmd_sources(service: RagService, args: argparse.Namespace) -> int:
-    if args.base:
-        base = service.bases.get(parse_base_name(args.base)).live_if_built()
-        infos = list(base.version.sources.values()) if base else []
-    else:
-        infos = service.sources()
+    base = parse_base_name(args.base) if args.base else SHARED
+    if base == SHARED:
+        service.refresh()  # what the sources folder holds now (another base needs nothing of it)
+    held = service.holdings(base)
     if args.json:
         print(json.dumps([
-            {"name": i.name, "title": i.title, "chunks": i.chunks, "ingested_at": i.ingested_at.isoformat()}
-            for i in infos
-        ]))
+            {"name": h.row.name, "title": h.title, "chunks": h.row.chunks, "status": h.row.status,
+             "ingested_at": h.ingested_at.isoformat() if h.ingested_at else None} for h in held
+        ], ensure_ascii=False))
         return 0
-    for info in infos:
-        when = info.ingested_at.strftime("%Y-%m-%d %H:%M UTC")
-        print(f"{info.name}\t{plural(info.chunks, 'chunk')}\tlast ingested {when}")
+    for h in held:
+        when = f"last ingested {h.ingested_at:%Y-%m-%d %H:%M} UTC" if h.ingested_at else "not indexed yet"
+        status = "" if h.row.status == "ready" else f"\t{h.row.status}" + (f": {h.row.error}" if h.row.error else "")
+        print(f"{h.row.name}\t{plural(h.row.chunks, 'chunk')}\t{when}{status}")
     return 0
 
 
@@ -299,3 +300,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         return 130
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """`main`, quiet when its reader goes away (`python -m bot ask … | head -1`): the rest of
+    the output goes nowhere, with no BrokenPipeError traceback (the Python documentation's recipe)."""
+    try:
+        code = main(argv)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's own flush at exit finds a sink
+        return 1

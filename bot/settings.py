@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     collection_prefix: str = Field("sources", description="Prefix of the Chroma collections.")
     prompts_dir: Path = Field(PROJECT_ROOT / "prompts", description="Prompt template folder.")
     max_source_bytes: int = Field(5_000_000, ge=1, description="Larger source files are rejected.")
+    max_chunks_per_source: int = Field(10_000, ge=0, description="A source cut into more chunks is not indexed (0: no limit).")
+    max_chunks_per_base: int = Field(100_000, ge=0, description="A knowledge base is not built past this many chunks (0: no limit).")
     data_dir: Path = Field(Path("data"), description="Uploaded files, the SQLite database and caches (lexical indexes, sentence vectors) live here.")
     database_url: str | None = Field(
         None, description="SQLAlchemy URL of the state database (default: SQLite file in DATA_DIR)."

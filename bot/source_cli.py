@@ -1,5 +1,5 @@
-"""The `source` sub-commands of the command line: `source add PATH|URL`, `source remove NAME`
-and `source list`, each for one knowledge base (`--base`).
+"""The `source` sub-commands of the command line: `source add PATH|DIR|URL [--replace]`,
+`source remove NAME` and `source list`, each for one knowledge base (`--base`).
 
 Owns the host's side of source changes. `--base shared` (the default) is the sources folder:
 a file, page or crawl is validated and stored there (registered as pending) and indexed by the
@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bot.rag.errors import SourceError
+from bot.rag.errors import RagError, SourceError
 from bot.rag.index.registry import SHARED, parse_base_name
 from bot.settings import Settings
 
@@ -37,13 +37,16 @@ def add_source_commands(subparsers: argparse._SubParsersAction[argparse.Argument
     source = subparsers.add_parser("source", help="add, remove or list the sources of a knowledge base")
     actions = source.add_subparsers(dest="source_command", required=True, metavar="ACTION")
 
-    add = actions.add_parser("add", help="add a file or a web page (or a crawl of a site's folder)")
-    add.add_argument("target", metavar="PATH|URL", help="a file of a supported type, or an http(s) URL")
+    add = actions.add_parser("add", help="add a file, a folder's files or a web page (or a crawl of a site's folder)")
+    add.add_argument("target", metavar="PATH|DIR|URL",
+                     help="a file of a supported type, a folder (each of its files), or an http(s) URL")
     add.add_argument("--base", default=SHARED, help=BASE_HELP)
     add.add_argument("--crawl", action="store_true", help="with a URL: also fetch the pages under its folder")
     add.add_argument("--max-pages", type=_positive, help="most pages a crawl fetches (default: CRAWL_MAX_PAGES)")
     add.add_argument("--max-depth", type=_positive, help="most links a crawl follows (default: CRAWL_MAX_DEPTH)")
     add.add_argument("--name", help="the source's name (default: from the file name or URL)")
+    add.add_argument("--replace", action="store_true",
+                     help="a file: put it in the place of the source of that name (the old one serves until the new one is indexed)")
     add.set_defaults(func=cmd_source_add, needs_service=False)
 
     remove = actions.add_parser("remove", help="remove a source (its files, then re-index)")
@@ -51,7 +54,7 @@ def add_source_commands(subparsers: argparse._SubParsersAction[argparse.Argument
     remove.add_argument("--base", default=SHARED, help=BASE_HELP)
     remove.set_defaults(func=cmd_source_remove, needs_service=False)
 
-    listing = actions.add_parser("list", help="list the sources registered in a knowledge base")
+    listing = actions.add_parser("list", help="list the sources of a knowledge base: registered or indexed, with their status")
     listing.add_argument("--base", default=SHARED, help=BASE_HELP)
     listing.add_argument("--json", action="store_true", help="print JSON instead of text")
     listing.set_defaults(func=cmd_source_list, needs_service=False)
@@ -105,25 +108,57 @@ def _print_change(change: SourceChange) -> None:
 
 
 def cmd_source_add(settings: Settings, args: argparse.Namespace) -> int:
+    """Add a URL, a file, or each file of a folder (a bad file is reported and the others go on)."""
     base = base_name(args.base)
     progress = (lambda text: print(text, file=sys.stderr, flush=True)) if getattr(args, "verbose", False) else None
     with _library(settings) as library:
         if _URL.match(args.target):
+            if args.replace:
+                raise SourceError("--replace goes with a file; a web source is fetched again by a reload.")
             change = library.add_url(base, args.target, crawl=args.crawl, max_pages=args.max_pages,
                                      max_depth=args.max_depth, name=args.name, index=base != SHARED,
                                      progress=progress, **_actor())
-        else:
-            path = Path(args.target).expanduser()
-            if args.crawl or args.max_pages or args.max_depth:
-                raise SourceError("--crawl, --max-pages and --max-depth go with a URL, not a file.")
-            if not path.is_file():
-                raise SourceError(f"{path}: no such file.")
-            if (size := path.stat().st_size) > settings.max_source_bytes:
-                raise SourceError(f"{path.name}: {size:,} bytes is over the {settings.max_source_bytes:,}-byte limit.")
-            change = library.add_file(base, path.name, path.read_bytes(), name=args.name, origin=str(path.resolve()),
-                                      index=base != SHARED, progress=progress, **_actor())
-    _print_change(change)
-    return 0
+            _print_change(change)
+            return 0
+        if args.crawl or args.max_pages or args.max_depth:
+            raise SourceError("--crawl, --max-pages and --max-depth go with a URL, not a file.")
+        target = Path(args.target).expanduser()
+        files, failed = _files_of(target, args.name), 0
+        for path in files:
+            try:
+                change = library.add_file(base, path.name, _read(path, settings.max_source_bytes), name=args.name,
+                                          origin=str(path.resolve()), index=base != SHARED, replace=args.replace,
+                                          progress=progress, **_actor())
+            except RagError as exc:
+                if len(files) == 1:
+                    raise
+                failed += 1
+                print(f"error: {path.name}: {exc}", file=sys.stderr, flush=True)
+                continue
+            _print_change(change)
+    if failed:
+        print(f"{failed} of {len(files)} file(s) of {target} not added", file=sys.stderr)
+    return 2 if failed else 0
+
+
+def _files_of(path: Path, name: str | None) -> list[Path]:
+    """The file to add, or a folder's files (not in sub-folders, not hidden), each checked as it is added."""
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise SourceError(f"{path}: no such file or folder.")
+    files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+    if not files:
+        raise SourceError(f"{path} is a folder with no files in it; give a file, or a folder of files.")
+    if name is not None and len(files) > 1:
+        raise SourceError(f"{path} is a folder of {len(files)} files: --name goes with one file.")
+    return files
+
+
+def _read(path: Path, limit: int) -> bytes:
+    if (size := path.stat().st_size) > limit:
+        raise SourceError(f"{path.name}: {size:,} bytes is over the {limit:,}-byte limit.")
+    return path.read_bytes()
 
 
 def cmd_source_remove(settings: Settings, args: argparse.Namespace) -> int:
@@ -144,7 +179,7 @@ def cmd_source_list(settings: Settings, args: argparse.Namespace) -> int:
                            "updated_at": r.updated_at.isoformat()} for r in rows], ensure_ascii=False))
         return 0
     if not rows:
-        print(f"{base}: no sources registered")
+        print(f"{base}: no sources")
     for r in rows:
         who = r.added_by_name or r.added_by or "?"
         status = "" if r.status == "ready" else f"\t{r.status}" + (f": {r.error}" if r.error else "")

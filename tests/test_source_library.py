@@ -102,8 +102,10 @@ def test_files_are_listed_indexed_and_answered_from(library: SourceLibrary, lib_
     assert "boathouse on Mill Lane" in answer(lib_service, BASE, "Where does the Lantern Club meet?")
     assert "fifty flights" in answer(lib_service, BASE, "How often must the tow hook be inspected?")
     audit = library.registry.audit_log(BASE)
-    assert [(a.action, a.target, a.result) for a in audit] == [("add", "glider manual.pdf", "ok"), ("add", "guide.md", "ok")]
-    assert audit[1].added == first.chunks and audit[0].unchanged == first.chunks and audit[0].guild_id == "1"
+    assert [(a.action, a.target, a.result) for a in audit] == [  # each add: registered as pending, then done
+        ("add", "glider manual.pdf", "ok"), ("add", "glider manual.pdf", "pending"), ("add", "guide.md", "ok"),
+        ("add", "guide.md", "pending")]
+    assert audit[2].added == first.chunks and audit[0].unchanged == first.chunks and audit[0].guild_id == "1"
     assert library.list("guild-2") == [] and files_of(library, "guild-2") == []  # nothing crosses bases
     assert library.names(BASE, "gl") == ["glider manual.pdf"] and library.names("guild-2", "gl") == []
 
@@ -152,7 +154,7 @@ def test_a_failed_ingest_rolls_the_file_back(make_settings: Callable[..., Settin
         library.add_file(BASE, "guide.md", GUIDE, **ACTOR)
     assert files_of(library) == [] and library.list(BASE) == []  # stored, indexed, failed: removed again
     assert files_of(library) == []  # nothing of the failed add is left (the base keeps its empty folder)
-    assert [(a.action, a.result) for a in library.registry.audit_log(BASE)] == [("add", "failed")]
+    assert [(a.action, a.result) for a in library.registry.audit_log(BASE)] == [("add", "failed"), ("add", "pending")]
     db.dispose()
 
 
@@ -306,7 +308,8 @@ def test_changes_on_postgres(postgres_url: str, lib_settings: Settings, lib_serv
         library.set_log_channel(BASE, 777, **ACTOR)
         assert [r.name for r in library.list(BASE)] == ["guide.md"] and library.log_channel(BASE) == "777"
         assert [(a.action, a.result) for a in library.registry.audit_log(BASE)] == [
-            ("log-channel", "ok"), ("remove", "ok"), ("add", "failed"), ("add", "ok"), ("add", "ok")]
+            ("log-channel", "ok"), ("remove", "ok"), ("add", "failed"), ("add", "ok"), ("add", "pending"), ("add", "ok"),
+            ("add", "pending")]
         assert not (lib_settings.data_dir / "locks").exists()  # PostgreSQL: advisory locks, no lock files
     finally:
         db.dispose()

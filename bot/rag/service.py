@@ -23,13 +23,15 @@ from bot.rag.embeddings import EmbeddingModel
 from bot.rag.errors import QuestionError, RagError, UnknownSourceError
 from bot.rag.index.knowledge_base import KnowledgeBase
 from bot.rag.index.live import LiveIndex
-from bot.rag.index.registry import KnowledgeBases, guild_base_name
+from bot.rag.holdings import Holding, holdings
+from bot.rag.index.registry import SHARED, KnowledgeBases, guild_base_name
 from bot.rag.index.scope import ScopedCorpus, scoped_chain
 from bot.rag.index.store import Progress
 from bot.rag.models import Answer, Chunk, IngestReport, SourceInfo, Summary
 from bot.rag.stats import QuestionStats
 from bot.rag.text import clean_invisible
 from bot.settings import Settings
+from bot.state import SourceRegistry
 
 SUMMARY_CACHE_SIZE = 64
 E = TypeVar("E")
@@ -82,6 +84,12 @@ class RagService:
         own = self.bases.get(guild_base_name(guild_id)).live_if_built()
         return (list(own.version.sources.values()) if own else []) + shared
 
+    def holdings(self, base: str = SHARED) -> list[Holding]:
+        """What knowledge base `base` holds, as `source list` and /source list show it too."""
+        db = self.components.database
+        unused = db.is_sqlite and db.sqlite_path is not None and not db.sqlite_path.exists()  # nothing registered
+        return holdings(self.bases, None if unused else SourceRegistry(db), base)
+
     # --- questions -------------------------------------------------------------------------
     def validate_question(self, question: str) -> str:
         """The cleaned question, or a QuestionError saying what is wrong with it."""
@@ -114,8 +122,10 @@ class RagService:
         (the conversation's earlier turns) makes a follow-up standalone first."""
         cleaned = self.validate_question(question)
         with self._recording(user) as record:
-            standalone = self.components.followups.standalone(cleaned, history)
-            return record(self.chain(guild_id).invoke(standalone))
+            followups = self.components.followups
+            if history and not followups.rewrites:
+                return record(followups.answer_offline(cleaned, history, self.chain(guild_id).invoke))
+            return record(self.chain(guild_id).invoke(followups.standalone(cleaned, history)))
 
     def stream(self, question: str, user: int | str | None = None, guild_id: int | None = None,
                history: Sequence[Turn] = ()) -> Iterator[AnswerEvent]:
@@ -123,8 +133,11 @@ class RagService:
         stream), always ending with the final Answer."""
         cleaned = self.validate_question(question)
         with self._recording(user) as record:
-            standalone = self.components.followups.standalone(cleaned, history)
-            for event in self.chain(guild_id).stream(standalone):
+            followups = self.components.followups
+            if history and not followups.rewrites:  # the offline answer is whole at once anyway
+                yield record(followups.answer_offline(cleaned, history, self.chain(guild_id).invoke))
+                return
+            for event in self.chain(guild_id).stream(followups.standalone(cleaned, history)):
                 yield record(event)
 
     async def astream(
@@ -133,7 +146,12 @@ class RagService:
         """`stream` for the event loop (the Discord bot): the same chain's `astream`."""
         cleaned = self.validate_question(question)
         with self._recording(user) as record:
-            standalone = await self.components.followups.astandalone(cleaned, history)
+            followups = self.components.followups
+            if history and not followups.rewrites:
+                chain = await asyncio.to_thread(self.chain, guild_id)
+                yield record(await asyncio.to_thread(followups.answer_offline, cleaned, history, chain.invoke))
+                return
+            standalone = await followups.astandalone(cleaned, history)
             chain = await asyncio.to_thread(self.chain, guild_id)
             async for event in chain.astream(standalone):
                 yield record(event)

@@ -25,7 +25,7 @@ SCHEMA_VERSION = 2  # 2: answers, votes, conversations, state values
 
 SOURCE_KINDS = frozenset({"file", "url", "crawl", "folder"})
 SOURCE_STATUSES = frozenset({"ready", "failed", "pending"})
-AUDIT_RESULTS = frozenset({"ok", "failed", "unchanged"})
+AUDIT_RESULTS = frozenset({"ok", "failed", "unchanged", "pending"})  # pending: an add under way
 
 
 def utcnow() -> datetime:

@@ -42,8 +42,10 @@ MAX_DETAIL_CHARS = 4000
 class SourceExistsError(RagError):
     """A source of that name already exists in the knowledge base."""
 
-    def __init__(self, name: str, where: str = "in this server") -> None:
+    def __init__(self, name: str, where: str = "in this server", replaceable: bool = False) -> None:
         hint = "remove it first or choose another name" if where == "in this server" else "choose another name"
+        if replaceable:
+            hint = "add it with `replace` (`--replace` on the command line) to put the new version in its place, " + hint
         super().__init__(f"A source called '{name}' already exists {where}; {hint}.")
         self.name = name
 

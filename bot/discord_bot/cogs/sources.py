@@ -153,18 +153,21 @@ class SourcesCog(commands.GroupCog, group_name="source", group_description="This
         crawl="Also add the pages under the URL's folder on that site",
         max_pages="Most pages a crawl fetches",
         name="The source's name (default: from the file name or URL)",
+        replace="Put the file in the place of the source of that name (the old one serves until it is indexed)",
     )
     @moderator_only()
     async def add(self, interaction: discord.Interaction, attachment: discord.Attachment | None = None,
                   url: str | None = None, crawl: bool = False,
                   max_pages: app_commands.Range[int, 1, MAX_PAGES_LIMIT] | None = None,
-                  name: app_commands.Range[str, 1, 100] | None = None) -> None:
+                  name: app_commands.Range[str, 1, 100] | None = None, replace: bool = False) -> None:
         base, limit = self._base(interaction), self.bot.settings.max_source_bytes
         problem = None
         if (attachment is None) == (url is None):
             problem = "Give exactly one of `attachment` (a file) or `url` (a web page)."
         elif attachment is not None and (crawl or max_pages is not None):
             problem = "`crawl` and `max_pages` go with a `url`, not with a file."
+        elif url is not None and replace:
+            problem = "`replace` goes with a file; `/source reload` fetches web sources again."
         elif attachment is not None and attachment.size > limit:
             problem = f"{attachment.filename} is {attachment.size:,} bytes; the limit is {limit:,}."
         if problem is not None:
@@ -182,7 +185,7 @@ class SourcesCog(commands.GroupCog, group_name="source", group_description="This
                     await self._failed(interaction, progress, why)
                     return
                 change = await asyncio.to_thread(self.library.add_file, base, attachment.filename, data, name=name,
-                                                 progress=progress, **self._actor(interaction))
+                                                 replace=replace, progress=progress, **self._actor(interaction))
             else:
                 assert url is not None
                 change = await asyncio.to_thread(self.library.add_url, base, url.strip(), crawl=crawl, max_pages=max_pages,
@@ -296,4 +299,10 @@ async def setup(bot: SourceBot) -> None:
     except StateUnavailableError as exc:
         log.error("/source is unavailable: %s", exc)
         return
-    await bot.add_cog(SourcesCog(bot, SourceLibrary(bot.settings, bot.service.bases, db)))
+    library = SourceLibrary(bot.settings, bot.service.bases, db)
+    try:  # adds a killed process left half done: their files and rows go (audited)
+        if undone := await asyncio.to_thread(library.recover_all):
+            log.warning("interrupted source adds undone: %s", ", ".join(undone))
+    except Exception as exc:  # noqa: BLE001 - the next change of that base undoes them too
+        log.warning("interrupted source adds not checked at start: %s", exc)
+    await bot.add_cog(SourcesCog(bot, library))

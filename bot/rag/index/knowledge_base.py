@@ -15,8 +15,9 @@ from pathlib import Path
 from langchain_chroma import Chroma
 
 from bot.rag.answer.sentences import sentence_texts
-from bot.rag.components import Components, describe_store_error
+from bot.rag.components import Chunker, Components, describe_store_error
 from bot.rag.errors import IndexUnavailableError, RagError, ReloadInProgressError, SourceError
+from bot.rag.index.budget import within_budget
 from bot.rag.index.lexical import LEXICAL_FORMAT, LexicalIndex
 from bot.rag.index.live import LiveIndex
 from bot.rag.index.retrieval import HybridRetriever
@@ -159,7 +160,12 @@ class KnowledgeBase:
         if not loaded.documents and not loaded.unchanged and self._live is None and self.index.active_name() is None:
             raise SourceError("No source could be read: " + " ".join(why for _, why in loaded.failed))
         keep = [name for name, _ in loaded.failed] + loaded.unchanged
-        report = self._build(current, loaded.documents, keep, str(folder), progress)
+        held = {s.name: len(s.chunks) for s in current.catalogue.sources.values()} if current else {}
+        budgeted = within_budget(loaded.documents, self.components.chunker, {n: held[n] for n in keep if n in held},
+                                 per_source=self.settings.max_chunks_per_source, per_base=self.settings.max_chunks_per_base)
+        loaded.failed += budgeted.over
+        keep += [name for name, _ in budgeted.over]
+        report = self._build(current, budgeted.documents, keep, str(folder), progress, budgeted.chunker)
         report.live_after_s = time.perf_counter() - started
         if report.rebuilt and self._live is not None and self.settings.provider != "openai":
             report.sentences_s = self._embed_sentences(self._live.version, current, progress)
@@ -221,12 +227,12 @@ class KnowledgeBase:
 
     def _build(
         self, current: IndexVersion | None, documents: Sequence[SourceDocument], keep: Sequence[str],
-        origin: str, progress: Progress | None,
+        origin: str, progress: Progress | None, chunker: Chunker,
     ) -> IngestReport:
         index = self.index
         try:
             report, new_name = index.build(
-                documents, self.components.embeddings, self.components.chunker, current, keep=keep, origin=origin, progress=progress
+                documents, self.components.embeddings, chunker, current, keep=keep, origin=origin, progress=progress
             )
             if new_name is not None:
                 version = index.load(new_name)
@@ -279,4 +285,12 @@ class KnowledgeBase:
 
     def sources(self) -> list[SourceInfo]:
         return list(self.start().version.sources.values())
+
+    def served_sources(self) -> dict[str, SourceInfo]:
+        """The sources of the version serving now (none before a first build), read without
+        building one or loading the embedding model."""
+        if self._live is not None:
+            return dict(self._live.version.sources)
+        version = self.index.load()
+        return dict(version.sources) if version is not None else {}
 
