@@ -88,3 +88,32 @@ def test_eval_command_on_a_small_set(settings: Settings, tmp_path: Path) -> None
     assert baseline["questions"] == 3
     text = run_cli(settings, "eval", str(qa), "--no-baseline")
     assert "answer_accuracy" in text.stdout and "100%" in text.stdout
+
+
+def test_eval_without_a_file_runs_every_set_on_its_own_corpus(settings: Settings, tmp_path: Path) -> None:
+    """Each set on its own corpus, with its own index and data under --work; a corpus that is
+    not there is named with the command that fetches it; a PDF corpus has no page figures."""
+    sets, corpora, work = tmp_path / "sets", tmp_path / "corpora", tmp_path / "work"
+    sets.mkdir()
+    (corpora / "debref-pdf").mkdir(parents=True)
+    item = {"id": "a1", "question": "How many hostages were taken back to Gaza?", "answerable": True,
+            "answers": ["253"], "evidence": ["253 others were taken back to gaza as hostages"],
+            "page": "haliva-resignation.txt"}
+    (sets / "haliva_dev.jsonl").write_text(json.dumps(item), encoding="utf-8")
+    (sets / "flask_dev.jsonl").write_text(json.dumps(item), encoding="utf-8")
+    (sets / "debref_dev.jsonl").write_text(json.dumps(item), encoding="utf-8")
+    (corpora / "debref-pdf" / "haliva-resignation.txt").write_text(
+        (settings.sources_dir / "haliva-resignation.txt").read_text(encoding="utf-8"), encoding="utf-8")
+    result = run_cli(settings, "eval", "--sets", str(sets), "--corpora", str(corpora), "--work", str(work),
+                     "--only", "haliva_dev,flask_dev,debref_pdf", "--no-baseline", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["haliva_dev"]["ours"]["summary"]["answer_accuracy"] == 1.0
+    assert report["haliva_dev"]["ours"]["summary"]["page@4"] == 1.0
+    assert "corpus.sh flask" in report["flask_dev"]["missing"]
+    pdf = report["debref_pdf"]["ours"]["summary"]
+    assert pdf["answer_accuracy"] == 1.0 and pdf["page@4"] is None and pdf["page_cited"] is None
+    assert (work / "sources" / "index").is_dir() and (work / "debref-pdf" / "data").is_dir()
+    table = run_cli(settings, "eval", "--sets", str(sets), "--corpora", str(corpora), "--work", str(work),
+                    "--only", "haliva_dev", "--no-baseline")
+    assert "haliva_dev" in table.stdout and "100%" in table.stdout

@@ -30,7 +30,7 @@ from bot.rag.answer.answer_types import (
 )
 from bot.rag.answer.base import Corpus, WholeAnswerStreams
 from bot.rag.answer.citations import span_citation
-from bot.rag.answer.key_terms import about_the_unknown, named_things
+from bot.rag.answer.key_terms import about_the_unknown, missing_key_terms, named_things
 from bot.rag.answer.sentences import (
     Candidate,
     answers_something,
@@ -54,6 +54,9 @@ PERSON_PREFERENCE_MARGIN = 0.1  # "who": a sentence naming a titled person wins 
 MAX_SENTENCES = 2
 RANK_WEIGHT = 0.04  # the top chunk's sentences outrank equal ones from the fourth by this much
 FULL_COVERAGE = 0.999
+# A question using a word the sources never do may be about something they do not cover:
+# its evidence must score this much more than the threshold.
+UNKNOWN_TERM_MARGIN = 0.05
 
 @dataclass(frozen=True)
 class ScoredCandidate:
@@ -207,12 +210,13 @@ class ExtractiveAnswerer(WholeAnswerStreams):
     def answer(self, question: str, chunks: Sequence[Chunk], corpus: Corpus) -> Answer:
         if about_the_unknown(question, corpus.mentions):  # not echoed: the words are the asker's, not the sources'
             return Answer(question, self._refusal, False, [], self.provider)
+        threshold = self._threshold + (UNKNOWN_TERM_MARGIN if missing_key_terms(question, corpus.mentions) else 0.0)
         kind = expected_answer_type(question)
         scored = self.rank(question, chunks, corpus)
         names = [n for n in named_things(question) if corpus.mentions(stem(n))]
         if names:  # only pages that name what the question names (and the sources know) can answer it
             scored = [s for s in scored if all(corpus.page_mentions(s.candidate.chunk.source, n) for n in names)]
-        chosen = _opening_of_named_entry(question, scored) or select_evidence(scored, self._threshold, kind)
+        chosen = _opening_of_named_entry(question, scored) or select_evidence(scored, threshold, kind)
         if not chosen:
             return Answer(question, self._refusal, False, [], self.provider)
         citations: list[Citation] = []
