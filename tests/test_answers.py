@@ -120,3 +120,27 @@ def test_summary_bullets_are_cited_source_sentences(shared_service: RagService) 
             citation = summary.citations[n - 1]
             assert stored[citation.start:citation.end] == citation.quote
     assert shared_service.summary("haliva-resignation") is shared_service.summary("haliva-resignation.txt")
+
+
+def test_a_pronoun_subject_answers_for_the_person_named(shared_service: RagService) -> None:
+    """"He also called for a state commission of inquiry" answers "What did Haliva call for?"
+    better than a sentence that names him but says nothing of calling for anything."""
+    answer = shared_service.ask("What did Haliva call for?")
+    assert answer.answerable and "commission of inquiry" in answer.answer, answer.answer
+    assert "requested to end his position" not in answer.answer
+
+
+def test_an_answer_is_a_short_passage_of_clean_prose(shared_service: RagService) -> None:
+    answer = shared_service.ask("What did Haliva call for?")
+    quote = answer.citations[0].quote
+    assert quote.startswith("He also called for") and quote.count(". ") + quote.count('," ') >= 1
+    assert "  " not in quote and "`" not in quote and "**" not in quote
+
+
+def test_one_unknown_word_does_not_refuse_what_the_rest_finds(shared_service: RagService) -> None:
+    question = "how many hostages were taken back to gaza? sorry for the missing umlauts on my keyboard"
+    assert missing_key_terms(question, shared_service.start().mentions) == ["umlauts"]
+    answer = shared_service.ask(question)
+    assert answer.answerable and "253" in answer.answer, answer.answer
+    # a question about nothing the sources name is still refused
+    assert not shared_service.ask("what did the umlauts committee decide about kayaks?").answerable

@@ -107,6 +107,7 @@ def score_candidates(
     candidates: Sequence[Candidate],
     vectors: VectorCache,
     page_idf: Callable[[str, str], float],
+    referents: str = "",
 ) -> list[ScoredCandidate]:
     """Every candidate scored, alone and with the sentence before it as context; best first.
     Words weigh by how rare they are on the candidate's own page (`page_idf(source, term)`),
@@ -139,6 +140,10 @@ def score_candidates(
         # the section they document counts as said by each of them.
         name = section_name(cand.chunk.heading)
         named = f"{name} " if name else ""
+        # "He also called for ...": a sentence whose subject is a pronoun may be about whom
+        # the question names (`referents`, names its page uses); it counts as saying them.
+        if referents and starts_with_pronoun(cand.span.text):
+            named += f"{referents} "
         score, lexical = combined(dense, named + cand.span.text, idf)
         typed = has_answer_type(kind, cand.span.text, question)
         with_previous = False
@@ -205,7 +210,8 @@ class ExtractiveAnswerer(WholeAnswerStreams):
         question_vector = self._vectors.get([question], store=False)[0]
         code_wanted = asks_for_code(question)
         candidates = [c for c in candidates_of(chunks, corpus.source_text) if answers_something(c, code_wanted)]
-        return score_candidates(question, question_vector, candidates, self._vectors, corpus.page_idf)
+        referents = " ".join(n for n in named_things(question) if corpus.mentions(stem(n)))
+        return score_candidates(question, question_vector, candidates, self._vectors, corpus.page_idf, referents)
 
     def answer(self, question: str, chunks: Sequence[Chunk], corpus: Corpus) -> Answer:
         if about_the_unknown(question, corpus.mentions):  # not echoed: the words are the asker's, not the sources'
@@ -224,7 +230,8 @@ class ExtractiveAnswerer(WholeAnswerStreams):
         for group in _contiguous_groups(chosen):
             chunk = group[0].candidate.chunk
             text = corpus.source_text(chunk.source)
-            end = passage_end(text, group[-1].candidate.span.end, code_wanted)
+            last = group[-1].candidate.span
+            end = passage_end(text, last.start, last.end, code_wanted)
             citations.append(span_citation(len(citations) + 1, chunk, group[0].start, end, text))
         answer = " ".join(f"\n{c.quote} [{c.n}]\n" if is_code_block(c.quote) else f"“{c.quote}” [{c.n}]"
                           for c in citations).strip()

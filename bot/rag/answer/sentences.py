@@ -15,7 +15,6 @@ CONTEXT_WINDOW = 800  # characters before a chunk read for the sentences that le
 FENCE = "```"
 PASSAGE_MAX_SENTENCES = 2  # sentences a passage may add after the chosen one
 PASSAGE_MAX_CHARS = 400
-PASSAGE_SHORT = 80  # a chosen sentence shorter than this takes the next one with it
 # A question wants code (a code block may be its answer) when it asks for code, an example,
 # a command or the syntax of something.
 _ASKS_CODE = re.compile(
@@ -72,31 +71,24 @@ def candidates_of(chunks: Sequence[Chunk], source_text: Callable[[str], str]) ->
     return out
 
 
-def passage_end(text: str, end: int, code_wanted: bool) -> int:
-    """Where the passage quoting the sentence that ends at `end` should end: the answer is a
-    short passage, not a lone sentence. The next sentence of the same block joins when it
-    leans on this one ("It ...", "You can find it at ..."), when this one introduces it
-    ("... two possibilities:"), or when this one is too short to say much alone; at most
-    `PASSAGE_MAX_SENTENCES` join and the passage stays under `PASSAGE_MAX_CHARS`. A heading,
-    a code block (unless code is wanted) or a blank line after a complete thought ends it."""
+def passage_end(text: str, start: int, end: int, code_wanted: bool) -> int:
+    """Where the passage quoting the sentence `start..end` should end: the answer is a short
+    passage, not a lone sentence. The sentences that follow in the same paragraph join it
+    (what a sentence ending in ":" introduces joins across the blank line), at most
+    `PASSAGE_MAX_SENTENCES` of them, adding at most `PASSAGE_MAX_CHARS`. A heading or a code
+    block (unless code is wanted) ends it."""
+    first_end = end
     for _ in range(PASSAGE_MAX_SENTENCES):
         ahead = split_sentences(text[end:end + PASSAGE_MAX_CHARS])
         if not ahead:
             break
         nxt = ahead[0]
-        said = text[max(0, end - PASSAGE_MAX_CHARS):end]
-        gap = text[end:end + nxt.start]
-        introduces = said.rstrip().endswith(":")
+        introduces = text[start:end].rstrip().endswith(":")
         if is_heading(nxt.text) or (nxt.text.startswith(FENCE) and not code_wanted):
             break
-        if "\n\n" in gap and not introduces:
+        if ("\n\n" in text[end:end + nxt.start] and not introduces) or end + nxt.end - first_end > PASSAGE_MAX_CHARS:
             break
-        if not (introduces or continues_previous(nxt.text) or len(said.rsplit(".", 1)[-1]) < PASSAGE_SHORT):
-            break
-        new_end = end + nxt.end
-        if new_end - end > PASSAGE_MAX_CHARS:
-            break
-        end = new_end
+        start, end = end + nxt.start, end + nxt.end
     return end
 
 
