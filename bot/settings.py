@@ -140,6 +140,15 @@ class Settings(BaseSettings):
     retention_days: int = Field(
         30, ge=1, description="Question, answer and feedback texts are deleted after this many days."
     )
+    catch_up_minutes: int = Field(
+        30, ge=0, le=24 * 60,
+        description="On start, answer questions addressed to the bot in the last this many minutes that it missed "
+                    "while down (0: no catch-up).",
+    )
+    catch_up_limit: int = Field(
+        50, ge=0, le=1000,
+        description="At most this many missed questions are answered on start; later ones are asked to ask again.",
+    )
 
     log_level: str = "INFO"
 

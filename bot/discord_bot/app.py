@@ -8,6 +8,7 @@ import contextlib
 import logging
 import signal
 import sys
+import uuid
 from collections.abc import AsyncIterator
 
 import discord
@@ -21,6 +22,7 @@ from bot.rag.errors import RagError
 from bot.rag.service import RagService
 from bot.settings import Settings
 from bot.state.conversations import ConversationLog
+from bot.state.handled import HandledMessages
 from bot.state.server_config import ServerConfig
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,7 @@ EXTENSIONS = (
     "bot.discord_bot.cogs.knowledge",  # /summary, /sources, /reload
     "bot.discord_bot.cogs.sources",  # /source: each server's own sources
     "bot.discord_bot.cogs.conversations",  # /config, /stats, /forget-me, the retention purge
+    "bot.discord_bot.cogs.catch_up",  # on start: the questions missed while the bot was down
 )
 
 
@@ -61,6 +64,7 @@ class SourceBot(commands.Bot):
         database = service.components.database
         self.conversations = ConversationLog(database)
         self.server_config = ServerConfig(database, settings.answer_in_thread)
+        self.handled = HandledMessages(database, run_id=uuid.uuid4().hex[:16])  # this run's claims on messages
         self.feedback_view: FeedbackView | None = None  # made in setup_hook (a View needs the running loop)
         self.draining = False  # set on shutdown: new questions are turned away
         self._in_flight = 0

@@ -17,6 +17,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import discord
+from cachetools import TTLCache
 from discord import app_commands
 from discord.ext import commands
 
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 RESTARTING = "I'm restarting; please ask again in a minute."
+ASK_AGAIN = "I was offline when you asked this and could not catch up with every question; please ask again."
+SEEN_FOR = 3600  # seconds a message id is remembered in memory (replays come within minutes)
 WRITING = " …"  # shown after a partial answer while it is still being written
 
 
@@ -53,6 +56,7 @@ class QuestionsCog(commands.Cog):
         self.cooldown = QuestionCooldown(bot.settings)
         self.gate = ConversationGate(bot)
         self._turns = KeyedLocks()
+        self._seen: TTLCache[int, bool] = TTLCache(maxsize=50_000, ttl=SEEN_FOR)
         self.feedback = bot.feedback_view
 
     async def _known_sources(self, guild_id: int | None) -> list[SourceInfo]:
@@ -108,16 +112,63 @@ class QuestionsCog(commands.Cog):
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
+        await self.handle(message)
+
+    async def handle(self, message: discord.Message, *, late: bool = False) -> Why | None:
+        """Answer the message if it is addressed to the bot (late: only tell the member to ask
+        again). Idempotent: a message already taken on, by this run or a finished earlier one
+        (a replayed event, the catch-up reading it again), gets nothing more. Returns why it was
+        answered, None when it was not."""
         if self.bot.user is None or message.author.bot or not channel_allowed(message.channel, self.bot.settings):
-            return
+            return None
+        if message.id in self._seen:  # checked and marked before any await: a replay racing the original
+            return None
+        self._seen[message.id] = True
+        why = await self.gate.why(message, self._addressed(message))
+        if why is None or not await self._claim(message):
+            return None
+        if self.bot.draining or late:
+            text = RESTARTING if self.bot.draining else ASK_AGAIN
+            try:
+                await message.reply(text, allowed_mentions=NO_MENTIONS)
+            except discord.HTTPException as exc:
+                log.warning("could not tell message %s to ask again (%s %s)", message.id, exc.status, exc.text)
+        else:
+            async with self.bot.tracked():
+                await self._answer_message(message, why)
+        await self._finish(message)
+        return why
+
+    async def why(self, message: discord.Message) -> Why | None:
+        """Why the bot would answer this message now (None: not addressed to it, or handled)."""
+        if self.bot.user is None or message.author.bot or not channel_allowed(message.channel, self.bot.settings):
+            return None
+        if message.id in self._seen:
+            return None
         why = await self.gate.why(message, self._addressed(message))
         if why is None:
-            return
-        if self.bot.draining:
-            await message.reply(RESTARTING, allowed_mentions=NO_MENTIONS)
-            return
-        async with self.bot.tracked():
-            await self._answer_message(message, why)
+            return None
+        try:
+            done = await asyncio.to_thread(self.bot.handled.is_done, message.id)
+        except RagError:
+            done = False
+        return None if done else why
+
+    async def _claim(self, message: discord.Message) -> bool:
+        """Take the message on in the database (False: done already, or another run has it).
+        Without the database the message is answered: an answer twice beats none."""
+        try:
+            return await asyncio.to_thread(self.bot.handled.claim, message.id, message.channel.id,
+                                           message.guild and message.guild.id)
+        except RagError as exc:
+            log.warning("message %s not claimed, answering anyway: %s", message.id, exc)
+            return True
+
+    async def _finish(self, message: discord.Message) -> None:
+        try:
+            await asyncio.to_thread(self.bot.handled.finish, message.id)
+        except RagError as exc:
+            log.warning("message %s not marked handled: %s", message.id, exc)
 
     def _question_of(self, message: discord.Message, why: Why) -> str:
         assert self.bot.user is not None
