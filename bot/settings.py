@@ -119,6 +119,11 @@ class Settings(BaseSettings):
         None, description="Discord REST base URL (default: Discord's); for a REST proxy or an emulator."
     )
     discord_gateway_url: str | None = Field(None, description="Gateway URL override, e.g. ws://127.0.0.1:9000/.")
+    discord_requests_per_second: float = Field(
+        45.0, gt=0, le=10_000,
+        description="REST requests the bot sends Discord per second at most (Discord's global limit is 50; "
+                    "raise it only if Discord raised yours). Interaction responses are not counted.",
+    )
     stream_edit_interval: float = Field(
         1.0, ge=0.0, description="Seconds between edits of a message while a model answer streams in."
     )

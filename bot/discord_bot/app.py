@@ -17,6 +17,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.discord_bot.feedback import FeedbackView
+from bot.discord_bot.pacing import pace
 from bot.discord_bot.render import NO_MENTIONS, describe_error
 from bot.rag.errors import RagError
 from bot.rag.service import RagService
@@ -65,6 +66,7 @@ class SourceBot(commands.Bot):
         self.conversations = ConversationLog(database)
         self.server_config = ServerConfig(database, settings.answer_in_thread)
         self.handled = HandledMessages(database, run_id=uuid.uuid4().hex[:16])  # this run's claims on messages
+        self.pacer = pace(self.http, settings.discord_requests_per_second)  # under Discord's global rate limit
         self.feedback_view: FeedbackView | None = None  # made in setup_hook (a View needs the running loop)
         self.draining = False  # set on shutdown: new questions are turned away
         self._in_flight = 0
