@@ -2,9 +2,9 @@
 
 discord.py follows each route's bucket from the X-RateLimit headers, but it learns of the
 global limit only from a 429, after which every request in flight retries at once (and a
-request refused five times is lost). So every REST request first waits for a slot of a sliding
-one-second window of DISCORD_REQUESTS_PER_SECOND. Interaction responses are not bound to the
-global limit on Discord and have a 3-second deadline: they never wait here.
+request refused five times is lost). So every REST request, as it is sent, first waits for a
+slot of a sliding one-second window of DISCORD_REQUESTS_PER_SECOND. Interaction responses are
+not bound to the global limit on Discord and have a 3-second deadline: they never wait here.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
-from typing import Any
+from types import SimpleNamespace
 
-from discord.http import HTTPClient, Route
+import aiohttp
+from discord.http import Route
 
 WINDOW = 1.0  # seconds
 
@@ -44,20 +44,23 @@ class GlobalPacer:
                 await asyncio.sleep(WINDOW - (now - self._sent[0]))
 
 
-def exempt(route: Route) -> bool:
-    """Interaction callbacks: not under the global limit, and due within 3 seconds."""
-    return route.path.startswith("/interactions/")
+def paced(url: str) -> bool:
+    """A request to Discord's API under the global limit: not an interaction callback (exempt
+    on Discord, due within 3 seconds), not a CDN download."""
+    return url.startswith(Route.BASE) and "/interactions/" not in url
 
 
-def pace(http: HTTPClient, rate: float) -> GlobalPacer:
-    """Make every REST request of this client wait for the pacer first."""
+def pacing_trace(rate: float) -> tuple[aiohttp.TraceConfig, GlobalPacer]:
+    """An aiohttp trace (discord.py's `http_trace`) whose request-start hook waits for the pacer.
+    It runs as each request is really sent, after discord.py's per-route bucket wait, and for
+    each of its retries too."""
     pacer = GlobalPacer(rate)
-    request: Callable[..., Awaitable[Any]] = http.request
 
-    async def paced(route: Route, **kwargs: Any) -> Any:
-        if not exempt(route):
+    async def on_request_start(_session: aiohttp.ClientSession, _context: SimpleNamespace,
+                               params: aiohttp.TraceRequestStartParams) -> None:
+        if paced(str(params.url)):
             await pacer.acquire()
-        return await request(route, **kwargs)
 
-    http.request = paced  # type: ignore[method-assign]
-    return pacer
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(on_request_start)
+    return trace, pacer

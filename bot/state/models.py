@@ -1,6 +1,7 @@
 """The SQL schema of the bot's state: which sources each knowledge base holds, per-page crawl
 validators, the audit log of changes, per-server settings, the answers the bot gave (with
-their conversations and members' votes) and the schema version.
+their conversations and members' votes), the members' messages it took on (for idempotent
+handling and the catch-up on start) and the schema version.
 
 Owns table and column definitions (SQLAlchemy 2 declarative) and the frozen snapshots
 (`SourceRow`, `AuditRow`) that queries return instead of live ORM objects. Sessions and
