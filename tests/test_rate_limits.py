@@ -9,7 +9,6 @@ import asyncio
 import time
 
 import aiohttp
-import pytest
 
 from bot.rag.service import RagService
 from tests.discord_emulator import DiscordEmulator
