@@ -79,6 +79,22 @@ async def test_missed_questions_over_the_limit_are_asked_to_ask_again(
     assert reads and int(reads[0].query["after"]) >= int(answered["id"])  # resumed after what it handled
 
 
+async def test_an_empty_thread_over_the_limit_is_told_to_ask_again(
+    emulator: DiscordEmulator, start_bot: StartBot, stories_service: RagService, member: Member,
+) -> None:
+    bot = await start_bot(stories_service, answer_in_thread=True)
+    held = emulator.hold("POST", r"/channels/\d+/messages")
+    question = await emulator.inject_message(member, FIRST, mention_bot=True)
+    thread = await thread_on(emulator, question)
+    await held.arrived()
+    await bot.close()  # gone in the middle of the answer
+    held.release()
+    emulator.holds.remove(held)
+    await start_bot(stories_service, answer_in_thread=True, catch_up_limit=0)
+    told, = await bot_messages(emulator, thread["id"], 1)
+    assert "ask again" in told["content"] and replies_to(emulator, question) == []
+
+
 async def test_without_a_window_nothing_is_read(
     emulator: DiscordEmulator, start_bot: StartBot, stories_service: RagService, member: Member,
 ) -> None:

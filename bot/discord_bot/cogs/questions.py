@@ -4,7 +4,9 @@ thread opened on it (per server, `/config answer-in-thread`); a follow-up there 
 conversation's last turns. Answers come from the service's `astream` (the chain's own async
 stream): a streaming back-end's text appears progressively (edits throttled); others arrive
 whole. Every answer carries 👍/👎 and is recorded (who asked, hashed) for /stats. A request
-to summarise ("Summarize the article", "tl;dr") gets the source's summary instead."""
+to summarise ("Summarize the article", "tl;dr") gets the source's summary instead. A message
+is claimed in the database before it is answered and marked done after: an event delivered
+twice gets one answer, and the catch-up on start (cogs/catch_up.py) redoes what a crash cut off."""
 
 from __future__ import annotations
 
@@ -119,18 +121,19 @@ class QuestionsCog(commands.Cog):
         again). Idempotent: a message already taken on, by this run or a finished earlier one
         (a replayed event, the catch-up reading it again), gets nothing more. Returns why it was
         answered, None when it was not."""
-        if self.bot.user is None or message.author.bot or not channel_allowed(message.channel, self.bot.settings):
+        if not self._may_answer(message):
             return None
-        if message.id in self._seen:  # checked and marked before any await: a replay racing the original
-            return None
-        self._seen[message.id] = True
+        self._seen[message.id] = True  # marked before any await: a replay racing the original finds it
         why = await self.gate.why(message, self._addressed(message))
         if why is None or not await self._claim(message):
             return None
         if self.bot.draining or late:
             text = RESTARTING if self.bot.draining else ASK_AGAIN
             try:
-                await message.reply(text, allowed_mentions=NO_MENTIONS)
+                if message.thread is not None:  # opened on it before a crash: not left empty
+                    await message.thread.send(text, allowed_mentions=NO_MENTIONS)
+                else:
+                    await message.reply(text, allowed_mentions=NO_MENTIONS)
             except discord.HTTPException as exc:
                 log.warning("could not tell message %s to ask again (%s %s)", message.id, exc.status, exc.text)
         else:
@@ -141,9 +144,7 @@ class QuestionsCog(commands.Cog):
 
     async def why(self, message: discord.Message) -> Why | None:
         """Why the bot would answer this message now (None: not addressed to it, or handled)."""
-        if self.bot.user is None or message.author.bot or not channel_allowed(message.channel, self.bot.settings):
-            return None
-        if message.id in self._seen:
+        if not self._may_answer(message):
             return None
         why = await self.gate.why(message, self._addressed(message))
         if why is None:
@@ -153,6 +154,11 @@ class QuestionsCog(commands.Cog):
         except RagError:
             done = False
         return None if done else why
+
+    def _may_answer(self, message: discord.Message) -> bool:
+        """A member's message, in a channel the bot serves, not yet seen by this run."""
+        return (self.bot.user is not None and not message.author.bot and message.id not in self._seen
+                and channel_allowed(message.channel, self.bot.settings))
 
     async def _claim(self, message: discord.Message) -> bool:
         """Take the message on in the database (False: done already, or another run has it).
