@@ -121,6 +121,11 @@ class Settings(BaseSettings):
         None, description="Discord REST base URL (default: Discord's); for a REST proxy or an emulator."
     )
     discord_gateway_url: str | None = Field(None, description="Gateway URL override, e.g. ws://127.0.0.1:9000/.")
+    discord_requests_per_second: float = Field(
+        45.0, gt=0, le=10_000,
+        description="REST requests the bot sends Discord per second at most (Discord's global limit is 50; "
+                    "raise it only if Discord raised yours). Interaction responses are not counted.",
+    )
     stream_edit_interval: float = Field(
         1.0, ge=0.0, description="Seconds between edits of a message while a model answer streams in."
     )
@@ -141,6 +146,15 @@ class Settings(BaseSettings):
     history_tokens: int = Field(800, ge=0, description="About this many tokens of history at most.")
     retention_days: int = Field(
         30, ge=1, description="Question, answer and feedback texts are deleted after this many days."
+    )
+    catch_up_minutes: int = Field(
+        30, ge=0, le=24 * 60,
+        description="On start, answer questions addressed to the bot in the last this many minutes that it missed "
+                    "while down (0: no catch-up).",
+    )
+    catch_up_limit: int = Field(
+        50, ge=0, le=1000,
+        description="At most this many missed questions are answered on start; later ones are asked to ask again.",
     )
 
     log_level: str = "INFO"

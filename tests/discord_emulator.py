@@ -19,7 +19,8 @@ unsharded session receives everything. `add_guild(..., shard=k, shard_count=n)` 
 on shard k; `sent_on(shard, event)` is what that shard's sessions received.
 
 Threads, forum posts, message components (buttons, selects) and modals: tests/discord_threads.py
-(mixed into DiscordEmulator), whose docstring lists the routes, rules and helpers.
+(mixed into DiscordEmulator), whose docstring lists the routes, rules and helpers. Rate limits
+(429s with Discord's headers) and holds (a REST call kept waiting): tests/discord_traffic.py.
 """
 
 from __future__ import annotations
@@ -68,12 +69,13 @@ from tests.discord_payloads import (  # noqa: F401  (re-exported: tests import t
     snowflake,
 )
 from tests.discord_threads import ThreadsAndComponents
+from tests.discord_traffic import Hold, RateLimits
 
 INTERACTION_DEADLINE = 3.0
 UPLOAD_LIMIT = 10 * 1024 * 1024
 _DEFAULT: Any = object()
-# Guild ids picked for a shard: timestamps far above the ids tests/discord_payloads.snowflake()
-# hands out (1.3e18 + a counter), so the two never collide.
+# Guild ids picked for a shard: timestamps (2024) below the ids tests/discord_payloads.snowflake()
+# hands out (the current time), so the two never collide.
 _SHARD_TIMESTAMPS = itertools.count(1_400_000_000_000_000_000 >> 22)
 _GUILD_KEYED_BY_ID = {"GUILD_CREATE", "GUILD_UPDATE", "GUILD_DELETE"}
 
@@ -144,6 +146,8 @@ class DiscordEmulator(ThreadsAndComponents):
         self.shard_count: int | None = None  # from add_guild(shard_count=) or the last sharded IDENTIFY
         self.heartbeat_interval_ms = 41250
         self.heartbeats: list[float] = []  # when each client heartbeat arrived
+        self.rate_limits: RateLimits | None = None  # Discord's 429s (tests/discord_traffic.py); None: unlimited
+        self.holds: list[Hold] = []  # requests kept waiting (hold())
         self._commands: dict[str | None, dict[str, dict[str, Any]]] = {}  # scope (None: global) -> name -> command
         self._command_ids: dict[tuple[str | None, str], str] = {}
         self._users: dict[str, dict[str, Any]] = {self.app_id: self.bot_user}
@@ -684,9 +688,19 @@ class DiscordEmulator(ThreadsAndComponents):
                 body = json.loads(raw)
         call = Call(request.method, path, body, time.monotonic(), query=dict(request.query))
         self.calls.append(call)
-        response = self._route(request.method, path, body, call.query)
+        for hold in [h for h in self.holds if h.matches(request.method, path)]:
+            hold.waiting += 1
+            await hold.released.wait()
+            if request.transport is None or request.transport.is_closing():  # the client is gone: never done
+                call.status, call.expected = 499, True
+                return web.Response(status=499)
+        limited, headers = self.rate_limits.admit(request.method, path) if self.rate_limits else (None, {})
+        response = limited or self._route(request.method, path, body, call.query)
+        response.headers.update(headers)
         call.status = response.status
-        if response.status >= 400:
+        if limited is not None:
+            call.expected = True  # Discord's doing: tests read rate_limits.hits
+        elif response.status >= 400:
             call.code = json.loads(response.body).get("code")  # type: ignore[arg-type]
             self._match_expectations(call)
         await self.settle()  # gateway events caused by this call go out before the HTTP answer
@@ -1000,6 +1014,19 @@ class DiscordEmulator(ThreadsAndComponents):
                     await asyncio.wait_for(self._changed.wait(), remaining)
                 except TimeoutError:
                     pass
+
+    def hold(self, method: str, pattern: str) -> Hold:
+        """Keep matching REST calls waiting until `.release()` (a call whose client died meanwhile
+        is dropped): the bot is then in the middle of that call, e.g. to kill it mid-answer."""
+        hold = Hold(method, pattern)
+        self.holds.append(hold)
+        return hold
+
+    async def replay(self, message: dict[str, Any]) -> None:
+        """Deliver a member's message's MESSAGE_CREATE again, as Discord may after a gateway resume."""
+        event = self._message_event(message)
+        if event is not None:
+            await self.dispatch("MESSAGE_CREATE", copy.deepcopy(event))
 
     def calls_to(self, method: str, pattern: str, after: int = 0) -> list[Call]:
         return [c for c in self.calls[after:] if c.method == method and re.fullmatch(pattern, c.path)]

@@ -10,13 +10,14 @@ Every shape here was checked against what discord.py 2.7.1 parses (see
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
+import discord
 from aiohttp import web
 
 # --- permission bits, intents --------------------------------------------------------------------
@@ -56,11 +57,16 @@ THREAD_TYPES = {10, 11, 12}  # announcement, public, private thread
 FORUM_TYPES = {15, 16}  # forum, media: posts are threads
 ARCHIVE_DURATIONS = {60, 1440, 4320, 10080}
 TIMESTAMP = "2026-11-25T12:00:00+00:00"
-_ids = itertools.count(1_300_000_000_000_000_000)
+_last_id = 0
 
 
 def snowflake() -> str:
-    return str(next(_ids))
+    """A new id as Discord makes them: the milliseconds since Discord's epoch (2015) shifted left
+    22 bits, so `discord.utils.snowflake_time(id)` is when it was made (history reads with
+    `after=` a time, catch-up windows). Strictly increasing within the process."""
+    global _last_id
+    _last_id = max(_last_id + 1, discord.utils.time_snowflake(datetime.now(UTC)))
+    return str(_last_id)
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
@@ -225,9 +231,10 @@ def message(author: dict[str, Any], content: str, *, channel_id: str, guild_id: 
             member: dict[str, Any] | None = None, embeds: list[dict[str, Any]] | None = None,
             attachments: list[dict[str, Any]] | None = None, flags: int = 0,
             components: list[dict[str, Any]] | None = None, message_id: str | None = None) -> dict[str, Any]:
+    mid = message_id or snowflake()
     data: dict[str, Any] = {
-        "id": message_id or snowflake(), "channel_id": channel_id, "author": author, "content": content,
-        "timestamp": TIMESTAMP, "edited_timestamp": None, "tts": False, "mention_everyone": False, "mentions": [],
+        "id": mid, "channel_id": channel_id, "author": author, "content": content,
+        "timestamp": discord.utils.snowflake_time(int(mid)).isoformat(), "edited_timestamp": None, "tts": False, "mention_everyone": False, "mentions": [],
         "mention_roles": [], "attachments": attachments or [], "embeds": embeds or [], "pinned": False, "type": 0,
         "flags": flags, "components": components or [],
     }

@@ -112,9 +112,12 @@ class ThreadsAndComponents:
             meta["locked"] = locked
 
     def _stored(self, message: dict[str, Any]) -> dict[str, Any]:
-        """Keep a channel message (and count it in its thread)."""
+        """Keep a channel message (and count it in its thread). Like Discord, the channel's
+        `last_message_id` (sent in GUILD_CREATE) becomes its id."""
         self.messages[message["id"]] = message
         thread = self.channels.get(message["channel_id"])
+        if thread is not None and "last_message_id" in thread:
+            thread["last_message_id"] = message["id"]
         if thread is not None and thread["type"] in P.THREAD_TYPES:
             self._join_thread(thread, message["author"]["id"])
             thread["last_message_id"] = message["id"]

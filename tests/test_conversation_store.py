@@ -18,6 +18,7 @@ from bot.rag.service import RagService
 from bot.settings import Settings
 from bot.state import Database
 from bot.state.conversations import ConversationLog, Turn, UnknownAnswerError
+from bot.state.handled import HandledMessages
 from bot.state.models import utcnow
 from tests.openai_server import OpenAICompatibleServer
 
@@ -92,9 +93,9 @@ def log(request: pytest.FixtureRequest, tmp_path: Path) -> ConversationLog:
     store = ConversationLog(db)
     if request.param == "postgres":  # one server for the session: start from empty tables
         with db.session() as session:
-            from bot.state.models import AnswerRecord, ConversationRecord, VoteRecord
+            from bot.state.models import AnswerRecord, ConversationRecord, HandledMessage, VoteRecord
 
-            for table in (VoteRecord, AnswerRecord, ConversationRecord):
+            for table in (VoteRecord, AnswerRecord, ConversationRecord, HandledMessage):
                 session.query(table).delete()
     return store
 
@@ -138,3 +139,19 @@ def test_user_ids_are_stored_hashed(log: ConversationLog) -> None:
         stored = session.query(AnswerRecord.user_hash).scalar()
     assert "123456789012345678" not in stored and len(stored) == 64
     assert ConversationLog(log.db).user_hash(123456789012345678) == stored  # the salt is kept: same hash after a restart
+
+
+def test_the_same_reply_recorded_twice_is_one_answer_and_a_message_is_claimed_once(log: ConversationLog) -> None:
+    first = log.record_answer(_answer("q", True), user_id=1, guild_id=1, thread_id=None, message_id=77, latency_ms=1)
+    again = log.record_answer(_answer("q", True), user_id=1, guild_id=1, thread_id=None, message_id=77, latency_ms=1)
+    assert first == again and log.stats(1, since=None).questions == 1  # was: IntegrityError on answers.message_id
+
+    earlier, now = HandledMessages(log.db, "run-1"), HandledMessages(log.db, "run-2")
+    assert earlier.claim(10, 5, 1) and not earlier.claim(10, 5, 1)  # a replay in the same run
+    assert earlier.claim(11, 5, 1)
+    earlier.finish(11)
+    assert now.resume_points([5], since=utcnow() - timedelta(minutes=5)) == {5: 9}  # before the unfinished one
+    assert now.claim(10, 5, 1) and not now.claim(11, 5, 1)  # a crashed run's claim passes on; a done one does not
+    now.finish(10)
+    assert now.resume_points([5, 6], since=utcnow() - timedelta(minutes=5)) == {5: 11}
+    assert now.forget_before(utcnow() + timedelta(seconds=1)) == 2

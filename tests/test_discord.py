@@ -9,10 +9,13 @@ from pathlib import Path
 import pytest
 
 from bot.discord_bot.render import MESSAGE_LIMIT, render_answer, split_text
+from bot.rag.embeddings import MiniLMEmbeddings
 from bot.rag.models import Answer, Citation
 from bot.rag.service import RagService
+from bot.settings import Settings
 from tests.discord_emulator import MANAGE_GUILD, DiscordEmulator, Member
 from tests.helpers import StartBot, field_values, followup, pings_nobody
+from tests.test_operations import SlowEmbeddings
 
 
 # --- mentions ---------------------------------------------------------------------------------
@@ -21,8 +24,8 @@ async def test_mention_gets_a_cited_reply_to_that_message(emulator: DiscordEmula
     assert set(emulator.commands) == {"ask", "summary", "sources", "reload", "stats", "source", "config", "forget-me"}
     mark = len(emulator.calls)
     message = await emulator.inject_message(member, "How many hostages were taken back to Gaza?", mention_bot=True)
-    await emulator.wait_for_call("POST", rf"/channels/{emulator.channel_id}/typing", after=mark)
     call = await emulator.wait_for_call("POST", rf"/channels/{emulator.channel_id}/messages", after=mark)
+    assert emulator.calls_to("POST", r"/channels/\d+/typing", after=mark) == []  # a quick answer: no "typing…" call
     assert str(call.body["message_reference"]["message_id"]) == message["id"]
     assert "253" in call.body["content"] and "[1]" in call.body["content"]
     assert "253 others were taken back to gaza" in call.body["content"]  # the quote, shown once
@@ -30,6 +33,18 @@ async def test_mention_gets_a_cited_reply_to_that_message(emulator: DiscordEmula
     assert fields[0]["name"] == "[1] haliva-resignation.txt"
     assert not any("253 others were taken back to gaza" in v for v in field_values(call.body))
     assert pings_nobody(call.body)
+
+
+async def test_a_slow_answer_shows_typing_first(emulator: DiscordEmulator, start_bot: StartBot, settings: Settings,
+                                              embeddings: MiniLMEmbeddings, member: Member) -> None:
+    slow = RagService(settings, embeddings=SlowEmbeddings(embeddings, 1.5, trigger="How many hostages"))
+    await asyncio.to_thread(slow.start)
+    await start_bot(slow)
+    mark = len(emulator.calls)
+    await emulator.inject_message(member, "How many hostages were taken back to Gaza?", mention_bot=True)
+    typing = await emulator.wait_for_call("POST", rf"/channels/{emulator.channel_id}/typing", after=mark)
+    answer = await emulator.wait_for_call("POST", rf"/channels/{emulator.channel_id}/messages", after=mark)
+    assert typing.at < answer.at and "253" in answer.body["content"]
 
 
 async def test_message_without_mention_gets_nothing(emulator: DiscordEmulator, start_bot: StartBot, shared_service: RagService, member: Member) -> None:

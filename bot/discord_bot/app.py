@@ -8,6 +8,7 @@ import contextlib
 import logging
 import signal
 import sys
+import uuid
 from collections.abc import AsyncIterator
 
 import discord
@@ -16,11 +17,13 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.discord_bot.feedback import FeedbackView
+from bot.discord_bot.pacing import pacing_trace
 from bot.discord_bot.render import NO_MENTIONS, describe_error
 from bot.rag.errors import RagError
 from bot.rag.service import RagService
 from bot.settings import Settings
 from bot.state.conversations import ConversationLog
+from bot.state.handled import HandledMessages
 from bot.state.server_config import ServerConfig
 
 log = logging.getLogger(__name__)
@@ -30,6 +33,7 @@ EXTENSIONS = (
     "bot.discord_bot.cogs.knowledge",  # /summary, /sources, /reload
     "bot.discord_bot.cogs.sources",  # /source: each server's own sources
     "bot.discord_bot.cogs.conversations",  # /config, /stats, /forget-me, the retention purge
+    "bot.discord_bot.cogs.catch_up",  # on start: the questions missed while the bot was down
 )
 
 
@@ -48,6 +52,8 @@ class SourceBot(commands.Bot):
     def __init__(self, settings: Settings, service: RagService, **options: object) -> None:
         if settings.shard_count is not None and not isinstance(self, commands.AutoShardedBot):
             raise TypeError("SHARD_COUNT is set: build the bot with build_bot(settings, service) (a ShardedSourceBot)")
+        trace, self.pacer = pacing_trace(settings.discord_requests_per_second)  # under Discord's global rate limit
+        options.setdefault("http_trace", trace)
         super().__init__(
             command_prefix=commands.when_mentioned,  # no prefix commands: questions go to the cog
             intents=bot_intents(),
@@ -61,6 +67,7 @@ class SourceBot(commands.Bot):
         database = service.components.database
         self.conversations = ConversationLog(database)
         self.server_config = ServerConfig(database, settings.answer_in_thread)
+        self.handled = HandledMessages(database, run_id=uuid.uuid4().hex[:16])  # this run's claims on messages
         self.feedback_view: FeedbackView | None = None  # made in setup_hook (a View needs the running loop)
         self.draining = False  # set on shutdown: new questions are turned away
         self._in_flight = 0

@@ -142,6 +142,8 @@ class ConversationGate:
         channel = message.channel
         thread: discord.Thread | None = channel if isinstance(channel, discord.Thread) else None
         opened = False
+        if thread is None and message.thread is not None:  # opened before a restart (the catch-up): answer there
+            thread = message.thread
         if thread is None and message.guild is not None and isinstance(channel, discord.TextChannel):
             if await self._db(self.bot.server_config.answer_in_thread, message.guild.id, default=False):
                 thread = await self._open_thread(message, question)

@@ -1,12 +1,16 @@
 """Writing one answer where it belongs: in the conversation's thread, or as a reply to the
 member's message. A partial answer is posted once and then edited; the final one replaces
-it. A thread archived while the answer was being written is reopened (the bot opened it or
-may manage threads); one deleted meanwhile, or one the bot can no longer post in, gives way
-to the channel it was in. Every send pings nobody."""
+it; "typing…" shows only while a slow answer is written. A thread archived while the answer
+was being written is reopened (the bot opened it or may manage threads); one deleted
+meanwhile, or one the bot can no longer post in, gives way to the channel it was in. Every
+send pings nobody."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 import discord
@@ -15,6 +19,7 @@ from bot.discord_bot.render import NO_MENTIONS, Reply
 
 log = logging.getLogger(__name__)
 THREAD_ARCHIVED = 50083
+TYPING_AFTER = 1.0  # seconds before "typing…" shows
 
 
 class Destination:
@@ -23,8 +28,26 @@ class Destination:
         self.thread = thread
         self.sent: discord.Message | None = None
 
-    def typing(self) -> Any:
-        return (self.thread or self.message.channel).typing()
+    @contextlib.asynccontextmanager
+    async def typing(self) -> AsyncIterator[None]:
+        """"Typing…" while the answer is written, once it takes longer than TYPING_AFTER seconds
+        (a quick answer needs no indicator: one REST call less)."""
+        channel = self.thread or self.message.channel
+
+        async def later() -> None:
+            await asyncio.sleep(TYPING_AFTER)
+            try:
+                async with channel.typing():
+                    await asyncio.Event().wait()  # until the answer is ready (cancelled)
+            except discord.HTTPException as exc:
+                log.debug("no typing indicator in %s (%s %s)", channel.id, exc.status, exc.text)
+
+        indicator = asyncio.create_task(later())
+        try:
+            yield
+        finally:
+            indicator.cancel()
+            await asyncio.gather(indicator, return_exceptions=True)
 
     async def show(self, partial: str) -> None:
         """A partial answer: posted first, edited after."""

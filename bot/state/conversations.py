@@ -135,7 +135,25 @@ class ConversationLog:
     # --- answers and votes ------------------------------------------------------------------
     def record_answer(self, answer: Answer, *, user_id: int | str, guild_id: int | str | None,
                       thread_id: int | str | None, message_id: int | str | None, latency_ms: float) -> int:
+        """Keep one answer; recording the same reply message again (a replayed event) keeps the
+        first record and returns its id."""
         cited = list(dict.fromkeys(c.source for c in answer.citations))
+        if message_id is not None:
+            with self.db.session() as session:
+                found = session.scalar(select(AnswerRecord.id).where(AnswerRecord.message_id == str(message_id)))
+            if found is not None:
+                return found
+        try:
+            return self._insert_answer(answer, cited, user_id, guild_id, thread_id, message_id, latency_ms)
+        except IntegrityError:  # recorded by someone else between the lookup and the insert
+            with self.db.session() as session:
+                found = session.scalar(select(AnswerRecord.id).where(AnswerRecord.message_id == str(message_id)))
+            if found is None:
+                raise
+            return found
+
+    def _insert_answer(self, answer: Answer, cited: list[str], user_id: int | str, guild_id: int | str | None,
+                       thread_id: int | str | None, message_id: int | str | None, latency_ms: float) -> int:
         with self.db.session() as session:
             record = AnswerRecord(
                 guild_id=_id(guild_id), thread_id=_id(thread_id), message_id=_id(message_id),

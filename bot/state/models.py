@@ -1,6 +1,7 @@
 """The SQL schema of the bot's state: which sources each knowledge base holds, per-page crawl
 validators, the audit log of changes, per-server settings, the answers the bot gave (with
-their conversations and members' votes) and the schema version.
+their conversations and members' votes), the members' messages it took on (for idempotent
+handling and the catch-up on start) and the schema version.
 
 Owns table and column definitions (SQLAlchemy 2 declarative) and the frozen snapshots
 (`SourceRow`, `AuditRow`) that queries return instead of live ORM objects. Sessions and
@@ -185,6 +186,22 @@ class ConversationRecord(Base):
     channel_id: Mapped[str | None] = mapped_column(String(32))  # the channel or forum it is in
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     handed_over: Mapped[bool] = mapped_column(default=False)  # a moderator answered: the bot waits for a mention
+
+
+class HandledMessage(Base):
+    """A member's message the bot took on (a question addressed to it): by which run of the bot,
+    and whether its reply went out. A replayed event finds it here and gets no second answer; on
+    start the bot resumes each channel after what it handled and redoes what a crash left undone."""
+
+    __tablename__ = "handled_messages"
+    __table_args__ = (Index("ix_handled_messages_channel", "channel_id", "handled_at"),)
+
+    message_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    channel_id: Mapped[str] = mapped_column(String(32))
+    guild_id: Mapped[str | None] = mapped_column(String(32))
+    run_id: Mapped[str] = mapped_column(String(32))  # the bot process that took it on
+    done: Mapped[bool] = mapped_column(default=False)  # the reply (answer, refusal, "ask again") went out
+    handled_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class AnswerRecord(Base):

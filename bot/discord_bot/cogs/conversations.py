@@ -1,7 +1,8 @@
 """Conversations, feedback and privacy: `/config` (moderators: answer in threads, auto-answer
 channels and forums), `/stats` (moderators: this server's questions, answers, votes,
 latency, most-cited sources and the docs-gap report), `/forget-me` (anyone: delete what is
-stored about them), and the hourly purge of texts older than RETENTION_DAYS."""
+stored about them), and the hourly purge of texts older than RETENTION_DAYS (and of the
+record of handled messages older than a day, or the catch-up window if longer)."""
 
 from __future__ import annotations
 
@@ -80,6 +81,11 @@ class ConversationsCog(commands.Cog):
             return
         if cleared:
             log.info("retention: cleared the texts of %d answer(s) older than %d days", cleared, self.bot.settings.retention_days)
+        kept = timedelta(minutes=max(self.bot.settings.catch_up_minutes, 24 * 60))  # what a catch-up may still read
+        try:
+            await asyncio.to_thread(self.bot.handled.forget_before, utcnow() - kept)
+        except RagError as exc:
+            log.warning("handled-message purge skipped: %s", exc)
 
     @app_commands.command(name="stats", description="This server's questions, answers, votes and what the sources miss")
     @app_commands.describe(period="Over the last 24 hours, 7 days, or all time")

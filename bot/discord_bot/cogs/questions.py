@@ -4,7 +4,9 @@ thread opened on it (per server, `/config answer-in-thread`); a follow-up there 
 conversation's last turns. Answers come from the service's `astream` (the chain's own async
 stream): a streaming back-end's text appears progressively (edits throttled); others arrive
 whole. Every answer carries 👍/👎 and is recorded (who asked, hashed) for /stats. A request
-to summarise ("Summarize the article", "tl;dr") gets the source's summary instead."""
+to summarise ("Summarize the article", "tl;dr") gets the source's summary instead. A message
+is claimed in the database before it is answered and marked done after: an event delivered
+twice gets one answer, and the catch-up on start (cogs/catch_up.py) redoes what a crash cut off."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import discord
+from cachetools import TTLCache
 from discord import app_commands
 from discord.ext import commands
 
@@ -42,6 +45,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 RESTARTING = "I'm restarting; please ask again in a minute."
+ASK_AGAIN = "I was offline when you asked this and could not catch up with every question; please ask again."
+SEEN_FOR = 3600  # seconds a message id is remembered in memory (replays come within minutes)
 WRITING = " …"  # shown after a partial answer while it is still being written
 
 
@@ -53,6 +58,7 @@ class QuestionsCog(commands.Cog):
         self.cooldown = QuestionCooldown(bot.settings)
         self.gate = ConversationGate(bot)
         self._turns = KeyedLocks()
+        self._seen: TTLCache[int, bool] = TTLCache(maxsize=50_000, ttl=SEEN_FOR)
         self.feedback = bot.feedback_view
 
     async def _known_sources(self, guild_id: int | None) -> list[SourceInfo]:
@@ -108,16 +114,67 @@ class QuestionsCog(commands.Cog):
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
-        if self.bot.user is None or message.author.bot or not channel_allowed(message.channel, self.bot.settings):
-            return
+        await self.handle(message)
+
+    async def handle(self, message: discord.Message, *, late: bool = False) -> Why | None:
+        """Answer the message if it is addressed to the bot (late: only tell the member to ask
+        again). Idempotent: a message already taken on, by this run or a finished earlier one
+        (a replayed event, the catch-up reading it again), gets nothing more. Returns why it was
+        answered, None when it was not."""
+        if not self._may_answer(message):
+            return None
+        self._seen[message.id] = True  # marked before any await: a replay racing the original finds it
+        why = await self.gate.why(message, self._addressed(message))
+        if why is None or not await self._claim(message):
+            return None
+        if self.bot.draining or late:
+            text = RESTARTING if self.bot.draining else ASK_AGAIN
+            try:
+                if message.thread is not None:  # opened on it before a crash: not left empty
+                    await message.thread.send(text, allowed_mentions=NO_MENTIONS)
+                else:
+                    await message.reply(text, allowed_mentions=NO_MENTIONS)
+            except discord.HTTPException as exc:
+                log.warning("could not tell message %s to ask again (%s %s)", message.id, exc.status, exc.text)
+        else:
+            async with self.bot.tracked():
+                await self._answer_message(message, why)
+        await self._finish(message)
+        return why
+
+    async def why(self, message: discord.Message) -> Why | None:
+        """Why the bot would answer this message now (None: not addressed to it, or handled)."""
+        if not self._may_answer(message):
+            return None
         why = await self.gate.why(message, self._addressed(message))
         if why is None:
-            return
-        if self.bot.draining:
-            await message.reply(RESTARTING, allowed_mentions=NO_MENTIONS)
-            return
-        async with self.bot.tracked():
-            await self._answer_message(message, why)
+            return None
+        try:
+            done = await asyncio.to_thread(self.bot.handled.is_done, message.id)
+        except RagError:
+            done = False
+        return None if done else why
+
+    def _may_answer(self, message: discord.Message) -> bool:
+        """A member's message, in a channel the bot serves, not yet seen by this run."""
+        return (self.bot.user is not None and not message.author.bot and message.id not in self._seen
+                and channel_allowed(message.channel, self.bot.settings))
+
+    async def _claim(self, message: discord.Message) -> bool:
+        """Take the message on in the database (False: done already, or another run has it).
+        Without the database the message is answered: an answer twice beats none."""
+        try:
+            return await asyncio.to_thread(self.bot.handled.claim, message.id, message.channel.id,
+                                           message.guild and message.guild.id)
+        except RagError as exc:
+            log.warning("message %s not claimed, answering anyway: %s", message.id, exc)
+            return True
+
+    async def _finish(self, message: discord.Message) -> None:
+        try:
+            await asyncio.to_thread(self.bot.handled.finish, message.id)
+        except RagError as exc:
+            log.warning("message %s not marked handled: %s", message.id, exc)
 
     def _question_of(self, message: discord.Message, why: Why) -> str:
         assert self.bot.user is not None
