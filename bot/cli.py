@@ -85,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--work", type=Path, default=Path("../eval-work"),
                           help="every set: each corpus's index and data folder, kept and reused")
     evaluate.add_argument("--only", help="every set: only these sets or corpora, comma-separated")
+    evaluate.add_argument("--ablate", nargs="?", const="all", metavar="PARTS",
+                          help="every set, once more with each rule or signal off (or only PARTS, comma-separated)")
     evaluate.set_defaults(func=cmd_eval, needs_service=False)
 
     bench = commands.add_parser("bench", help="measure speed and memory")
@@ -257,6 +259,10 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
+    if args.file is None and args.ablate:
+        from bot.evaluation.ablation import cmd_ablate
+
+        return cmd_ablate(settings, args)
     if args.file is None:
         from bot.evaluation.suite import cmd_suite
 

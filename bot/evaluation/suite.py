@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -75,7 +76,8 @@ def run_suite(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
         items = load_qa(file) if spec.pages else [replace(i, page=None) for i in load_qa(file)]
         report = evaluate(own, items, args.k or settings.top_k, baseline=not args.no_baseline)
         reports[spec.label] = report
-        print(f"{spec.label}: done", flush=True) if not args.json else None
+        if not args.json:
+            print(f"{spec.label}: done", file=sys.stderr, flush=True)
     return reports
 
 

@@ -210,8 +210,8 @@ class ExtractiveAnswerer(WholeAnswerStreams):
         question_vector = self._vectors.get([question], store=False)[0]
         code_wanted = asks_for_code(question)
         candidates = [c for c in candidates_of(chunks, corpus.source_text) if answers_something(c, code_wanted)]
-        referents = " ".join(n for n in named_things(question) if corpus.mentions(stem(n)))
-        return score_candidates(question, question_vector, candidates, self._vectors, corpus.page_idf, referents)
+        return score_candidates(question, question_vector, candidates, self._vectors, corpus.page_idf,
+                                pronoun_referents(question, corpus))
 
     def answer(self, question: str, chunks: Sequence[Chunk], corpus: Corpus) -> Answer:
         if about_the_unknown(question, corpus.mentions):  # not echoed: the words are the asker's, not the sources'
@@ -219,9 +219,7 @@ class ExtractiveAnswerer(WholeAnswerStreams):
         threshold = self._threshold + (UNKNOWN_TERM_MARGIN if missing_key_terms(question, corpus.mentions) else 0.0)
         kind = expected_answer_type(question)
         scored = self.rank(question, chunks, corpus)
-        names = [n for n in named_things(question) if corpus.mentions(stem(n))]
-        if names:  # only pages that name what the question names (and the sources know) can answer it
-            scored = [s for s in scored if all(corpus.page_mentions(s.candidate.chunk.source, n) for n in names)]
+        scored = on_pages_naming(question, scored, corpus)
         chosen = _opening_of_named_entry(question, scored) or select_evidence(scored, threshold, kind)
         if not chosen:
             return Answer(question, self._refusal, False, [], self.provider)
@@ -240,6 +238,21 @@ class ExtractiveAnswerer(WholeAnswerStreams):
     def summarise(self, source: str | None, chunks: Sequence[Chunk], corpus: Corpus) -> Summary:
         low, high = self._summary_bullets
         return extractive_summary(source, chunks, self._vectors, corpus.source_text, low, high)
+
+
+def on_pages_naming(question: str, scored: list[ScoredCandidate], corpus: Corpus) -> list[ScoredCandidate]:
+    """Only pages that name what the question names (and the sources name somewhere) can
+    answer it: a page about unittest fixtures does not answer a pytest question."""
+    names = [n for n in named_things(question) if corpus.mentions(stem(n))]
+    if not names:
+        return scored
+    return [s for s in scored if all(corpus.page_mentions(s.candidate.chunk.source, n) for n in names)]
+
+
+def pronoun_referents(question: str, corpus: Corpus) -> str:
+    """Whom a sentence's leading "he"/"she"/"they" may stand for: what the question names
+    that the sources name too."""
+    return " ".join(n for n in named_things(question) if corpus.mentions(stem(n)))
 
 
 def _opening_of_named_entry(question: str, scored: Sequence[ScoredCandidate]) -> list[ScoredCandidate]:
