@@ -117,3 +117,9 @@ def test_eval_without_a_file_runs_every_set_on_its_own_corpus(settings: Settings
     table = run_cli(settings, "eval", "--sets", str(sets), "--corpora", str(corpora), "--work", str(work),
                     "--only", "haliva_dev", "--no-baseline")
     assert "haliva_dev" in table.stdout and "100%" in table.stdout
+    ablated = run_cli(settings, "eval", "--sets", str(sets), "--corpora", str(corpora), "--work", str(work),
+                      "--only", "haliva_dev", "--ablate", "answer types,passages")
+    assert ablated.returncode == 0, ablated.stderr
+    rows = {line.split("  ")[0]: line for line in ablated.stdout.splitlines()}
+    assert "100/—" in rows["all on"]  # answers 100 %, no unanswerable item to refuse
+    assert {"answer types", "passages"} <= set(rows) and "names ranking" not in rows
