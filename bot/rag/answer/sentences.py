@@ -13,6 +13,7 @@ from bot.rag.text import Span, split_sentences, words
 
 CONTEXT_WINDOW = 800  # characters before a chunk read for the sentences that lead into it
 FENCE = "```"
+PROSE_LETTERS = 0.6  # share of a prose sentence's visible characters that are letters
 PASSAGE_MAX_SENTENCES = 2  # sentences a passage may add after the chosen one
 PASSAGE_MAX_CHARS = 400
 # A question wants code (a code block may be its answer) when it asks for code, an example,
@@ -27,10 +28,23 @@ def asks_for_code(question: str) -> bool:
     return bool(_ASKS_CODE.search(question))
 
 
+_MARKUP = re.compile(r"</|/>|^\s*<[A-Za-z?!]")
+
+
+def is_prose(sentence: str) -> bool:
+    """Whether a sentence reads as prose: mostly letters, no markup (an XML or HTML example
+    that a PDF's text gives without code fences)."""
+    visible = [ch for ch in sentence if not ch.isspace()]
+    letters = sum(ch.isalpha() for ch in visible)
+    return bool(visible) and letters >= PROSE_LETTERS * len(visible) and not _MARKUP.search(sentence)
+
+
 def answers_something(candidate: Candidate, code_wanted: bool) -> bool:
     """Whether a candidate may be the answer: a question ("What happens if ...?", a FAQ's own
-    question line) answers nothing, and code only answers a question that asks for code."""
-    return not candidate.span.text.rstrip().endswith("?") and (code_wanted or not candidate.code)
+    question line) answers nothing, and code (fenced, or markup and symbols that are not
+    prose) only answers a question that asks for code."""
+    text = candidate.span.text
+    return not text.rstrip().endswith("?") and (code_wanted or not (candidate.code or not is_prose(text)))
 
 
 @dataclass(frozen=True)

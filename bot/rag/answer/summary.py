@@ -5,7 +5,8 @@ A sentence that leans on the one before it ("He is the first ...", "It was ...")
 with the sentences before it that say who or what it means, as the extractive answerer
 does: the bullet (and its citation's quote) then spans them, with exact offsets. One that
 cannot be completed within its chunk and `MAX_CONTEXT_SENTENCES` gives way to another.
-A summary of several sources gives each at least one bullet (the largest sources first
+Code, markup (an XML example in a PDF) and question lines make no bullet, and a bullet reads
+as clean prose. A summary of several sources gives each at least one bullet (the largest sources first
 when there are more sources than bullets); the rest go to the most central sentences."""
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from bot.rag.answer.citations import span_citation
-from bot.rag.answer.sentences import Candidate, candidates_of, continues_previous, starts_with_pronoun
+from bot.rag.answer.sentences import (
+    Candidate,
+    answers_something,
+    candidates_of,
+    continues_previous,
+    is_prose,
+    starts_with_pronoun,
+)
 from bot.rag.embeddings import VectorCache
 from bot.rag.models import Chunk, Summary, SummaryBullet
 from bot.rag.text import Span, split_sentences
@@ -95,7 +103,8 @@ def extractive_summary(
     high: int,
 ) -> Summary:
     every = candidates_of(chunks, source_text)
-    candidates = [c for c in every if len(c.span.text) >= MIN_SENTENCE_CHARS] or every
+    prose = [c for c in every if answers_something(c, code_wanted=False) and is_prose(c.span.text)] or every
+    candidates = [c for c in prose if len(c.span.text) >= MIN_SENTENCE_CHARS] or prose
     if not candidates:
         return Summary(source, [], [])
     bullets = _bullets_of(candidates, source_text)
@@ -144,7 +153,7 @@ def extractive_summary(
     for n, i in enumerate(chosen, start=1):
         bullet = bullets[i]
         citations.append(span_citation(n, bullet.candidate.chunk, bullet.start, bullet.end, source_text(bullet.source)))
-        out.append(SummaryBullet(bullet.text, [n]))
+        out.append(SummaryBullet(citations[-1].quote, [n]))  # as a member reads it: clean prose
     return Summary(source, out, citations)
 
 
