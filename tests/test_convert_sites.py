@@ -137,3 +137,17 @@ def test_odd_encodings_are_no_reason_to_refuse() -> None:
               '<title>Umlaute</title></head><body><h1>Umlaute</h1><p>Gr\xfc\xdfe aus K\xf6ln.</p></body></html>')
     doc = convert(latin1.encode("latin-1"), "umlaute.html", max_bytes=MB)
     assert "Grüße aus Köln." in doc.text
+
+
+def test_sections_named_like_furniture_are_content() -> None:
+    """Section ids are slugs of their headings: a GUI program's "Menu" and "Search" sections
+    are text, while a menu (an element with that id and no heading) is not."""
+    page = ("<html><body><div id='menu'><a href='/'>MENUTEXT Home</a></div>"
+            "<h1>Editor</h1><p>The editor opens files.</p>"
+            "<section id='menu'><h2>Menu</h2><p>The File menu holds Open and Save.</p></section>"
+            "<section id='search'><h2>Search</h2><p>Press Ctrl+F to find text in the file.</p></section>"
+            "</body></html>")
+    doc = _convert(page, "editor.html")
+    assert "MENUTEXT" not in doc.text
+    assert section_with(doc, "holds Open and Save").heading_path == ("Editor", "Menu")
+    assert section_with(doc, "Ctrl+F").heading_path == ("Editor", "Search")

@@ -81,3 +81,19 @@ def test_a_sentence_saying_what_the_default_is_is_preferred_not_required(typed_s
     texts = [s.candidate.span.text for s in picked]
     assert (default.candidate.span.text in texts) is shown
     assert texts[0] == (default if shown else other).candidate.span.text
+
+
+def test_a_passage_ends_at_a_sentence_end() -> None:
+    from bot.rag.answer.sentences import PASSAGE_MAX_CHARS, passage_end
+
+    chosen = "The cookie is removed when the browser is closed."
+    long_next = "It " + " ".join(f"word{i}" for i in range(200)) + " ends here."
+    text = chosen + " It lasts for the session. The end. Not this one."
+    assert text[:passage_end(text, 0, len(chosen), code_wanted=False)].endswith("session. The end.")
+    text = chosen + " " + long_next + " The end."  # the next sentence is too long to join, even in part
+    assert passage_end(text, 0, len(chosen), code_wanted=False) == len(chosen)
+    assert len(long_next) > PASSAGE_MAX_CHARS
+    text = chosen + " It lasts for the session.\n\nA new paragraph."
+    assert text[:passage_end(text, 0, len(chosen), False)].endswith("session.")
+    text = "Use the following command:\n\n```\nflask run\n```\n\nThen open the page."
+    assert passage_end(text, 0, 27, code_wanted=False) == 27  # code is not prose to quote

@@ -1,5 +1,5 @@
-"""What a knowledge base holds: the one listing behind `source list`, `sources`, /source list
-and /sources, so they never disagree.
+"""What a knowledge base holds: the one listing behind `source list`, `sources` and /source
+list, so they never disagree (/sources lists the indexed ones, from the same served version).
 
 The served index version is the truth about what is indexed (chunk counts, when); the source
 registry adds who added a source, from where, and a failure it recorded. A registered source the

@@ -93,9 +93,10 @@ def passage_end(text: str, start: int, end: int, code_wanted: bool) -> int:
     block (unless code is wanted) ends it."""
     first_end = end
     for _ in range(PASSAGE_MAX_SENTENCES):
-        ahead = split_sentences(text[end:end + PASSAGE_MAX_CHARS])
-        if not ahead:
-            break
+        window = text[end:end + 2 * PASSAGE_MAX_CHARS]  # longer than any sentence that may join
+        ahead = split_sentences(window)
+        if not ahead or (ahead[0].end == len(window) and end + len(window) < len(text)):
+            break  # the next sentence runs past the window: too long to join
         nxt = ahead[0]
         introduces = text[start:end].rstrip().endswith(":")
         if is_heading(nxt.text) or (nxt.text.startswith(FENCE) and not code_wanted):

@@ -6,7 +6,7 @@ hands the bytes to the format module:
 
 - formats_text: .txt / .md (markdown headings, front matter) and .rst (reST titles)
 - formats_html: .html / .htm via lxml clean-up + markdownify (page furniture dropped)
-- formats_pdf: .pdf via pypdf, page by page
+- formats_pdf: .pdf page by page (pypdf opens it, PDFium reads the text)
 - formats_office: .docx (formats_docx, python-docx), .xlsx (openpyxl), .pptx and .csv
   (markitdown); office zips are checked first by office_zip (declared and actual sizes)
 

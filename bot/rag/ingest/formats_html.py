@@ -21,7 +21,6 @@ import codecs
 import re
 import secrets
 from collections.abc import Callable
-from copy import deepcopy
 
 from typing import Any
 
@@ -41,6 +40,7 @@ from bot.rag.ingest.formats_base import (
     link_target,
 )
 from bot.rag.ingest.formats_text import unescape_markdown
+from bot.rag.ingest.html_page import as_html, drop_furniture
 
 _HEADINGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
 _DROP_TAGS = ["script", "style", "template", "noscript", "iframe", "object", "embed", "svg",
@@ -49,24 +49,10 @@ _HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.IGN
 _HIDDEN_CLASSES = {"hidden", "d-none", "sr-only", "visually-hidden", "screen-reader-text", "is-hidden"}
 _CALLABLE = {"function", "method", "classmethod", "staticmethod", "decorator",
              "decoratormethod", "coroutinefunction", "coroutinemethod", "abstractmethod"}
-_XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")  # lxml refuses it in a decoded string
-_XHTML = re.compile(r"<html[^>]+xmlns\s*=\s*[\"']http://www\.w3\.org/1999/xhtml", re.IGNORECASE)
-# <a id="x"/> is an empty element in XHTML but an unclosed one to an HTML parser
-_SELF_CLOSED = re.compile(
-    r"<(?!(?:area|base|br|col|embed|hr|img|input|link|meta|source|track|wbr)\b)([a-zA-Z][\w:-]*)(\s[^<>]*?)?\s*/>")
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([\w.:-]+)""", re.IGNORECASE)
-_FURNITURE_ROLES = {"navigation", "banner", "contentinfo", "search", "menu", "menubar", "toolbar"}
-_FURNITURE_IDS = {"toc", "nav", "navbar", "sidebar", "header", "footer", "breadcrumbs", "menu", "search"}
-# class tokens of furniture: "sphinxsidebar", "md-sidebar", "navheader", "theme-doc-toc-desktop",
-# "cookie-banner"; a bare "sidebar" is an rST sidebar, part of the text
-_FURNITURE_NAME = re.compile(
-    r"^(?:sphinxsidebar\w*|related|navheader|navfooter|footer|toc|"
-    r"(?:[\w]+[-_])*(?:sidebar|navbar|breadcrumbs?|toc|pagination|footer|cookie|consent|skip-?link)(?:[-_][\w-]*)?)$",
-    re.IGNORECASE,
-)
 _BLOCKS = ("pre", "p", "div", "table", "ul", "ol", "dl", "blockquote")
-# <aside> blocks that belong to the text (footnotes, notes, sidebars of an article), which
-# trafilatura would drop as page furniture; other asides (site sidebars) stay asides.
+# <aside> blocks that belong to the text (footnotes, notes, sidebars of an article) become
+# text; other asides (site sidebars) stay asides, which are dropped as page furniture.
 _NOTE_ROLES = {"note", "doc-footnote", "doc-endnote", "doc-endnotes", "doc-footnotes"}
 _NOTE_CLASSES = {"footnote", "footnote-list", "footnotes", "endnotes", "note", "topic", "sidebar"}
 
@@ -173,8 +159,7 @@ def _replace_with_heading(el: etree._Element, level: int, text: str) -> etree._E
 
 
 class _Tokens(dict[str, str]):
-    """ASCII tokens put in the DOM, which survive trafilatura where private-use marks may
-    not, each mapped to the mark (of `marks`) it stands for."""
+    """ASCII tokens put in the DOM, which survive conversion to markdown unescaped, each mapped to the mark (of `marks`) it stands for."""
 
     def __init__(self, marks: Marks) -> None:
         super().__init__()
@@ -220,7 +205,7 @@ def _mark_headings(root: lxml.html.HtmlElement, tokens: _Tokens) -> None:
 
 
 def _needs_unlisting(el: etree._Element) -> bool:
-    """Does a list/quote hold code, or an item with several blocks, that trafilatura would glue?"""
+    """Does a list/quote hold code, or an item with several blocks, that would be glued into one line?"""
     if el.find(".//pre") is not None:
         return True
     items = [c for c in el if c.tag == "li"] if el.tag in {"ul", "ol"} else [el]
@@ -228,8 +213,8 @@ def _needs_unlisting(el: etree._Element) -> bool:
 
 
 def _unlist_blocks(root: lxml.html.HtmlElement) -> None:
-    """Lists and quotes holding code or several paragraphs become plain blocks (trafilatura
-    would glue their content into one line); definition lists become term + text blocks."""
+    """Lists and quotes holding code or several paragraphs become plain blocks (a list item's
+    blocks would be glued into one line); definition lists become term + text blocks."""
     for dl in list(root.iter("dl")):
         dl.tag = "div"
         for child in dl:
@@ -260,8 +245,8 @@ def _unlist_blocks(root: lxml.html.HtmlElement) -> None:
 
 
 def _unlink_prose(root: lxml.html.HtmlElement, mark_link: Callable[[str], str | None]) -> None:
-    """Links inside prose become plain text: trafilatura drops blocks it finds link-heavy
-    (Sphinx prose cross-references everything), while pure link lists (menus) stay links.
+    """Links inside prose become plain text (Sphinx prose cross-references everything),
+    while pure link lists stay links, which the markdown writer shows as their text.
     Each unlinked link's text starts with the token `mark_link(href)` gives, if any."""
     for block in list(root.iter("p", "li", "td", "dt")):
         links = list(block.iter("a"))
@@ -287,25 +272,6 @@ def _title(root: lxml.html.HtmlElement) -> str | None:
     return title or None
 
 
-def _is_furniture(el: etree._Element) -> bool:
-    """Page furniture a reader skips: menus, site headers and footers, sidebars and asides
-    (notes and footnotes are no longer asides by now), tables of contents, breadcrumbs,
-    cookie banners, DocBook's navigation bars."""
-    if el.tag in {"nav", "aside"} or (el.get("role") or "").lower() in _FURNITURE_ROLES:
-        return True
-    if el.tag in {"header", "footer"}:  # the site's, not an article's own header
-        return not any(a.tag in {"article", "main"} for a in el.iterancestors())
-    if (el.get("id") or "").lower() in _FURNITURE_IDS:  # other ids are heading slugs ("set-cookie-options")
-        return True
-    return any(_FURNITURE_NAME.match(n) and n.lower() != "sidebar" for n in (el.get("class") or "").split())
-
-
-def _drop_furniture(root: lxml.html.HtmlElement) -> None:
-    for el in [el for el in root.iter() if isinstance(el.tag, str) and _is_furniture(el)]:
-        if el.getparent() is not None and el.tag not in {"html", "body"}:
-            el.drop_tree()
-
-
 class _Markdown(markdownify.MarkdownConverter):
     """Markdown of the content: ATX headings, fenced code, links and images as their text."""
 
@@ -319,9 +285,7 @@ class _Markdown(markdownify.MarkdownConverter):
 
 def convert_html(data: bytes, name: str, *, url: str | None = None,
                  content_type: str | None = None) -> ConvertedDocument:
-    html = clean_input(decode_html(data, name, content_type))
-    if _XML_DECLARATION.match(html) or _XHTML.search(html[:4096]):
-        html = _SELF_CLOSED.sub(r"<\1\2></\1>", _XML_DECLARATION.sub("", html, count=1))
+    html = as_html(clean_input(decode_html(data, name, content_type)))
     if not html.strip():
         raise SourceError(f"{name}: the page is empty.")
     try:
@@ -330,7 +294,7 @@ def convert_html(data: bytes, name: str, *, url: str | None = None,
         raise SourceError(f"{name}: not a readable HTML page.") from None
     title = _title(root)
     _clean_dom(root)
-    _drop_furniture(root)
+    drop_furniture(root)
     marks = Marks()
     tokens = _Tokens(marks)
     _mark_headings(root, tokens)

@@ -90,6 +90,7 @@ def _convert_xlsx(data: bytes, name: str, core_title: str | None, url: str | Non
     marks = Marks()
     pieces: list[str] = []
     cells = 0
+    book = None
     try:
         book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True, keep_links=False)
         for sheet in book.worksheets:
@@ -108,12 +109,14 @@ def _convert_xlsx(data: bytes, name: str, core_title: str | None, url: str | Non
                     if len(lines) == 2:
                         lines.append("|" + " --- |" * len(values))
             pieces.append("\n".join(lines))
-        book.close()
     except SourceError:
         raise
     except Exception:  # noqa: BLE001 - openpyxl raises many kinds on a broken workbook
         _log.debug("openpyxl failed on %s", name, exc_info=True)
         raise SourceError(f"{name}: the .xlsx file is damaged or not supported and cannot be read.") from None
+    finally:
+        if book is not None:
+            book.close()  # a read-only workbook holds its archive open
     return finish("\n\n".join(pieces), marks, name=name, kind="xlsx", title=core_title, url=url)
 
 

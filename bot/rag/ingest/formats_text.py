@@ -65,7 +65,7 @@ def heading_name(raw: str) -> str:
 
 def unescape_markdown(text: str) -> str:
     """Drop converter-added backslash escapes (`\\_`, `\\*`, `\\>`) outside code; `\\|` stays.
-    Code is told by ``` fences (trafilatura opens some mid-line) and `inline` spans."""
+    Code is told by ``` fences (which may open mid-line) and `inline` spans."""
     blocks = re.split(r"(?<!\\)```", text)
     for b in range(0, len(blocks), 2):  # even blocks are outside fenced code
         parts = re.split(r"(?<!\\)`", blocks[b])
