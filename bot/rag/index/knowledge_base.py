@@ -113,7 +113,7 @@ class KnowledgeBase:
             self.start()
             return None
         except SourceError as exc:
-            if self._live is None and self.index.active_name() is None:
+            if not self._has_version():
                 raise
             log.warning("sources not re-read, answering from the existing index: %s", exc)
             return None
