@@ -173,6 +173,15 @@ def print_streamed(service: RagService, question: str) -> None:
             printed = item
 
 
+def refresh(service: RagService) -> None:
+    """Bring the index up to date with the sources folder, or, while another process (an
+    `ingest`, a source change) is building it, say so on stderr and use the version ready now."""
+    service.refresh()
+    if service.updating_elsewhere:
+        print("note: another process is updating the index; answering from the version ready now",
+              file=sys.stderr, flush=True)
+
+
 def cmd_ask(service: RagService, args: argparse.Namespace) -> int:
     if args.question is not None and not args.json:
         print_streamed(service, args.question)
@@ -206,7 +215,7 @@ def cmd_summary(service: RagService, args: argparse.Namespace) -> int:
 def cmd_sources(service: RagService, args: argparse.Namespace) -> int:
     base = parse_base_name(args.base) if args.base else SHARED
     if base == SHARED:
-        service.refresh()  # what the sources folder holds now (another base needs nothing of it)
+        refresh(service)  # what the sources folder holds now (another base needs nothing of it)
     held = service.holdings(base)
     if args.json:
         print(json.dumps([
@@ -299,7 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(args.func(settings, args))
         service = RagService(settings)
         if getattr(args, "needs_index", True):
-            service.refresh()  # answer from what the sources folder holds now
+            refresh(service)  # answer from what the sources folder holds now
         return int(args.func(service, args))
     except RagError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -44,7 +44,7 @@ def add_source_commands(subparsers: argparse._SubParsersAction[argparse.Argument
     add.add_argument("--crawl", action="store_true", help="with a URL: also fetch the pages under its folder")
     add.add_argument("--max-pages", type=_positive, help="most pages a crawl fetches (default: CRAWL_MAX_PAGES)")
     add.add_argument("--max-depth", type=_positive, help="most links a crawl follows (default: CRAWL_MAX_DEPTH)")
-    add.add_argument("--name", help="the source's name (default: from the file name or URL)")
+    add.add_argument("--name", help="the source's name (default: the file name, or the first page's title)")
     add.add_argument("--replace", action="store_true",
                      help="a file: put it in the place of the source of that name (the old one serves until the new one is indexed)")
     add.set_defaults(func=cmd_source_add, needs_service=False)

@@ -66,18 +66,25 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def run_cli(settings: Settings, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    env = {
+def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment a CLI subprocess runs in: `settings`' folders, the offline answerer."""
+    return {
         "PATH": "/usr/bin:/bin",
         "HOME": str(settings.vectorstore_dir.parent),
         "SOURCES_DIR": str(settings.sources_dir),
         "VECTORSTORE_DIR": str(settings.vectorstore_dir),
         "DATA_DIR": str(settings.data_dir),
         "LLM_PROVIDER": "extractive",
+        **extra,
     }
+
+
+def run_cli(settings: Settings, *args: str, stdin: str = "", module: str = "bot", timeout: float = 120,
+            **env: str) -> subprocess.CompletedProcess[str]:
+    """`python -m bot ARGS` (or another `module` that runs the CLI) in a subprocess; `env`: more variables."""
     return subprocess.run(
-        [sys.executable, "-m", "bot", *args], input=stdin, capture_output=True, text=True,
-        env=env, cwd=PROJECT_ROOT, timeout=120,
+        [sys.executable, "-m", module, *args], input=stdin, capture_output=True, text=True,
+        env=cli_env(settings, **env), cwd=PROJECT_ROOT, timeout=timeout,
     )
 
 

@@ -192,7 +192,7 @@ def test_url_and_crawl_sources_and_conditional_reload(library: SourceLibrary, li
     library.add_file(BASE, "guide.md", GUIDE, **ACTOR)
     with WebSite() as site:
         page = library.add_url(BASE, site.url("/docs/unlinked.html"), **ACTOR)
-        assert page.kind == "url" and page.name == "127-0-0-1-docs-unlinked.html" and page.chunks >= 1
+        assert page.kind == "url" and page.name == "Unlinked.html" and page.chunks >= 1
         sidecar = json.loads((library.folder(BASE) / f"{page.name}.source.json").read_text())
         assert sidecar == {"url": site.url("/docs/unlinked.html"), "title": "Unlinked"}
         chunks = lib_service.bases.get(BASE).start().version.chunks.values()
@@ -292,14 +292,16 @@ def test_two_processes_adding_to_one_base_both_land(library: SourceLibrary, lib_
     assert "9 am" in answer(fresh, BASE, "When does the ferry to Skerry Island leave?")
 
 
-def test_changes_on_postgres(postgres_url: str, lib_settings: Settings, lib_service: RagService) -> None:
+def test_changes_on_postgres(postgres_url: str, lib_settings: Settings, embeddings: MiniLMEmbeddings) -> None:
     admin, name = postgres_url.replace("postgresql+psycopg://", "postgresql://"), f"t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    db = Database(postgres_url.rsplit("/", 1)[0] + "/" + name)
+    url = postgres_url.rsplit("/", 1)[0] + "/" + name
+    db = Database(url)
     try:
         db.create_schema()
-        library = SourceLibrary(lib_settings, lib_service.bases, db)
+        service = RagService(lib_settings.model_copy(update={"database_url": url}), embeddings=embeddings)
+        library = SourceLibrary(service.settings, service.bases, db)
         library.add_file(BASE, "guide.md", GUIDE, **ACTOR)
         library.add_file(BASE, "manual.pdf", MANUAL, **ACTOR)
         with pytest.raises(SourceExistsError):

@@ -186,7 +186,9 @@ async def test_changes_are_announced_in_the_log_channel(world: World, caplog: py
 async def test_web_page_and_reload_from_discord(world: World) -> None:
     with WebSite() as site:
         added = await world.run(world.mod_a, "source add", url=site.url("/docs/unlinked.html"))
-        assert reply(added).startswith("✅ Added `127-0-0-1-docs-unlinked.html` (url, ")
+        assert reply(added).startswith("✅ Added `Unlinked.html` (url, ")  # the page's title, not its URL
+        crawled = await world.run(world.mod_a, "source add", url=site.url("/libffi/index.html"), crawl=True)
+        assert reply(crawled).startswith("✅ Added `libffi docs` (crawl, ")
         reloaded = await world.run(world.mod_a, "source reload")
         assert reply(reloaded).startswith("✅ Reloaded the sources — index: ") and "0 chunk(s) added" in reply(reloaded)
         assert site.statuses["/docs/unlinked.html"] == [200, 304]

@@ -45,6 +45,11 @@ PAGES: dict[str, bytes] = {
     "/docs/query/list.html": page(
         "Queries", *[f"item.html?id={i}" for i in range(30)], "long.html?q=" + "x" * 2100,
     ),
+    # Outside /docs/ and the sitemap: two sites whose first pages share a title, a page without one.
+    "/libffi/index.html": page("libffi docs", "intro.html", body="libffi is a portable foreign function interface library."),
+    "/libffi/intro.html": page("Introduction", body="A foreign function interface calls code written in another language."),
+    "/mirror/libffi/index.html": page("libffi docs", body="This mirror copies the libffi documentation."),
+    "/notitle/index.html": b"<!doctype html><html><body><p>Release notes: the kiln now fires at 1200 degrees.</p></body></html>",
 }
 REDIRECTS = {
     "/docs/redirect-private": "http://10.0.0.1/",

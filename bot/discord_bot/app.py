@@ -206,7 +206,7 @@ def run_bot(settings: Settings) -> int:
         return EXIT_CONFIG_ERROR
     service = RagService(settings)
     try:
-        service.refresh()  # load the model, bring the index up to date, before going online
+        service.refresh(wait=True)  # load the model, bring the index up to date, before going online
     except RagError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG_ERROR

@@ -123,13 +123,14 @@ class Components:
         """The state database (SQLite in DATA_DIR, or DATABASE_URL); opened on first use."""
         return Database(database_url(self.settings))
 
-    def build_lock(self, base: str) -> contextlib.AbstractContextManager[None]:
-        """Held while a knowledge base is built. With a shared Chroma server, across every
-        process (the state database's lock), so two processes never build, or clean up, one
-        base at the same time; embedded Chroma belongs to one process: a no-op there."""
-        if not self.settings.uses_chroma_server:
-            return contextlib.nullcontext()
-        return ingest_lock(self.database, base, lock_dir=self.settings.data_dir / "locks")
+    def build_lock(self, base: str, timeout: float | None = None) -> contextlib.AbstractContextManager[None]:
+        """Held while a knowledge base is built, across every process (the state database's
+        lock), so two processes never build, or clean up, one base at the same time: with a
+        shared Chroma server, and with embedded Chroma too (`ingest` and `ask` in two shells
+        share one folder). `timeout`: seconds to wait for another build (default: the lock's);
+        0 only tries, raising `LockTimeoutError` when another process is building."""
+        waits = {} if timeout is None else {"timeout": timeout}
+        return ingest_lock(self.database, base, lock_dir=self.settings.data_dir / "locks", **waits)
 
     @cached_property
     def chunker(self) -> Chunker:

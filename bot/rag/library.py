@@ -22,7 +22,7 @@ from bot.rag.ingest.convert import convert, detect_suffix
 from bot.rag.ingest.sources import SIDECAR_SUFFIX
 from bot.rag.ingest.url_safety import check_url
 from bot.rag.ingest.web import WebFetcher
-from bot.rag.library_files import Files, FolderChange, Progress, fetch_web, say, sha256, source_name, url_slug
+from bot.rag.library_files import Files, FolderChange, Progress, fetch_web, say, sha256, source_name
 from bot.rag.library_steps import LibrarySteps, SourceChange, _chunks_of, guild_of
 from bot.state import SourceExistsError, SourceRow
 
@@ -71,17 +71,22 @@ class SourceLibrary(LibrarySteps):
     def add_url(self, base: str, url: str, *, crawl: bool = False, max_pages: int | None = None,
                 max_depth: int | None = None, name: str | None = None, actor_id: str | int, actor_name: str | None,
                 index: bool = True, progress: Progress | None = None) -> SourceChange:
-        """Fetch one page (or crawl the site's folder under it), validate, store and re-index."""
+        """Fetch one page (or crawl the site's folder under it), validate, store and re-index.
+        Without a `name`, the source is named after the first page's title (else the URL),
+        numbered when that name is taken; the same URL twice is refused."""
         actor, kind = (actor_id, actor_name), "crawl" if crawl else "url"
         with self._failure_audited(base, "add", name or url, actor):
             check_url(url, self.settings)
-            if crawl:
-                self._refuse_existing(base, source_name(name or url_slug(url)))
+            if name is None:
+                self._refuse_same_url(base, url, kind)
+            elif crawl:
+                self._refuse_existing(base, source_name(name))
             fetcher = WebFetcher(self.settings)
             try:
                 options = {"max_pages": max_pages, "max_depth": max_depth} if crawl else None
                 target, files, fields, notes = fetch_web(fetcher, kind, url, self.folder(base), name=name, options=options,
-                                                          max_bytes=self.settings.max_source_bytes, progress=progress)
+                                                          max_bytes=self.settings.max_source_bytes, progress=progress,
+                                                          free=lambda candidate: self._name_free(base, candidate))
             finally:
                 fetcher.close()
             self._refuse_existing(base, target)

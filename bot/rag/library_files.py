@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -71,6 +72,28 @@ def url_slug(url: str, *, host: bool = True, limit: int = 60) -> str:
     return slug if len(slug) <= limit else slug[: limit - 9].rstrip("-") + "-" + sha256(url.encode())[:8]
 
 
+def titled_name(title: str | None, fallback: str, suffix: str, free: Callable[[str], bool]) -> str:
+    """A new web source's name: its first page's `title` (else `fallback`, the URL's slug) as a
+    safe source name ending in `suffix`, numbered " (2)", " (3)"... while `free` says it is taken."""
+    try:
+        name = source_name(title, suffix) if title and title.strip() else source_name(fallback, suffix)
+    except SourceError:  # a title of nothing but punctuation
+        name = source_name(fallback, suffix)
+    stem = name.removesuffix(suffix) if suffix else name
+    for n in itertools.count(1):
+        tag = f" ({n})" if n > 1 else ""
+        candidate = stem[: NAME_LIMIT - len(suffix) - len(tag)].rstrip(" .-") + tag + suffix
+        if free(candidate):
+            return candidate
+    raise AssertionError("unreachable")
+
+
+def renamed(files: Files, old: str, new: str) -> Files:
+    """`files` of the source `old` (its file, or the files of its folder) under the name `new`."""
+    return {(new + key[len(old):] if key == old or key.startswith(f"{old}/") else key): item
+            for key, item in files.items()}
+
+
 def page_suffix(page: FetchedPage) -> str:
     """The file suffix of a fetched page: from its content type, else from its URL."""
     try:
@@ -125,11 +148,13 @@ def page_files(target: str, pages: Iterable[FetchedPage], *, crawl: bool, stored
 
 def fetch_web(fetcher: WebFetcher, kind: str, url: str, folder: Path, *, max_bytes: int, name: str | None = None,
               options: dict[str, Any] | None = None, row: SourceRow | None = None,
-              known: dict[str, tuple[str | None, str | None]] | None = None, progress: Progress | None = None) -> Web:
+              known: dict[str, tuple[str | None, str | None]] | None = None, progress: Progress | None = None,
+              free: Callable[[str], bool] = lambda _: True) -> Web:
     """Fetch a web source ("url": one page, "crawl": the site's folder under `url`) as files of
-    `folder`, each page validated. With `row` (a reload) the requests are conditional (the row's
-    validators; a crawl's `known` ones): a page answering 304 keeps its stored copy, and a crawl's
-    pages that are gone are deleted (a page that failed to fetch keeps its copy)."""
+    `folder`, each page validated. A new source without a `name` is named after its first page's
+    title (`titled_name`, unique by `free`). With `row` (a reload) the requests are conditional
+    (the row's validators; a crawl's `known` ones): a page answering 304 keeps its stored copy,
+    and a crawl's pages that are gone are deleted (a page that failed to fetch keeps its copy)."""
     shown, options = display_url(url), options or {}
     notes: list[str] = []
     failed: set[str] = set()
@@ -151,10 +176,16 @@ def fetch_web(fetcher: WebFetcher, kind: str, url: str, folder: Path, *, max_byt
         target = row.name if row else source_name(name or url_slug(url))
         notes = [f"failed: {display_url(link)}: {why}" for link, why in result.failed]
         notes += [f"stopped early: {result.stopped}"] if result.stopped else []
-    stored = stored_pages(folder / target) if kind == "crawl" else {}
+    stored = stored_pages(folder / target) if kind == "crawl" and row is not None else {}
     out = page_files(target, pages, crawl=kind == "crawl", stored=stored, max_bytes=max_bytes)
     if not out.files and not out.kept:
         raise SourceError(f"{shown}: no page could be stored. " + " ".join(out.notes + notes))
+    if row is None and name is None:  # named after the first page that has a title, else the URL
+        title = next((meta.get("title") for item in out.files.values() if item and (meta := item[1])
+                      and meta.get("title")), None)
+        slug, suffix = target, page_suffix(pages[0]) if kind == "url" else ""
+        target = titled_name(title, slug.removesuffix(suffix) if suffix else slug, suffix, free)
+        out.files = renamed(out.files, slug, target)
     gone = {f"{target}/{path.name}" for link, path in stored.items() if link not in failed} - set(out.files) - out.kept
     files: Files = {**out.files, **dict.fromkeys(gone)}
     if kind == "crawl":

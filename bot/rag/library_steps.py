@@ -213,6 +213,21 @@ class LibrarySteps:
         if base != SHARED and (self.folder(SHARED) / name).exists():
             raise SourceExistsError(name, "among the shared sources every server is answered from")
 
+    def _name_free(self, base: str, name: str) -> bool:
+        """Whether a new source may take `name` (nor one being added elsewhere holds it)."""
+        try:
+            self._refuse_existing(base, name)
+        except SourceExistsError:
+            return False
+        return self.registry.get(base, name) is None
+
+    def _refuse_same_url(self, base: str, url: str, kind: str) -> None:
+        """A web source added again under a name of its own making would be a second copy (a
+        reload fetches it again; an explicit name makes a second one on purpose)."""
+        for row in self.registry.list(base):
+            if row.kind == kind and row.origin == url:
+                raise SourceExistsError(row.name, "for that URL")
+
     def _save(self, row: SourceRow, **changes: Any) -> None:
         keep = {k: getattr(row, k) for k in ("content_hash", "etag", "last_modified", "status", "error", "chunks", "pages")}
         self.registry.add_or_update(row.base, row.name, row.kind, row.origin, **{**keep, **changes})

@@ -70,8 +70,15 @@ class RagService:
     def start(self) -> LiveIndex:
         return self.base.start()
 
-    def refresh(self) -> IngestReport | None:
-        return self.base.refresh()
+    def refresh(self, wait: bool = False) -> IngestReport | None:
+        """The shared base brought up to date (`KnowledgeBase.refresh`): while another process
+        builds it, the version ready now serves (`updating_elsewhere`) unless `wait`."""
+        return self.base.refresh(wait)
+
+    @property
+    def updating_elsewhere(self) -> bool:
+        """The last `refresh` found another process building the shared base."""
+        return self.base.updating_elsewhere
 
     def ingest(self, sources_dir: Path | None = None, progress: Progress | None = None) -> IngestReport:
         return self.base.ingest(sources_dir, progress)

@@ -152,7 +152,7 @@ class SourcesCog(commands.GroupCog, group_name="source", group_description="This
         url="A web page (http:// or https://)",
         crawl="Also add the pages under the URL's folder on that site",
         max_pages="Most pages a crawl fetches",
-        name="The source's name (default: from the file name or URL)",
+        name="The source's name (default: the file name, or the first page's title)",
         replace="Put the file in the place of the source of that name (the old one serves until it is indexed)",
     )
     @moderator_only()

@@ -27,6 +27,7 @@ from bot.rag.index.store import ChromaIndex, Progress
 from bot.rag.index.version import IndexVersion, save_derived
 from bot.rag.ingest.sources import LoadedSources, NoSourcesError, load_sources
 from bot.rag.models import IngestReport, SourceDocument, SourceInfo
+from bot.state.locks import LockTimeoutError
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class KnowledgeBase:
         self._reload_lock = threading.Lock()
         self._start_lock = threading.Lock()
         self._absent_until = 0.0  # `live_if_built`: no index was found before this time
+        self.updating_elsewhere = False  # the last `refresh` found another process building this base
 
     @property
     def index(self) -> ChromaIndex:
@@ -85,19 +87,18 @@ class KnowledgeBase:
             return self.start()
         if time.monotonic() < self._absent_until:
             return None
-        try:
-            exists = self.index.active_name() is not None
-        except Exception as exc:
-            raise IndexUnavailableError(describe_store_error(self.settings, exc)) from exc
-        if not exists:
+        if not self._has_version():
             self._absent_until = time.monotonic() + recheck_seconds
             return None
         return self.start()
 
-    def refresh(self) -> IngestReport | None:
+    def refresh(self, wait: bool = False) -> IngestReport | None:
         """Bring the index up to date with the sources folder (nothing is re-embedded when
-        nothing changed). If a source cannot be read but an index exists, keep serving it
-        and log why; with no index at all, or no sources folder, raise."""
+        nothing changed). While another process builds this base, serve the version ready now
+        and set `updating_elsewhere`, without waiting for it (`wait`, or no version at all:
+        wait). If a source cannot be read but an index exists, keep serving it and log why;
+        with no index at all, or no sources folder, raise."""
+        self.updating_elsewhere = False
         folder = self.folder()
         if not folder.is_dir():
             remembered = " (the folder the index was last built from; set SOURCES_DIR or run `ingest --sources DIR`)"
@@ -105,12 +106,26 @@ class KnowledgeBase:
                 f"The sources folder {folder} does not exist{remembered if folder != self.sources_dir else ''}."
             )
         try:
-            return self.ingest()
+            return self.ingest(lock_timeout=None if wait or not self._has_version() else 0.0)
+        except LockTimeoutError:  # only tried: another process is building; its result comes next time
+            log.info("%s: another process is updating the index; serving the version ready now", self.name)
+            self.updating_elsewhere = True
+            self.start()
+            return None
         except SourceError as exc:
-            if self._live is None and self.index.active_name() is None:
+            if not self._has_version():
                 raise
             log.warning("sources not re-read, answering from the existing index: %s", exc)
             return None
+
+    def _has_version(self) -> bool:
+        """Whether this base serves, or has built, a version (nothing is loaded to find out)."""
+        if self._live is not None:
+            return True
+        try:
+            return self.index.active_name() is not None
+        except Exception as exc:
+            raise IndexUnavailableError(describe_store_error(self.settings, exc)) from exc
 
     def _follow_other_processes(self, live: LiveIndex) -> LiveIndex:
         """With a shared Chroma server, another process may have reloaded: switch to the
@@ -135,13 +150,15 @@ class KnowledgeBase:
         return self._live or live
 
     # --- ingest ----------------------------------------------------------------------
-    def ingest(self, sources_dir: Path | None = None, progress: Progress | None = None) -> IngestReport:
-        """Load the sources and make them the live index. On any error the live index (if
-        any) is left as it was and a RagError says what went wrong."""
+    def ingest(self, sources_dir: Path | None = None, progress: Progress | None = None,
+               lock_timeout: float | None = None) -> IngestReport:
+        """Load the sources and make them the live index, once another process's build of this
+        base is done (waiting up to `lock_timeout` seconds, default the lock's). On any error the
+        live index (if any) is left as it was and a RagError says what went wrong."""
         if not self._reload_lock.acquire(blocking=False):
             raise ReloadInProgressError("A reload is already running; try again when it finishes.")
         try:
-            with self.components.build_lock(self.name):
+            with self.components.build_lock(self.name, lock_timeout):
                 return self._ingest(sources_dir, progress)
         finally:
             self._reload_lock.release()
