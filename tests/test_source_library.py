@@ -198,7 +198,8 @@ def test_a_change_starts_from_what_another_process_left(library: SourceLibrary, 
     assert [r.name for r in library.list(BASE)] == ["guide.md"]  # this process's listing follows
     fees = library.add_file(BASE, "fees.md", b"# Fees\n\nThe boat shed key deposit is five euros.\n", **ACTOR)
     assert fees.chunks >= 1 and "added `fees.md`" in fees.result
-    assert [r.name for r in library.list(BASE)] == ["fees.md", "guide.md"] and files_of(library) == ["fees.md", "guide.md"]
+    assert [r.name for r in library.list(BASE)] == ["fees.md", "guide.md"]
+    assert files_of(library) == ["fees.md", "guide.md"]
     assert "five euros" in answer(lib_service, BASE, "How much is the boat shed key deposit?")
     assert "fifty flights" not in answer(lib_service, BASE, "How often must the tow hook be inspected?")
 

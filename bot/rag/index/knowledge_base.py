@@ -175,8 +175,8 @@ class KnowledgeBase:
             raise SourceError("No source could be read: " + " ".join(why for _, why in loaded.failed))
         keep = [name for name, _ in loaded.failed] + loaded.unchanged
         held = {s.name: len(s.chunks) for s in current.catalogue.sources.values()} if current else {}
-        budgeted = within_budget(loaded.documents, self.components.chunker, held, keep,
-                                 per_source=self.settings.max_chunks_per_source, per_base=self.settings.max_chunks_per_base)
+        limits = {"per_source": self.settings.max_chunks_per_source, "per_base": self.settings.max_chunks_per_base}
+        budgeted = within_budget(loaded.documents, self.components.chunker, held, keep, **limits)
         loaded.failed += budgeted.over
         keep += [name for name, _ in budgeted.over]
         report = self._build(current, budgeted.documents, keep, str(folder), progress, budgeted.chunker)

@@ -18,7 +18,8 @@ def live_index(version: IndexVersion, components: Components) -> LiveIndex:
     """Everything that answers from `version`, ready to serve."""
     settings = components.settings
     lexical = lexical_index(version)
-    vectorstore = Chroma(client=components.chroma, collection_name=version.name, embedding_function=components.embeddings)
+    vectorstore = Chroma(client=components.chroma, collection_name=version.name,
+                         embedding_function=components.embeddings)
     retriever = HybridRetriever(
         version=version,
         vectorstore=vectorstore,
