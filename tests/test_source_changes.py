@@ -5,6 +5,7 @@ folder's files; and readable crawl names (against tests/web_site.py)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -47,6 +48,17 @@ def audit(settings: Settings) -> list[tuple[str, str, str]]:
     db = Database(database_url(settings))
     try:
         return [(a.action, a.target or "", a.result) for a in SourceRegistry(db).audit_log("guild-7")]
+    finally:
+        db.dispose()
+
+
+def content_hash(settings: Settings, name: str) -> str | None:
+    from bot.state import Database, SourceRegistry, database_url
+
+    db = Database(database_url(settings))
+    try:
+        row = SourceRegistry(db).get("guild-7", name)
+        return row.content_hash if row else None
     finally:
         db.dispose()
 
@@ -105,6 +117,49 @@ def test_the_chunk_budget_names_its_limit_and_the_old_index_keeps_serving(settin
     assert over.returncode == 2 and "over its limit of 60 (MAX_CHUNKS_PER_BASE)" in over.stderr
     assert set(rows(settings, *BASE)) == {"guide.md", "part0.md"}  # the third part would pass 60
     assert "boathouse on Mill Lane" in ask(settings, "Where does the Lantern Club meet?")
+
+
+def test_a_replacement_over_the_source_limit_is_refused_and_the_old_version_stays(settings: Settings,
+                                                                                  tmp_path: Path) -> None:
+    limits = {"MAX_CHUNKS_PER_SOURCE": "40", "MAX_CHUNKS_PER_BASE": "200"}
+    (tmp_path / "guide.md").write_text(GUIDE, encoding="utf-8")
+    assert run_with(settings, limits, "source", "add", str(tmp_path / "guide.md"), *BASE).returncode == 0
+    first = rows(settings, *BASE)["guide.md"]
+    bigger = tmp_path / "new" / "guide.md"
+    bigger.parent.mkdir()
+    bigger.write_text(GUIDE.replace("Thursday", "Friday") + "".join(f"# Rule {n}\n\nRule {n} applies.\n\n"
+                                                                  for n in range(60)), encoding="utf-8")
+    refused = run_with(settings, limits, "source", "add", str(bigger), "--replace", *BASE)
+    assert refused.returncode == 2, refused.stdout
+    assert "replaced" not in refused.stdout
+    assert "over the limit of 40 chunks per source (MAX_CHUNKS_PER_SOURCE)" in refused.stderr
+    row = rows(settings, *BASE)["guide.md"]
+    assert (row["chunks"], row["status"], row["updated_at"]) == (first["chunks"], "ready", first["updated_at"])
+    assert content_hash(settings, "guide.md") == hashlib.sha256(GUIDE.encode()).hexdigest()
+    folder = settings.data_dir / "bases" / "guild-7" / "files"
+    assert (folder / "guide.md").read_text(encoding="utf-8") == GUIDE  # the old file is back
+    assert audit(settings)[0] == ("replace", "guide.md", "failed")
+    assert "Thursday" in ask(settings, "When does the Lantern Club meet?")
+    (tmp_path / "fees.md").write_text(FEES, encoding="utf-8")
+    again = run_with(settings, limits, "source", "add", str(tmp_path / "fees.md"), *BASE)
+    assert again.returncode == 0 and "MAX_CHUNKS" not in again.stderr  # later changes carry no left-over failure
+
+
+def test_sources_kept_over_their_limit_count_against_the_base(settings: Settings, tmp_path: Path) -> None:
+    folder = tmp_path / "club"
+    folder.mkdir()
+    sections = lambda name, n: "".join(f"# {name} heading {k}\n\n{name} text {k}.\n\n" for k in range(n))  # noqa: E731
+    (folder / "a.md").write_text(sections("Alpha", 30), encoding="utf-8")
+    limits = {"MAX_CHUNKS_PER_SOURCE": "40", "MAX_CHUNKS_PER_BASE": "60"}
+    limits = {**limits, "SOURCES_DIR": str(folder)}
+    first = run_with(settings, limits, "ingest")
+    assert first.returncode == 0, first.stderr
+    (folder / "a.md").write_text(sections("Alpha", 50), encoding="utf-8")  # over 40: its 30 chunks keep serving
+    (folder / "b.md").write_text(sections("Beta", 35), encoding="utf-8")  # 30 + 35 is over 60
+    over = run_with(settings, limits, "ingest")
+    assert over.returncode == 2 and "would hold 65 chunks, over its limit of 60 (MAX_CHUNKS_PER_BASE)" in over.stderr
+    listed = run_with(settings, limits, "sources")
+    assert listed.returncode == 0 and "a.md" in listed.stdout and "b.md" not in listed.stdout
 
 
 def run_with(settings: Settings, extra: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

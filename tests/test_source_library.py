@@ -26,6 +26,7 @@ from bot.rag.service import RagService
 from bot.settings import PROJECT_ROOT, Settings
 from bot.source_cli import add_source_commands
 from bot.state import Database, database_url
+from tests.helpers import run_cli
 from tests.postgres_server import free_port
 from tests.web_site import WebSite
 
@@ -185,6 +186,22 @@ def test_remove_drops_the_source_and_only_a_known_name(library: SourceLibrary, l
     assert files_of(library) == [] and library.list(BASE) == []
     assert lib_service.bases.get(BASE).sources() == []
     assert [(a.action, a.result) for a in library.registry.audit_log(BASE)][:2] == [("remove", "ok"), ("remove", "ok")]
+
+
+def test_a_change_starts_from_what_another_process_left(library: SourceLibrary, lib_service: RagService,
+                                                        lib_settings: Settings) -> None:
+    library.add_file(BASE, "guide.md", GUIDE, **ACTOR)
+    library.add_file(BASE, "manual.pdf", MANUAL, **ACTOR)
+    assert "fifty flights" in answer(lib_service, BASE, "How often must the tow hook be inspected?")  # serving here
+    removed = run_cli(lib_settings, "source", "remove", "manual.pdf", "--base", BASE)  # e.g. the host, from a shell
+    assert removed.returncode == 0, removed.stderr
+    assert [r.name for r in library.list(BASE)] == ["guide.md"]  # this process's listing follows
+    fees = library.add_file(BASE, "fees.md", b"# Fees\n\nThe boat shed key deposit is five euros.\n", **ACTOR)
+    assert fees.chunks >= 1 and "added `fees.md`" in fees.result
+    assert [r.name for r in library.list(BASE)] == ["fees.md", "guide.md"]
+    assert files_of(library) == ["fees.md", "guide.md"]
+    assert "five euros" in answer(lib_service, BASE, "How much is the boat shed key deposit?")
+    assert "fifty flights" not in answer(lib_service, BASE, "How often must the tow hook be inspected?")
 
 
 # --- web sources ---------------------------------------------------------------------------

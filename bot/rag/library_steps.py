@@ -170,13 +170,19 @@ class LibrarySteps:
         return set(self._served(base))
 
     def _indexed(self, base: str, name: str, kind: str, report: IngestReport, before: set[str]) -> int:
-        """Chunks the index now holds of a new source. SourceError (with the loader's why) when it
-        holds none, or when the new source pushed out one indexed before (the loader keeps one
-        copy of a text: the first by name)."""
+        """Chunks the index now holds of a new (or replacing) source. SourceError (with the
+        loader's or the budget's why) when it, or a page of it, failed: its previous version, if
+        any, is what still serves. SourceError too when it holds none, or when the new source
+        pushed out one indexed before (the loader keeps one copy of a text: the first by name)."""
         counts = {i.name: i.chunks for i in self.bases.get(base).sources()}
-        problems = [item for key in ("failed", "skipped") if isinstance(item := getattr(report, key, None), list)]
-        why = {str(file): reason for file, reason in sum(problems, [])}
+        for file, reason in report.failed:
+            if file == name or file.startswith(f"{name}/"):
+                page = f" (its page `{file}`)" if file != name else ""
+                raise SourceError(f"`{name}` could not be indexed{page}: {reason}")
+        why = {str(file): reason for file, reason in [*report.failed, *report.skipped]}
         for lost in sorted(before - set(counts)):
+            if lost == name and why.get(name, "").startswith("same text as"):
+                raise SourceError(f"`{name}` has the {why[name]}, which is already a source.")
             if why.get(lost, "").startswith("same text as"):
                 raise SourceError(f"`{name}` has the same text as `{lost}`, which is already a source.")
             raise SourceError(f"adding `{name}` would drop `{lost}` from the index ({why.get(lost, 'not loaded')}).")

@@ -8,7 +8,7 @@ any, keeps serving); a base over its limit is not built at all: the current vers
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from bot.rag.errors import SourceError
@@ -28,9 +28,11 @@ class Budgeted:
 
 
 def within_budget(documents: Sequence[SourceDocument], chunker: Callable[[SourceDocument], list[Chunk]],
-                  kept: Mapping[str, int], *, per_source: int, per_base: int) -> Budgeted:
-    """Chunk `documents` and check the budget. `kept`: the chunks of the sources the new version
-    takes unchanged from the current one. SourceError when the base would be over its limit."""
+                  held: Mapping[str, int], keep: Collection[str], *, per_source: int, per_base: int) -> Budgeted:
+    """Chunk `documents` and check the budget. `held`: chunks per source of the current version;
+    `keep`: the sources the new version takes from it as they are (unchanged, or failed to load).
+    A source over its own limit is kept too, so its current chunks count against the base's.
+    SourceError when the base would be over its limit."""
     out = Budgeted()
     for doc in documents:
         chunks = chunker(doc)
@@ -40,7 +42,8 @@ def within_budget(documents: Sequence[SourceDocument], chunker: Callable[[Source
             continue
         out.documents.append(doc)
         out.chunks[doc.name] = chunks
-    total = sum(len(c) for c in out.chunks.values()) + sum(n for name, n in kept.items() if name not in out.chunks)
+    kept = (set(keep) | {name for name, _ in out.over}) - set(out.chunks)
+    total = sum(len(c) for c in out.chunks.values()) + sum(held.get(name, 0) for name in kept)
     if per_base and total > per_base:
         raise SourceError(f"The knowledge base would hold {total:,} chunks, over its limit of {per_base:,} "
                           "(MAX_CHUNKS_PER_BASE); nothing was changed and the current index keeps serving. "

@@ -1,8 +1,9 @@
 """One knowledge base: the lifecycle of its index. It starts from the newest ready version
 (building one from its sources when there is none), ingests and reloads one at a time with
-the old version serving until the new one is ready (and after a failed reload), follows
-versions another process published to a shared Chroma server, and keeps the live retriever
-and LCEL chain that answer from the active version."""
+the old version serving until the new one is ready (and after a failed reload), builds from
+and lists the newest version even when another process published it, follows versions
+another process published to a shared Chroma server, and keeps the live index (made by
+`bot.rag.index.serving`) that answers from the active version."""
 
 from __future__ import annotations
 
@@ -12,19 +13,15 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from langchain_chroma import Chroma
-
 from bot.rag.answer.sentences import sentence_texts
 from bot.rag.components import Chunker, Components, describe_store_error
 from bot.rag.errors import IndexUnavailableError, RagError, ReloadInProgressError, SourceError
 from bot.rag.index.budget import within_budget
-from bot.rag.index.lexical import LEXICAL_FORMAT, LexicalIndex
 from bot.rag.index.live import LiveIndex
-from bot.rag.index.retrieval import HybridRetriever
-from bot.rag.index.scope import scoped_chain
 from bot.rag.index.sentence_pass import embed_sentences, new_chunk_ids
+from bot.rag.index.serving import live_index
 from bot.rag.index.store import ChromaIndex, Progress
-from bot.rag.index.version import IndexVersion, save_derived
+from bot.rag.index.version import IndexVersion
 from bot.rag.ingest.sources import LoadedSources, NoSourcesError, load_sources
 from bot.rag.models import IngestReport, SourceDocument, SourceInfo
 from bot.state.locks import LockTimeoutError
@@ -178,8 +175,8 @@ class KnowledgeBase:
             raise SourceError("No source could be read: " + " ".join(why for _, why in loaded.failed))
         keep = [name for name, _ in loaded.failed] + loaded.unchanged
         held = {s.name: len(s.chunks) for s in current.catalogue.sources.values()} if current else {}
-        budgeted = within_budget(loaded.documents, self.components.chunker, {n: held[n] for n in keep if n in held},
-                                 per_source=self.settings.max_chunks_per_source, per_base=self.settings.max_chunks_per_base)
+        limits = {"per_source": self.settings.max_chunks_per_source, "per_base": self.settings.max_chunks_per_base}
+        budgeted = within_budget(loaded.documents, self.components.chunker, held, keep, **limits)
         loaded.failed += budgeted.over
         keep += [name for name, _ in budgeted.over]
         report = self._build(current, budgeted.documents, keep, str(folder), progress, budgeted.chunker)
@@ -208,13 +205,19 @@ class KnowledgeBase:
         """Part of every file's hash: a change of chunking re-reads every file."""
         return f"{self.settings.chunk_size}/{self.settings.chunk_overlap}/sections-1/links-1"
 
+    def _newest(self) -> IndexVersion | None:
+        """The newest ready version: the live one while it is the newest, else the one another
+        process (sharing the Chroma server or the embedded store) published since."""
+        name, live = self.index.active_name(), self._live
+        if live is not None and name == live.version.name:
+            return live.version
+        return self.index.load(name) if name else None
+
     def _current_version(self) -> IndexVersion | None:
-        """What a build starts from: the live version; with a shared Chroma server, the newest
-        ready one (another process may have published one while this one waited for the lock)."""
-        if self._live is not None and not self.settings.uses_chroma_server:
-            return self._live.version
+        """What a build starts from: the newest ready version (another process may have
+        published one while this one served, or waited for the lock)."""
         try:
-            return self.index.load()
+            return self._newest()
         except Exception as exc:
             raise IndexUnavailableError(
                 f"Ingest failed ({describe_store_error(self.settings, exc)}); no index is available yet."
@@ -255,8 +258,8 @@ class KnowledgeBase:
                 version = index.load(new_name)
                 assert version is not None
                 self._activate(version)
-            elif self._live is None and current is not None:
-                self._activate(current)
+            elif current is not None and (self._live is None or self._live.version is not current):
+                self._activate(current)  # nothing to build: serve the newest, another process's too
             return report
         except RagError:
             raise
@@ -269,45 +272,15 @@ class KnowledgeBase:
 
     # --- the live chain ---------------------------------------------------------------
     def _activate(self, version: IndexVersion) -> None:
-        components = self.components
-        lexical = self._lexical_index(version)
-        vectorstore = Chroma(
-            client=components.chroma, collection_name=version.name, embedding_function=components.embeddings
-        )
-        retriever = HybridRetriever(
-            version=version,
-            vectorstore=vectorstore,
-            lexical=lexical,
-            query_vector=lambda text: components.vectors.get([text], store=False)[0],
-            k=self.settings.top_k,
-            hybrid=self.settings.hybrid_search,
-        )
-
-        live = LiveIndex(version, lexical, retriever)
-        live.chain = scoped_chain([live], components.answerer, self.settings.top_k)
-        self._live = live
+        self._live = live_index(version, self.components)
         log.info("%s: serving index %s (%d chunks)", self.name, version.name, len(version.catalogue))
-
-    def _lexical_index(self, version: IndexVersion) -> LexicalIndex:
-        """The version's lexical index: read from beside it, or built and saved there for the
-        next process."""
-        folder = version.derived_dir / f"lexical-{LEXICAL_FORMAT}" if version.derived_dir else None
-        lexical = LexicalIndex.load(folder) if folder is not None else None
-        if lexical is not None and len(lexical.ids) == len(version.catalogue):
-            return lexical
-        lexical = LexicalIndex.build(version.chunks.values())
-        if folder is not None:
-            save_derived(lambda: lexical.save(folder), "lexical index", version.name)
-        return lexical
 
     def sources(self) -> list[SourceInfo]:
         return list(self.start().version.sources.values())
 
     def served_sources(self) -> dict[str, SourceInfo]:
-        """The sources of the version serving now (none before a first build), read without
-        building one or loading the embedding model."""
-        if self._live is not None:
-            return dict(self._live.version.sources)
-        version = self.index.load()
+        """The sources of the newest ready version, another process's included (none before a
+        first build), read without building one or loading the embedding model."""
+        version = self._newest()
         return dict(version.sources) if version is not None else {}
 
