@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.discord_bot.cogs.catch_up import CatchUpCog
 from bot.rag.service import RagService
 from bot.settings import PROJECT_ROOT, Settings
 from tests.discord_emulator import DiscordEmulator, Member
@@ -93,6 +94,26 @@ async def test_an_empty_thread_over_the_limit_is_told_to_ask_again(
     await start_bot(stories_service, answer_in_thread=True, catch_up_limit=0)
     told, = await bot_messages(emulator, thread["id"], 1)
     assert "ask again" in told["content"] and replies_to(emulator, question) == []
+
+
+async def test_a_rolling_restart_answers_a_question_once(
+    emulator: DiscordEmulator, start_bot: StartBot, stories_service: RagService, member: Member,
+) -> None:
+    old = await start_bot(stories_service)
+    held = emulator.hold("POST", r"/channels/\d+/messages")
+    question = await emulator.inject_message(member, FIRST, mention_bot=True)
+    await held.arrived()  # the old run is answering it...
+    new = await start_bot(stories_service)  # ...while the new one starts and catches up
+    catch_up: CatchUpCog = new.get_cog("CatchUpCog")  # type: ignore[assignment]
+    assert catch_up.task is not None
+    done, _ = await asyncio.wait({catch_up.task}, timeout=30)
+    assert done, "the new run's catch-up is answering the question the old run is answering"
+    held.release()
+    emulator.holds.remove(held)
+    answer, = await bot_messages(emulator, question["channel_id"], 1)
+    assert await old.until_idle(10) and await new.until_idle(10)
+    assert "tomas berg" in answer["content"].lower()
+    assert replies_to(emulator, question) == [answer]  # the old run's answer, and no second one
 
 
 async def test_without_a_window_nothing_is_read(
