@@ -116,6 +116,29 @@ async def test_a_rolling_restart_answers_a_question_once(
     assert replies_to(emulator, question) == [answer]  # the old run's answer, and no second one
 
 
+async def test_a_failed_answer_is_not_redone_on_every_restart(
+    emulator: DiscordEmulator, start_bot: StartBot, stories_service: RagService, member: Member,
+) -> None:
+    emulator.deny_bot(emulator.channel_id)  # the reply is refused: a failure that would come again
+    refused = emulator.expect_error(403, 50013, method="POST")
+    bot = await start_bot(stories_service)
+    await emulator.inject_message(member, "", mention_bot=True)  # a bare mention: told to type a question
+    for _ in range(400):
+        if refused.calls:
+            break
+        await asyncio.sleep(0.05)
+    assert refused.calls and await bot.until_idle(10)
+    await bot.close()
+    mark = len(emulator.calls)
+    restarted = await start_bot(stories_service)
+    catch_up: CatchUpCog = restarted.get_cog("CatchUpCog")  # type: ignore[assignment]
+    assert catch_up.task is not None
+    done, _ = await asyncio.wait({catch_up.task}, timeout=30)
+    assert done and await restarted.until_idle(10)
+    assert emulator.calls_to("POST", r"/channels/\d+/messages", after=mark) == []  # not answered again
+    assert len(refused.calls) == 1
+
+
 async def test_without_a_window_nothing_is_read(
     emulator: DiscordEmulator, start_bot: StartBot, stories_service: RagService, member: Member,
 ) -> None:

@@ -137,8 +137,12 @@ class QuestionsCog(commands.Cog):
             except discord.HTTPException as exc:
                 log.warning("could not tell message %s to ask again (%s %s)", message.id, exc.status, exc.text)
         else:
-            async with self.bot.tracked():
-                await self._answer_message(message, why)
+            try:
+                async with self.bot.tracked():
+                    await self._answer_message(message, why)
+            except Exception:  # it would fail again (or repeat a partial answer) on every restart: done
+                await self._finish(message)  # a crash (process killed, task cancelled) is not: redone on start
+                raise
         await self._finish(message)
         return why
 
