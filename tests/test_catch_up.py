@@ -145,10 +145,13 @@ async def test_without_a_window_nothing_is_read(
     await (await start_bot(stories_service)).close()
     await emulator.inject_message(member, FIRST, mention_bot=True)  # while the bot is down
     mark = len(emulator.calls)
-    await start_bot(stories_service, catch_up_minutes=0)  # no window: no catch-up
-    await asyncio.sleep(0.5)
-    assert emulator.calls_to("GET", r"/channels/\d+/messages", after=mark) == []
-    assert emulator.messages_in(emulator.channel_id, from_bot=True) == []
+    bot = await start_bot(stories_service, catch_up_minutes=0)  # no window: no catch-up
+    fresh = await emulator.inject_message(member, "Who commanded the island ferry?", mention_bot=True)
+    answer, = await bot_messages(emulator, emulator.channel_id, 1)  # live questions are answered: the bot is up
+    assert replies_to(emulator, fresh) == [answer] and await bot.until_idle(10)
+    catch_up: CatchUpCog = bot.get_cog("CatchUpCog")  # type: ignore[assignment]
+    assert catch_up.task is None  # no catch-up was started on ready...
+    assert emulator.calls_to("GET", r"/channels/\d+/messages", after=mark) == []  # ...and nothing was read
 
 
 def bot_env(emulator: DiscordEmulator, settings: Settings, **extra: str) -> dict[str, str]:
