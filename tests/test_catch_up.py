@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.discord_bot.cogs.catch_up import CatchUpCog
+from bot.discord_bot.app import SourceBot
+from bot.discord_bot.cogs.catch_up import READ_CAP, CatchUpCog, CatchUpReport
 from bot.rag.service import RagService
 from bot.settings import PROJECT_ROOT, Settings
 from tests.discord_emulator import DiscordEmulator, Member
@@ -137,6 +138,40 @@ async def test_a_failed_answer_is_not_redone_on_every_restart(
     assert done and await restarted.until_idle(10)
     assert emulator.calls_to("POST", r"/channels/\d+/messages", after=mark) == []  # not answered again
     assert len(refused.calls) == 1
+
+
+async def finished_catch_up(bot: SourceBot) -> CatchUpReport:
+    """The report of the bot's catch-up on start, once all of it has run."""
+    catch_up: CatchUpCog = bot.get_cog("CatchUpCog")  # type: ignore[assignment]
+    assert catch_up.task is not None
+    return await asyncio.wait_for(asyncio.shield(catch_up.task), 60)
+
+
+async def test_questions_past_a_channels_read_cap_are_told_to_ask_again(
+    emulator: DiscordEmulator, start_bot: StartBot, stories_service: RagService, member: Member,
+) -> None:
+    await (await start_bot(stories_service)).close()
+    for n in range(READ_CAP):  # a busy channel while the bot was down (stored as posted: no gateway to reach)
+        emulator._stored(emulator._message(member.user, f"chatter {n}", member=member))
+    asked = await emulator.inject_message(member, FIRST, mention_bot=True)  # after READ_CAP messages
+    bot = await start_bot(stories_service)
+    report = await finished_catch_up(bot)
+    assert await bot.until_idle(10)
+    told, = replies_to(emulator, asked)  # not dropped silently
+    assert "ask again" in told["content"] and (report.read, report.answered, report.told) == (READ_CAP + 1, 0, 1)
+
+
+async def test_channels_the_bot_may_not_answer_in_are_not_read(
+    emulator: DiscordEmulator, start_bot: StartBot, stories_service: RagService, member: Member,
+) -> None:
+    await (await start_bot(stories_service)).close()
+    await emulator.inject_message(member, FIRST, mention_bot=True)  # while down, in a channel not allowed
+    mark = len(emulator.calls)
+    other = emulator.add_channel(emulator.guild_id, "questions")
+    bot = await start_bot(stories_service, allowed_channel_ids=[int(other)])
+    assert (await finished_catch_up(bot)).channels == 0
+    assert emulator.calls_to("GET", r"/channels/\d+/messages", after=mark) == []
+    assert emulator.messages_in(emulator.channel_id, from_bot=True) == []
 
 
 async def test_without_a_window_nothing_is_read(
