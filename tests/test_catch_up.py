@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from bot.discord_bot.app import SourceBot
+from bot.discord_bot.cogs.catch_up import READ_CAP, CatchUpCog, CatchUpReport
 from bot.rag.service import RagService
 from bot.settings import PROJECT_ROOT, Settings
 from tests.discord_emulator import DiscordEmulator, Member
@@ -95,16 +97,96 @@ async def test_an_empty_thread_over_the_limit_is_told_to_ask_again(
     assert "ask again" in told["content"] and replies_to(emulator, question) == []
 
 
+async def test_a_rolling_restart_answers_a_question_once(
+    emulator: DiscordEmulator, start_bot: StartBot, stories_service: RagService, member: Member,
+) -> None:
+    old = await start_bot(stories_service)
+    held = emulator.hold("POST", r"/channels/\d+/messages")
+    question = await emulator.inject_message(member, FIRST, mention_bot=True)
+    await held.arrived()  # the old run is answering it...
+    new = await start_bot(stories_service)  # ...while the new one starts and catches up
+    catch_up: CatchUpCog = new.get_cog("CatchUpCog")  # type: ignore[assignment]
+    assert catch_up.task is not None
+    done, _ = await asyncio.wait({catch_up.task}, timeout=30)
+    assert done, "the new run's catch-up is answering the question the old run is answering"
+    held.release()
+    emulator.holds.remove(held)
+    answer, = await bot_messages(emulator, question["channel_id"], 1)
+    assert await old.until_idle(10) and await new.until_idle(10)
+    assert "tomas berg" in answer["content"].lower()
+    assert replies_to(emulator, question) == [answer]  # the old run's answer, and no second one
+
+
+async def test_a_failed_answer_is_not_redone_on_every_restart(
+    emulator: DiscordEmulator, start_bot: StartBot, stories_service: RagService, member: Member,
+) -> None:
+    emulator.deny_bot(emulator.channel_id)  # the reply is refused: a failure that would come again
+    refused = emulator.expect_error(403, 50013, method="POST")
+    bot = await start_bot(stories_service)
+    await emulator.inject_message(member, "", mention_bot=True)  # a bare mention: told to type a question
+    for _ in range(400):
+        if refused.calls:
+            break
+        await asyncio.sleep(0.05)
+    assert refused.calls and await bot.until_idle(10)
+    await bot.close()
+    mark = len(emulator.calls)
+    restarted = await start_bot(stories_service)
+    catch_up: CatchUpCog = restarted.get_cog("CatchUpCog")  # type: ignore[assignment]
+    assert catch_up.task is not None
+    done, _ = await asyncio.wait({catch_up.task}, timeout=30)
+    assert done and await restarted.until_idle(10)
+    assert emulator.calls_to("POST", r"/channels/\d+/messages", after=mark) == []  # not answered again
+    assert len(refused.calls) == 1
+
+
+async def finished_catch_up(bot: SourceBot) -> CatchUpReport:
+    """The report of the bot's catch-up on start, once all of it has run."""
+    catch_up: CatchUpCog = bot.get_cog("CatchUpCog")  # type: ignore[assignment]
+    assert catch_up.task is not None
+    return await asyncio.wait_for(asyncio.shield(catch_up.task), 60)
+
+
+async def test_questions_past_a_channels_read_cap_are_told_to_ask_again(
+    emulator: DiscordEmulator, start_bot: StartBot, stories_service: RagService, member: Member,
+) -> None:
+    await (await start_bot(stories_service)).close()
+    for n in range(READ_CAP):  # a busy channel while the bot was down (stored as posted: no gateway to reach)
+        emulator._stored(emulator._message(member.user, f"chatter {n}", member=member))
+    asked = await emulator.inject_message(member, FIRST, mention_bot=True)  # after READ_CAP messages
+    bot = await start_bot(stories_service)
+    report = await finished_catch_up(bot)
+    assert await bot.until_idle(10)
+    told, = replies_to(emulator, asked)  # not dropped silently
+    assert "ask again" in told["content"] and (report.read, report.answered, report.told) == (READ_CAP + 1, 0, 1)
+
+
+async def test_channels_the_bot_may_not_answer_in_are_not_read(
+    emulator: DiscordEmulator, start_bot: StartBot, stories_service: RagService, member: Member,
+) -> None:
+    await (await start_bot(stories_service)).close()
+    await emulator.inject_message(member, FIRST, mention_bot=True)  # while down, in a channel not allowed
+    mark = len(emulator.calls)
+    other = emulator.add_channel(emulator.guild_id, "questions")
+    bot = await start_bot(stories_service, allowed_channel_ids=[int(other)])
+    assert (await finished_catch_up(bot)).channels == 0
+    assert emulator.calls_to("GET", r"/channels/\d+/messages", after=mark) == []
+    assert emulator.messages_in(emulator.channel_id, from_bot=True) == []
+
+
 async def test_without_a_window_nothing_is_read(
     emulator: DiscordEmulator, start_bot: StartBot, stories_service: RagService, member: Member,
 ) -> None:
     await (await start_bot(stories_service)).close()
     await emulator.inject_message(member, FIRST, mention_bot=True)  # while the bot is down
     mark = len(emulator.calls)
-    await start_bot(stories_service, catch_up_minutes=0)  # no window: no catch-up
-    await asyncio.sleep(0.5)
-    assert emulator.calls_to("GET", r"/channels/\d+/messages", after=mark) == []
-    assert emulator.messages_in(emulator.channel_id, from_bot=True) == []
+    bot = await start_bot(stories_service, catch_up_minutes=0)  # no window: no catch-up
+    fresh = await emulator.inject_message(member, "Who commanded the island ferry?", mention_bot=True)
+    answer, = await bot_messages(emulator, emulator.channel_id, 1)  # live questions are answered: the bot is up
+    assert replies_to(emulator, fresh) == [answer] and await bot.until_idle(10)
+    catch_up: CatchUpCog = bot.get_cog("CatchUpCog")  # type: ignore[assignment]
+    assert catch_up.task is None  # no catch-up was started on ready...
+    assert emulator.calls_to("GET", r"/channels/\d+/messages", after=mark) == []  # ...and nothing was read
 
 
 def bot_env(emulator: DiscordEmulator, settings: Settings, **extra: str) -> dict[str, str]:

@@ -155,3 +155,26 @@ def test_the_same_reply_recorded_twice_is_one_answer_and_a_message_is_claimed_on
     now.finish(10)
     assert now.resume_points([5, 6], since=utcnow() - timedelta(minutes=5)) == {5: 11}
     assert now.forget_before(utcnow() + timedelta(seconds=1)) == 2
+
+
+def test_a_live_runs_claim_is_kept_until_it_dies_or_its_lease_runs_out(log: ConversationLog, tmp_path: Path) -> None:
+    from sqlalchemy import update
+
+    from bot.state.handled import CLAIM_LEASE
+    from bot.state.models import HandledMessage
+
+    old, new = (HandledMessages(log.db, run, lock_dir=tmp_path / "locks") for run in ("run-old", "run-new"))
+    assert old.start() and new.start()
+    assert old.claim(20, 5, 1) and old.claim(21, 5, 1)  # the old run is still answering both (a rolling restart)
+    since = utcnow() - timedelta(minutes=5)
+    assert new.resume_points([5], since=since) == {5: 21}  # not read again for the live run's claims...
+    assert not new.claim(20, 5, 1)  # ...nor taken over: one answer, not two
+    with log.db.session() as session:  # the old run hangs: its claim on 21 outlives the lease
+        session.execute(update(HandledMessage).where(HandledMessage.message_id == "21")
+                        .values(claimed_at=utcnow() - CLAIM_LEASE - timedelta(seconds=1)))
+    assert new.resume_points([5], since=since) == {5: 20}
+    assert new.claim(21, 5, 1) and not old.claim(21, 5, 1)  # taken over once, and the new run has it now
+    old.stop()  # the old run is gone (closed, or killed: the lock goes with the process)
+    assert new.resume_points([5], since=since) == {5: 19}
+    assert new.claim(20, 5, 1) and not new.claim(20, 5, 1)
+    new.stop()

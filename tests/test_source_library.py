@@ -363,3 +363,34 @@ def test_cli_adds_to_the_shared_folder_and_to_a_server_base(library: SourceLibra
     assert run_source_cli(lib_settings, "remove", "guide.md") == 0
     assert not (lib_settings.sources_dir / "guide.md").exists()
     assert (lib_settings.sources_dir / "haliva-resignation.txt").exists()  # the host's own files stay
+
+
+@pytest.mark.asyncio
+async def test_the_bot_connects_while_a_base_is_busy_and_its_orphan_is_undone_later(
+    library: SourceLibrary, lib_settings: Settings, lib_service: RagService, emulator: Any, start_bot: Any,
+) -> None:
+    import time
+
+    from bot.rag.library_steps import IN_FLIGHT
+
+    library.registry.add(BASE, "almanac.md", "file", "upload", added_by=1, added_by_name="mod",
+                         status="pending", error=IN_FLIGHT)  # an add a killed process left half done
+    holder = ("import sys; from bot.settings import Settings; from bot.state import Database, database_url, ingest_lock\n"
+              "s = Settings(); db = Database(database_url(s))\n"
+              f"with ingest_lock(db, {BASE!r}, lock_dir=s.data_dir / 'locks'):\n"
+              "    print('held', flush=True); sys.stdin.readline()\n")
+    env = {"PATH": os.environ.get("PATH", ""), "DATA_DIR": str(lib_settings.data_dir),
+           "SOURCES_DIR": str(lib_settings.sources_dir), "VECTORSTORE_DIR": str(lib_settings.vectorstore_dir)}
+    other = subprocess.Popen([sys.executable, "-c", holder], cwd=PROJECT_ROOT, env=env, text=True,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert other.stdout is not None and other.stdout.readline() == "held\n"  # another change of the base runs
+        started = time.monotonic()
+        await start_bot(lib_service)  # ready within the fixture's 10 s, not after the 600 s lock wait
+        assert time.monotonic() - started < 10
+        assert library.registry.get(BASE, "almanac.md") is not None  # left to the next change of the base
+    finally:
+        other.communicate("\n", timeout=30)
+    library.add_file(BASE, "guide.md", GUIDE, **ACTOR)  # the next change undoes it
+    assert library.registry.get(BASE, "almanac.md") is None
+    assert ("add", "almanac.md", "failed") in [(a.action, a.target, a.result) for a in library.registry.audit_log(BASE)]

@@ -67,7 +67,8 @@ class SourceBot(commands.Bot):
         database = service.components.database
         self.conversations = ConversationLog(database)
         self.server_config = ServerConfig(database, settings.answer_in_thread)
-        self.handled = HandledMessages(database, run_id=uuid.uuid4().hex[:16])  # this run's claims on messages
+        self.handled = HandledMessages(database, run_id=uuid.uuid4().hex[:16],  # this run's claims on messages
+                                       lock_dir=settings.data_dir / "locks")
         self.feedback_view: FeedbackView | None = None  # made in setup_hook (a View needs the running loop)
         self.draining = False  # set on shutdown: new questions are turned away
         self._in_flight = 0
@@ -115,6 +116,7 @@ class SourceBot(commands.Bot):
         return ""
 
     async def setup_hook(self) -> None:
+        await asyncio.to_thread(self.handled.start)  # other runs now see this one alive: its claims are kept
         self.feedback_view = FeedbackView(self)
         self.add_view(self.feedback_view)  # persistent: clicks on answers sent before a restart still arrive
         for extension in EXTENSIONS:
@@ -131,6 +133,13 @@ class SourceBot(commands.Bot):
             synced = await self.tree.sync()
         log.info("synced %d slash command(s) %s", len(synced),
                  f"to guild {self.settings.discord_guild_id}" if self.settings.discord_guild_id else "globally")
+
+    async def close(self) -> None:
+        """Disconnect; this run's unfinished claims then pass to the next run at once."""
+        try:
+            await super().close()
+        finally:
+            await asyncio.to_thread(self.handled.stop)
 
     async def on_message(self, message: discord.Message) -> None:
         """Questions are handled by QuestionsCog; there are no prefix commands."""

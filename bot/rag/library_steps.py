@@ -29,6 +29,7 @@ from bot.rag.library_files import Files, FolderChange, Progress, say
 from bot.rag.models import IngestReport
 from bot.settings import Settings
 from bot.state import Database, SourceExistsError, SourceRegistry, SourceRow, ingest_lock
+from bot.state.locks import LockTimeoutError
 
 log = logging.getLogger(__name__)
 LOCK_TIMEOUT, BUSY_WAIT = 600.0, 60.0  # waits for another change of the base / a reload the base itself runs
@@ -68,10 +69,11 @@ class LibrarySteps:
     def log_channel(self, base: str) -> str | None:
         return self.registry.log_channel(guild) if (guild := guild_of(base)) else None
 
-    def recover(self, base: str) -> builtins.list[str]:
+    def recover(self, base: str, *, wait: bool = True) -> builtins.list[str]:
         """Undo the adds of `base` a killed process left half done: their files and rows go, each
-        audited as failed; the index is read again when it already served one. Returns their names."""
-        with self._locked(base):
+        audited as failed; the index is read again when it already served one. Returns their names.
+        Without `wait`, a base whose lock another change holds raises LockTimeoutError at once."""
+        with self._locked(base, LOCK_TIMEOUT if wait else 0.0):
             stale = [row for row in self.registry.list(base) if row.status == "pending" and row.error == IN_FLIGHT]
             if not stale:
                 return []
@@ -90,8 +92,15 @@ class LibrarySteps:
             return [row.name for row in stale]
 
     def recover_all(self) -> builtins.list[str]:
-        """`recover` every base that has sources (the bot's start)."""
-        return [f"{base}: {name}" for base in self.registry.bases() for name in self.recover(base)]
+        """`recover` every base that has sources (the bot's start), waiting for none: a base
+        another change holds is skipped (that change, or the next one, recovers it)."""
+        undone: builtins.list[str] = []
+        for base in self.registry.bases():
+            try:
+                undone += [f"{base}: {name}" for name in self.recover(base, wait=False)]
+            except LockTimeoutError:
+                log.info("%s: another change is under way; its interrupted adds are undone by the next change", base)
+        return undone
 
     # --- one change, whole or not at all ------------------------------------------------------
     def _commit(self, base: str, action: str, name: str, kind: str, origin: str, files: Files, fields: dict[str, Any],
@@ -242,8 +251,8 @@ class LibrarySteps:
         return self.settings.data_dir / "staging" / uuid.uuid4().hex
 
     @contextlib.contextmanager
-    def _locked(self, base: str) -> Iterator[None]:
-        with ingest_lock(self.db, base, lock_dir=self.settings.data_dir / "locks", timeout=LOCK_TIMEOUT):
+    def _locked(self, base: str, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+        with ingest_lock(self.db, base, lock_dir=self.settings.data_dir / "locks", timeout=timeout):
             yield
 
     def _audit(self, base: str, action: str, target: str | None, actor: tuple[str | int, str | None], result: str,

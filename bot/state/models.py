@@ -202,6 +202,7 @@ class HandledMessage(Base):
     run_id: Mapped[str] = mapped_column(String(32))  # the bot process that took it on
     done: Mapped[bool] = mapped_column(default=False)  # the reply (answer, refusal, "ask again") went out
     handled_at: Mapped[datetime] = mapped_column(default=utcnow)
+    claimed_at: Mapped[datetime] = mapped_column(default=utcnow)  # when `run_id` took it on (its lease starts)
 
 
 class AnswerRecord(Base):

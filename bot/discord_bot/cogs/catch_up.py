@@ -8,7 +8,9 @@ message an earlier run took on and never finished (a thread it opened and left e
 after the newest one it handled there, and never before the window. Each message goes the way a
 live one does (mentions, auto-answer channels, follow-ups in the bot's threads; chatter stays
 unanswered; one handled already gets nothing). The first CATCH_UP_LIMIT of them, oldest first,
-are answered; the rest get "please ask again".
+are answered; the rest get "please ask again". A channel is read to the end of the window, but
+only its first READ_CAP messages may be answered: the questions after them (a busy channel) are
+told to ask again too, never dropped silently. Channels outside ALLOWED_CHANNEL_IDS are not read.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import TYPE_CHECKING
 import discord
 from discord.ext import commands
 
+from bot.discord_bot.checks import channel_allowed
 from bot.rag.errors import RagError
 from bot.state.models import utcnow
 
@@ -31,7 +34,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 PARALLEL = 4  # missed questions answered at once
-READ_PAGES = 4  # at most this many pages of 100 messages read per channel
+READ_CAP = 400  # per channel, questions after this many messages read are told to ask again
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,7 @@ class CatchUpReport:
     channels: int  # channels and threads read
     read: int  # members' messages read
     answered: int
-    told: int  # asked to ask again (over the limit)
+    told: int  # asked to ask again (over the limit, or past a channel's READ_CAP)
 
 
 def _readable(channel: discord.abc.GuildChannel | discord.Thread) -> bool:
@@ -66,11 +69,13 @@ class CatchUpCog(commands.Cog):
         self.task = asyncio.create_task(self.catch_up(), name="catch-up")
 
     def _channels(self, floor: int) -> list[discord.TextChannel | discord.Thread]:
-        """Channels and active threads with a message since `floor` (a snowflake) that the bot can read."""
+        """Channels and active threads with a message since `floor` (a snowflake) that the bot can
+        read and may answer in (ALLOWED_CHANNEL_IDS)."""
         found: list[discord.TextChannel | discord.Thread] = []
         for guild in self.bot.guilds:
             for channel in [*guild.text_channels, *guild.threads]:
-                if (channel.last_message_id or 0) > floor and _readable(channel):
+                if ((channel.last_message_id or 0) > floor and channel_allowed(channel, self.bot.settings)
+                        and _readable(channel)):
                     found.append(channel)
         return found
 
@@ -85,24 +90,29 @@ class CatchUpCog(commands.Cog):
             log.warning("catch-up: where the bot left off is unknown (%s); reading the whole window", exc)
             points = {}
         missed: list[discord.Message] = []
+        past_cap: set[int] = set()  # read after a channel's first READ_CAP messages: told to ask again
         for channel in channels:
             after = max(floor, points.get(channel.id, 0))
             if (channel.last_message_id or 0) <= after:
                 continue
             try:
-                async for message in channel.history(limit=100 * READ_PAGES, after=discord.Object(after), oldest_first=True):
+                read = 0
+                async for message in channel.history(limit=None, after=discord.Object(after), oldest_first=True):
+                    read += 1
                     if not message.author.bot:
                         missed.append(message)
+                        if read > READ_CAP:
+                            past_cap.add(message.id)
             except discord.HTTPException as exc:
                 log.warning("catch-up: could not read channel %s (%s %s)", channel.id, exc.status, exc.text)
         missed.sort(key=lambda m: m.id)
-        report = await self._answer(missed, len(channels))
+        report = await self._answer(missed, len(channels), past_cap)
         if report.answered or report.told:
             log.info("catch-up: %d missed question(s) answered, %d asked to ask again (%d message(s) read in %d channel(s))",
                      report.answered, report.told, report.read, report.channels)
         return report
 
-    async def _answer(self, missed: list[discord.Message], channels: int) -> CatchUpReport:
+    async def _answer(self, missed: list[discord.Message], channels: int, past_cap: set[int]) -> CatchUpReport:
         questions: QuestionsCog | None = self.bot.get_cog("QuestionsCog")  # type: ignore[assignment]
         if questions is None:
             return CatchUpReport(channels, len(missed), 0, 0)
@@ -112,7 +122,7 @@ class CatchUpCog(commands.Cog):
         for message in missed:  # oldest first
             if await questions.why(message) is None:
                 continue
-            late = taken >= limit
+            late = taken >= limit or message.id in past_cap
             taken, told = taken + (not late), told + late
             # A thread's question before its follow-ups (a thread opened on a question has its id).
             key = message.channel.id if isinstance(message.channel, discord.Thread) else message.id

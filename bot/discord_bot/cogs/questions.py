@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+import aiohttp
 import discord
 from cachetools import TTLCache
 from discord import app_commands
@@ -48,6 +49,8 @@ RESTARTING = "I'm restarting; please ask again in a minute."
 ASK_AGAIN = "I was offline when you asked this and could not catch up with every question; please ask again."
 SEEN_FOR = 3600  # seconds a message id is remembered in memory (replays come within minutes)
 WRITING = " …"  # shown after a partial answer while it is still being written
+# Failures that say nothing of the message (the connection, Discord's 5xx): it stays to redo on start.
+TRANSIENT = (aiohttp.ClientError, OSError, TimeoutError, discord.DiscordServerError)
 
 
 class QuestionsCog(commands.Cog):
@@ -137,8 +140,13 @@ class QuestionsCog(commands.Cog):
             except discord.HTTPException as exc:
                 log.warning("could not tell message %s to ask again (%s %s)", message.id, exc.status, exc.text)
         else:
-            async with self.bot.tracked():
-                await self._answer_message(message, why)
+            try:
+                async with self.bot.tracked():
+                    await self._answer_message(message, why)
+            except Exception as exc:  # one that would fail again (or repeat a partial answer) on every restart: done
+                if not self.bot.is_closed() and not isinstance(exc, TRANSIENT):  # cut off, as by a crash: redone
+                    await self._finish(message)
+                raise
         await self._finish(message)
         return why
 
