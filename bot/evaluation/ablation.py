@@ -41,7 +41,7 @@ ABLATIONS: dict[str, Callable[[], contextlib.AbstractContextManager[None]]] = {
     "unknown-subject refusal": _off((f"{_EX}.about_the_unknown", lambda q, known: False)),
     "unknown-word margin": _off((f"{_EX}.UNKNOWN_TERM_MARGIN", 0.0)),
     "named-page filter": _off((f"{_EX}.on_pages_naming", lambda q, scored, corpus: scored)),
-    "pronoun referents": _off((f"{_EX}.pronoun_referents", lambda q, corpus: "")),
+    "pronoun referents": _off((f"{_EX}.pronoun_referents", lambda q, corpus: lambda source: "")),
     "no code/question quotes": _off((f"{_EX}.answers_something", lambda c, wanted: True)),
     "passages": _off((f"{_EX}.passage_end", lambda text, start, end, wanted: end)),
     "previous-sentence context": _off((f"{_EX}._pairs_with_previous", lambda *a: False)),

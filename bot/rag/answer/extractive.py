@@ -107,7 +107,7 @@ def score_candidates(
     candidates: Sequence[Candidate],
     vectors: VectorCache,
     page_idf: Callable[[str, str], float],
-    referents: str = "",
+    referents: Callable[[str], str] = lambda source: "",
 ) -> list[ScoredCandidate]:
     """Every candidate scored, alone and with the sentence before it as context; best first.
     Words weigh by how rare they are on the candidate's own page (`page_idf(source, term)`),
@@ -141,9 +141,9 @@ def score_candidates(
         name = section_name(cand.chunk.heading)
         named = f"{name} " if name else ""
         # "He also called for ...": a sentence whose subject is a pronoun may be about whom
-        # the question names (`referents`, names its page uses); it counts as saying them.
-        if referents and starts_with_pronoun(cand.span.text):
-            named += f"{referents} "
+        # the question names, when its page names them (`referents`); it counts as saying them.
+        if starts_with_pronoun(cand.span.text):
+            named += referents(cand.chunk.source)
         score, lexical = combined(dense, named + cand.span.text, idf)
         typed = has_answer_type(kind, cand.span.text, question)
         with_previous = False
@@ -249,10 +249,16 @@ def on_pages_naming(question: str, scored: list[ScoredCandidate], corpus: Corpus
     return [s for s in scored if all(corpus.page_mentions(s.candidate.chunk.source, n) for n in names)]
 
 
-def pronoun_referents(question: str, corpus: Corpus) -> str:
-    """Whom a sentence's leading "he"/"she"/"they" may stand for: what the question names
-    that the sources name too."""
-    return " ".join(n for n in named_things(question) if corpus.mentions(stem(n)))
+def pronoun_referents(question: str, corpus: Corpus) -> Callable[[str], str]:
+    """Whom a leading "he"/"she"/"they" on a page may stand for: what the question names
+    that the page names too (a page about someone else's "he" is not them)."""
+    names = [n for n in named_things(question) if corpus.mentions(stem(n))]
+
+    @functools.cache
+    def on_page(source: str) -> str:
+        return "".join(f"{n} " for n in names if corpus.page_mentions(source, n))
+
+    return on_page
 
 
 def _opening_of_named_entry(question: str, scored: Sequence[ScoredCandidate]) -> list[ScoredCandidate]:

@@ -80,8 +80,9 @@ class FollowUps:
         """The answer to a follow-up without a model, never worse than the question asked alone:
         a question that stands on its own is answered alone, and asked with the previous
         question only when alone it is refused; an elliptical one ("and when did he retire?")
-        is asked with the previous question first. An answer with history that is refused or
-        repeats the previous turn's answer gives way to the answer alone."""
+        is asked with the previous question first. An answer with history that is refused, or
+        that repeats the previous turn's answer to a question that stands alone, gives way to
+        the answer alone."""
         turns = self.budget.bound(history)
         if not turns:
             return ask(question)
@@ -89,7 +90,8 @@ class FollowUps:
         if alone is not None and alone.answerable:
             return alone
         helped = ask(_with_previous(question, turns))
-        if helped.answerable and not _repeats(helped, turns[-1]):
+        # an elliptical question has no answer alone: the passage already quoted may hold it
+        if helped.answerable and (alone is None or not _repeats(helped, turns[-1])):
             return _as_asked(helped, question)
         return alone if alone is not None else ask(question)
 
