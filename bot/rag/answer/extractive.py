@@ -241,9 +241,10 @@ class ExtractiveAnswerer(WholeAnswerStreams):
 
 
 def on_pages_naming(question: str, scored: list[ScoredCandidate], corpus: Corpus) -> list[ScoredCandidate]:
-    """Only pages that name what the question names (and the sources name somewhere) can
-    answer it: a page about unittest fixtures does not answer a pytest question."""
-    names = [n for n in named_things(question) if corpus.mentions(stem(n))]
+    """Only pages that name what the question names can answer it: a page about unittest
+    fixtures does not answer a pytest question. (Requiring only the names the sources use
+    somewhere answered 2 more unanswerable questions and 1 more answerable one, of 184.)"""
+    names = named_things(question)
     if not names:
         return scored
     return [s for s in scored if all(corpus.page_mentions(s.candidate.chunk.source, n) for n in names)]
