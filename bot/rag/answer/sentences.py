@@ -19,9 +19,10 @@ PASSAGE_MAX_CHARS = 400
 # A question wants code (a code block may be its answer) when it asks for code, an example,
 # a command or the syntax of something.
 _ASKS_CODE = re.compile(
-    r"\b(code|example|snippet|syntax|command|commands|pip install|how (do|can|should|would) (i|you|we) (write|type|spell))\b",
+    r"\b(example|snippet|syntax|command|commands|pip install|how (do|can|should|would) (i|you|we) (write|type|spell)"
+    r"|show (me )?(the |some )?code|(sample|example) code|code (example|sample))\b",
     re.IGNORECASE,
-)
+)  # "code" alone is no request for it: "the code under test still calls ..."
 
 
 def asks_for_code(question: str) -> bool:
