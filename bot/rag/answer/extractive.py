@@ -206,9 +206,11 @@ class ExtractiveAnswerer(WholeAnswerStreams):
         self._refusal = refusal
         self._summary_bullets = summary_bullets
 
-    def rank(self, question: str, chunks: Sequence[Chunk], corpus: Corpus) -> list[ScoredCandidate]:
+    def rank(self, question: str, chunks: Sequence[Chunk], corpus: Corpus,
+             code_wanted: bool | None = None) -> list[ScoredCandidate]:
         question_vector = self._vectors.get([question], store=False)[0]
-        code_wanted = asks_for_code(question)
+        if code_wanted is None:
+            code_wanted = asks_for_code(question)
         candidates = [c for c in candidates_of(chunks, corpus.source_text) if answers_something(c, code_wanted)]
         return score_candidates(question, question_vector, candidates, self._vectors, corpus.page_idf,
                                 pronoun_referents(question, corpus))
@@ -218,13 +220,13 @@ class ExtractiveAnswerer(WholeAnswerStreams):
             return Answer(question, self._refusal, False, [], self.provider)
         threshold = self._threshold + (UNKNOWN_TERM_MARGIN if missing_key_terms(question, corpus.mentions) else 0.0)
         kind = expected_answer_type(question)
-        scored = self.rank(question, chunks, corpus)
+        code_wanted = asks_for_code(question)
+        scored = self.rank(question, chunks, corpus, code_wanted)
         scored = on_pages_naming(question, scored, corpus)
         chosen = _opening_of_named_entry(question, scored) or select_evidence(scored, threshold, kind)
         if not chosen:
             return Answer(question, self._refusal, False, [], self.provider)
         citations: list[Citation] = []
-        code_wanted = asks_for_code(question)
         for group in _contiguous_groups(chosen):
             chunk = group[0].candidate.chunk
             text = corpus.source_text(chunk.source)
