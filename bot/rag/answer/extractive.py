@@ -42,7 +42,7 @@ from bot.rag.answer.sentences import (
 )
 from bot.rag.answer.summary import extractive_summary
 from bot.rag.embeddings import VectorCache
-from bot.rag.index.names import asked_names, asks_what_it_is, names_section, section_name
+from bot.rag.index.names import asked_names, asks_what_it_is, names_section, section_name, section_title
 from bot.rag.models import Answer, Chunk, Citation, Summary
 from bot.rag.text import content_terms, is_code_block, match_key, stem
 
@@ -136,10 +136,9 @@ def score_candidates(
     for cand, sim, pair in zip(candidates, sims, paired):
         dense = float(sim)
         idf = functools.partial(page_idf, cand.chunk.source)
-        # An API entry's sentences never repeat its name ("Return True if ..."): the name of
-        # the section they document counts as said by each of them.
-        name = section_name(cand.chunk.heading)
-        named = f"{name} " if name else ""
+        # A section's title counts as said by each of its sentences: an API entry's never
+        # repeat its name ("Return True if ..."), a "Set-Cookie options" section's its subject.
+        named = f"{section_title(cand.chunk.heading)} "
         # "He also called for ...": a sentence whose subject is a pronoun may be about whom
         # the question names, when its page names them (`referents`); it counts as saying them.
         if starts_with_pronoun(cand.span.text):

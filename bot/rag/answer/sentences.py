@@ -14,6 +14,7 @@ from bot.rag.text import Span, split_sentences, words
 CONTEXT_WINDOW = 800  # characters before a chunk read for the sentences that lead into it
 FENCE = "```"
 PROSE_LETTERS = 0.6  # share of a prose sentence's visible characters that are letters
+LISTED_NAMES = 3  # code spans holding most of a sentence's letters make it a listing of names
 PASSAGE_MAX_SENTENCES = 2  # sentences a passage may add after the chosen one
 PASSAGE_MAX_CHARS = 400
 # A question wants code (a code block may be its answer) when it asks for code, an example,
@@ -32,12 +33,19 @@ def asks_for_code(question: str) -> bool:
 _MARKUP = re.compile(r"</|/>|^\s*<[A-Za-z?!]")
 
 
+_CODE_SPAN = re.compile(r"`[^`\n]*`")
+
+
 def is_prose(sentence: str) -> bool:
-    """Whether a sentence reads as prose: mostly letters, no markup (an XML or HTML example
-    that a PDF's text gives without code fences)."""
+    """Whether a sentence reads as prose: mostly letters, not a listing of `names` (a
+    contents page's), no markup (an XML or HTML example that a
+    PDF's text gives without code fences)."""
     visible = [ch for ch in sentence if not ch.isspace()]
     letters = sum(ch.isalpha() for ch in visible)
-    return bool(visible) and letters >= PROSE_LETTERS * len(visible) and not _MARKUP.search(sentence)
+    spans = _CODE_SPAN.findall(sentence)
+    in_code = sum(ch.isalpha() for span in spans for ch in span)
+    listing = len(spans) >= LISTED_NAMES and 2 * in_code > letters
+    return bool(visible) and letters >= PROSE_LETTERS * len(visible) and not listing and not _MARKUP.search(sentence)
 
 
 def answers_something(candidate: Candidate, code_wanted: bool) -> bool:
@@ -45,7 +53,9 @@ def answers_something(candidate: Candidate, code_wanted: bool) -> bool:
     question line) answers nothing, and code (fenced, or markup and symbols that are not
     prose) only answers a question that asks for code."""
     text = candidate.span.text
-    return not text.rstrip().endswith("?") and (code_wanted or not (candidate.code or not is_prose(text)))
+    if text.rstrip().endswith("?"):
+        return False
+    return code_wanted or not (candidate.code or candidate.introduces_code or not is_prose(text))
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,7 @@ class Candidate:
     previous: Span | None  # the sentence before it in the source, if any
     position: int  # order of first appearance over the retrieved chunks
     code: bool = False  # inside a ``` code block (or one itself)
+    introduces_code: bool = False  # "use the following command:" followed by code
 
 
 def candidates_of(chunks: Sequence[Chunk], source_text: Callable[[str], str]) -> list[Candidate]:
@@ -82,7 +93,8 @@ def candidates_of(chunks: Sequence[Chunk], source_text: Callable[[str], str]) ->
             if (chunk.source, span.start) not in seen:
                 seen.add((chunk.source, span.start))
                 code = fences % 2 == 1 or span.text.startswith(FENCE)
-                out.append(Candidate(chunk, span, _context_before(spans, i, text), len(out), code))
+                introduces = span.text.endswith(":") and _code_follows(text, span.end)
+                out.append(Candidate(chunk, span, _context_before(spans, i, text), len(out), code, introduces))
     return out
 
 
@@ -106,6 +118,14 @@ def passage_end(text: str, start: int, end: int, code_wanted: bool) -> int:
             break
         start, end = end + nxt.start, end + nxt.end
     return end
+
+
+def _code_follows(text: str, end: int) -> bool:
+    """Whether what follows `end` (after blank space) is code: a fenced block, or a line
+    that is not prose (a PDF gives code without fences)."""
+    ahead = text[end:end + PASSAGE_MAX_CHARS].lstrip()
+    line = ahead.split("\n", 1)[0]
+    return ahead.startswith(FENCE) or (bool(line) and not is_prose(line))
 
 
 def sentence_texts(chunk: Chunk, source_text: Callable[[str], str]) -> list[str]:

@@ -30,13 +30,18 @@ PER_NAME = 3  # chunks of one named section taken (its first ones)
 LIMIT = 10
 
 
+def section_title(heading: str | None) -> str:
+    """"math › math.isclose()" -> "math.isclose()": the innermost heading ("" for none)."""
+    return heading.split(HEADING_SEPARATOR)[-1].strip() if heading else ""
+
+
 def section_name(heading: str | None) -> str | None:
     """"math › math.isclose()" -> "math.isclose"; None unless the heading is a name: an
     option, a dotted or snake_case name, a call ("zip()") or an ALLCAPS setting, not a
     one-word title ("Background")."""
-    if not heading:
+    last = section_title(heading)
+    if not last:
         return None
-    last = heading.split(HEADING_SEPARATOR)[-1].strip()
     name = _ARGUMENTS.sub("", last).strip()
     if not _NAME.match(name):
         return None
