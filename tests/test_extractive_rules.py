@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import numpy as np
 import pytest
 
 from bot.rag.answer.answer_types import expected_answer_type, has_answer_type, names_someone_new
 from bot.rag.answer.extractive import ScoredCandidate, select_evidence
 from bot.rag.answer.sentences import Candidate, continues_previous
+from bot.rag.embeddings import MiniLMEmbeddings, VectorCache
 from bot.rag.models import Chunk
 from bot.rag.text import Span
 
@@ -97,3 +101,64 @@ def test_a_passage_ends_at_a_sentence_end() -> None:
     assert text[:passage_end(text, 0, len(chosen), False)].endswith("session.")
     text = "Use the following command:\n\n```\nflask run\n```\n\nThen open the page."
     assert passage_end(text, 0, 27, code_wanted=False) == 27  # code is not prose to quote
+
+
+def test_a_listing_of_names_is_not_prose() -> None:
+    from bot.rag.answer.sentences import is_prose
+
+    assert not is_prose("- `Chunk.isatty()` - `Chunk.seek()` - `Chunk.tell()` - `Chunk.read()`")  # a contents page
+    assert is_prose("Use `hashlib.file_digest()` to hash a file.")
+    assert is_prose("Pass `a`, `b` or `c` as the mode, each of them described in the table of modes below.")
+
+
+def test_a_sentence_introducing_code_answers_only_a_question_asking_for_code() -> None:
+    from bot.rag.answer.sentences import answers_something, candidates_of
+
+    text = ("Use the following command to start it:\n\n```\nflask run\n```\n\n"
+            "The server reloads the code when it changes, for example:\n\nIt watches every module.")
+    chunk = Chunk("doc#0", "doc.md", 0, 0, len(text), text, "")
+    by_text = {c.span.text: c for c in candidates_of([chunk], lambda source: text)}
+    lead_in = by_text["Use the following command to start it:"]
+    assert lead_in.introduces_code
+    assert not answers_something(lead_in, code_wanted=False)
+    assert answers_something(lead_in, code_wanted=True)
+    prose_follows = by_text["The server reloads the code when it changes, for example:"]
+    assert not prose_follows.introduces_code and answers_something(prose_follows, code_wanted=False)
+
+
+class _Pages:
+    """A corpus of two pages, each naming what its set holds."""
+
+    def __init__(self, names: dict[str, set[str]]) -> None:
+        self.names = names
+
+    def page_mentions(self, source: str, name: str) -> bool:
+        return name in self.names[source]
+
+
+def test_an_error_name_does_not_pick_the_page_but_a_tool_name_does() -> None:
+    from bot.rag.answer.extractive import on_pages_naming
+
+    windows = _scored("Windows historically has limited path lengths to 260 characters.", 0.5, False, 0)
+    windows = replace(windows, candidate=replace(windows.candidate, chunk=replace(windows.candidate.chunk, source="windows.html")))
+    corpus = _Pages({"windows.html": {"windows"}})
+    asked = "python raises FileNotFoundError for a file with a 280 character path, is there a limit?"
+    assert on_pages_naming(asked, [windows], corpus) == [windows]  # the symptom's name is not on the page
+    assert on_pages_naming("how do pytest fixtures work on windows?", [windows], corpus) == []
+
+
+def test_a_section_title_counts_as_said_by_its_sentences(embeddings: MiniLMEmbeddings) -> None:
+    from bot.rag.answer.extractive import score_candidates
+
+    sentence = "Without them it is removed when the browser is closed."
+    question = "when is the session cookie removed if i set no expiry options?"
+    scored = {}
+    for heading in ("Security › Set-Cookie options", "Security › Background"):
+        chunk = Chunk(f"doc#{heading}", "doc.md", 0, 0, len(sentence), sentence, "", heading=heading)
+        candidate = Candidate(chunk, Span(0, len(sentence), sentence), None, 0)
+        vector = embeddings.embed_query(question)
+        (result,) = score_candidates(question, np.asarray(vector), [candidate], VectorCache(embeddings),
+                                     lambda source, term: 1.0)
+        scored[heading] = result
+    titled, untitled = scored.values()
+    assert titled.lexical > untitled.lexical and titled.score > untitled.score

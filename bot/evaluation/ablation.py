@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 from unittest import mock
@@ -20,6 +21,7 @@ from bot.settings import Settings
 
 _EX = "bot.rag.answer.extractive"
 _RET = "bot.rag.index.retrieval"
+_SEN = "bot.rag.answer.sentences"
 
 
 def _off(*patches: tuple[str, Any]) -> Callable[[], contextlib.AbstractContextManager[None]]:
@@ -41,8 +43,12 @@ ABLATIONS: dict[str, Callable[[], contextlib.AbstractContextManager[None]]] = {
     "unknown-subject refusal": _off((f"{_EX}.about_the_unknown", lambda q, known: False)),
     "unknown-word margin": _off((f"{_EX}.UNKNOWN_TERM_MARGIN", 0.0)),
     "named-page filter": _off((f"{_EX}.on_pages_naming", lambda q, scored, corpus: scored)),
+    "error names as symptoms": _off((f"{_EX}._ERROR_NAME", re.compile(r"(?!)"))),
+    "section title as said": _off((f"{_EX}.section_title", lambda heading: "")),
     "pronoun referents": _off((f"{_EX}.pronoun_referents", lambda q, corpus: lambda source: "")),
     "no code/question quotes": _off((f"{_EX}.answers_something", lambda c, wanted: True)),
+    "no code lead-in quotes": _off((f"{_SEN}._code_follows", lambda text, end: False)),
+    "no name-listing quotes": _off((f"{_SEN}.LISTED_NAMES", 10**9)),
     "passages": _off((f"{_EX}.passage_end", lambda text, start, end, wanted: end)),
     "previous-sentence context": _off((f"{_EX}._pairs_with_previous", lambda *a: False)),
     "named entry's opening": _off((f"{_EX}._opening_of_named_entry", lambda q, scored: [])),

@@ -17,6 +17,7 @@ from the sources, so this back-end cannot invent facts.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
@@ -241,11 +242,16 @@ class ExtractiveAnswerer(WholeAnswerStreams):
         return extractive_summary(source, chunks, self._vectors, corpus.source_text, low, high)
 
 
+_ERROR_NAME = re.compile(r"(error|exception)$")  # "KeyError", "ZoneInfoNotFoundError": lower-cased names
+
+
 def on_pages_naming(question: str, scored: list[ScoredCandidate], corpus: Corpus) -> list[ScoredCandidate]:
     """Only pages that name what the question names can answer it: a page about unittest
-    fixtures does not answer a pytest question. (Requiring only the names the sources use
-    somewhere answered 2 more unanswerable questions and 1 more answerable one, of 184.)"""
-    names = named_things(question)
+    fixtures does not answer a pytest question. An error's name is the symptom the asker
+    pasted, not the subject: the page that explains it seldom names it ("FileNotFoundError"
+    for a path over 260 characters). (Requiring only the names the sources use somewhere
+    answered 2 more unanswerable questions and 1 more answerable one, of 184.)"""
+    names = [n for n in named_things(question) if not _ERROR_NAME.search(n)]
     if not names:
         return scored
     return [s for s in scored if all(corpus.page_mentions(s.candidate.chunk.source, n) for n in names)]
