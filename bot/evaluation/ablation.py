@@ -37,6 +37,7 @@ def _off(*patches: tuple[str, Any]) -> Callable[[], contextlib.AbstractContextMa
 
 ABLATIONS: dict[str, Callable[[], contextlib.AbstractContextManager[None]]] = {
     "names ranking": _off((f"{_RET}.NAME_WEIGHT", 0.0)),
+    "best-sentence ranking": _off((f"{_RET}.SENTENCE_WEIGHT", 0.0)),
     "quoted-phrase ranking": _off((f"{_RET}.QUOTE_WEIGHT", 0.0)),
     "linked section": _off((f"{_RET}.cited_elsewhere", lambda *a, **k: [])),
     "answer types": _off((f"{_EX}.expected_answer_type", lambda q: None)),

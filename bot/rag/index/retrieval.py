@@ -1,6 +1,7 @@
 """Retrieval: a LangChain retriever fusing Chroma's dense ranking, BM25, the sections the
-question names, the passages holding what it quotes (reciprocal rank fusion) and then the
-sections the best of those link to, over one index version. Each returned Document
+question names, the passages holding what it quotes (reciprocal rank fusion), then the
+best of those ranked again by their best sentence, and the sections they link to, over one
+index version. Each returned Document
 carries its chunk id, its rank and its dense similarity (None for a chunk only BM25 or a
 name found) in metadata."""
 
@@ -21,6 +22,7 @@ from bot.rag.index.lexical import LexicalIndex
 from bot.rag.index.links import cited_elsewhere
 from bot.rag.index.quotes import quoting_chunks
 from bot.rag.index.version import IndexVersion
+from bot.rag.models import Chunk
 
 RRF_K = 60  # the usual reciprocal-rank-fusion constant
 # The sections a question names ("math.isclose", "-O") count as two rankings: a name written
@@ -28,6 +30,9 @@ RRF_K = 60  # the usual reciprocal-rank-fusion constant
 # 11 questions, MRR .44 -> .52).
 NAME_WEIGHT = 2.0
 QUOTE_WEIGHT = 2.0  # a quoted phrase found letter for letter is as sure as a name
+# A chunk's closest sentence to the question is a surer sign than the whole chunk's vector,
+# which its other sentences dilute. The top 2k fused chunks are ranked again by it.
+SENTENCE_WEIGHT = 2.0
 
 
 class HybridRetriever(BaseRetriever):
@@ -41,6 +46,8 @@ class HybridRetriever(BaseRetriever):
     query_vector: Callable[[str], np.ndarray]  # the question's unit vector (cached: the answerer needs it too)
     k: int = 4
     hybrid: bool = True
+    # Unit vectors of a chunk's sentences (those the ingest's sentence pass embeds), or None.
+    sentence_vectors: Callable[[Chunk], np.ndarray] | None = None
 
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun
@@ -65,6 +72,17 @@ class HybridRetriever(BaseRetriever):
                 return ranked[: self.k - 1] + [chunk_id]
         return ranked
 
+    def _by_best_sentence(self, ranked: list[str], fused: Counter[str], vector: np.ndarray) -> list[str]:
+        """`ranked` with its top 2k also ranked by each chunk's sentence closest to the question."""
+        if self.sentence_vectors is None or not SENTENCE_WEIGHT:
+            return ranked
+        pool = ranked[: 2 * self.k]
+        best = {cid: float(np.max(self.sentence_vectors(chunk) @ vector, initial=-1.0))
+                for cid, chunk in zip(pool, self.version.chunks.get_many(pool))}
+        for rank, cid in enumerate(sorted(pool, key=lambda c: -best[c])):
+            fused[cid] += SENTENCE_WEIGHT / (RRF_K + rank + 1)
+        return [cid for cid, _ in fused.most_common() if cid in self.version.chunks]
+
     def _search(self, query: str) -> list[Document]:
         n = len(self.version.chunks)
         if n == 0:
@@ -85,7 +103,8 @@ class HybridRetriever(BaseRetriever):
                 fused[chunk_id] += NAME_WEIGHT / (RRF_K + rank + 1)
             for rank, chunk_id in enumerate(quoting_chunks(query, self.version.chunks.matching)):
                 fused[chunk_id] += QUOTE_WEIGHT / (RRF_K + rank + 1)
-        ranked = [cid for cid, _ in fused.most_common() if cid in self.version.chunks]
+        ranked = self._by_best_sentence([cid for cid, _ in fused.most_common() if cid in self.version.chunks],
+                                        fused, vector)
         if self.hybrid and self.lexical.links.linked and len(ranked) > self.k > 1:
             ranked = self._with_cited_section(query, ranked)
         ranked = ranked[: self.k]
