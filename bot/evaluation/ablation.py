@@ -41,7 +41,6 @@ ABLATIONS: dict[str, Callable[[], contextlib.AbstractContextManager[None]]] = {
     "quoted-phrase ranking": _off((f"{_RET}.QUOTE_WEIGHT", 0.0)),
     "linked section": _off((f"{_RET}.cited_elsewhere", lambda *a, **k: [])),
     "answer types": _off((f"{_EX}.expected_answer_type", lambda q: None)),
-    "unknown-subject refusal": _off((f"{_EX}.about_the_unknown", lambda q, known: False)),
     "unknown-word margin": _off((f"{_EX}.UNKNOWN_TERM_MARGIN", 0.0)),
     "named-page filter": _off((f"{_EX}.on_pages_naming", lambda q, scored, corpus: scored)),
     "error names as symptoms": _off((f"{_EX}._ERROR_NAME", re.compile(r"(?!)"))),

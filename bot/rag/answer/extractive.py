@@ -7,10 +7,10 @@ sentence that leans on the one before it ("He also called for ...") is also scor
 that sentence as context. Words weigh by their rarity on the sentence's own page; among
 sentences that pass the threshold, those of higher-ranked chunks come first (`RANK_WEIGHT`).
 Questions that ask for a number, a date or an age only accept sentences that contain one
-the question does not. A question whose key terms (names, tools, rare words) the sources
-never mention is refused outright, and one that names something ("pytest", "3.12") is
-answered only from a page that names it too. When the best sentence scores below the
-calibrated threshold the answer is a refusal. Nothing is generated: every word shown comes
+the question does not. A question using key terms (names, tools, rare words) the sources
+never mention needs stronger evidence (`UNKNOWN_TERM_MARGIN`), and one that names something
+("pytest", "3.12") is answered only from a page that names it too. When the best sentence
+scores below the calibrated threshold the answer is a refusal. Nothing is generated: every word shown comes
 from the sources, so this back-end cannot invent facts.
 """
 
@@ -31,7 +31,7 @@ from bot.rag.answer.answer_types import (
 )
 from bot.rag.answer.base import Corpus, WholeAnswerStreams
 from bot.rag.answer.citations import span_citation
-from bot.rag.answer.key_terms import about_the_unknown, missing_key_terms, named_things
+from bot.rag.answer.key_terms import missing_key_terms, named_things
 from bot.rag.answer.sentences import (
     Candidate,
     answers_something,
@@ -216,8 +216,6 @@ class ExtractiveAnswerer(WholeAnswerStreams):
                                 pronoun_referents(question, corpus))
 
     def answer(self, question: str, chunks: Sequence[Chunk], corpus: Corpus) -> Answer:
-        if about_the_unknown(question, corpus.mentions):  # not echoed: the words are the asker's, not the sources'
-            return Answer(question, self._refusal, False, [], self.provider)
         threshold = self._threshold + (UNKNOWN_TERM_MARGIN if missing_key_terms(question, corpus.mentions) else 0.0)
         kind = expected_answer_type(question)
         code_wanted = asks_for_code(question)

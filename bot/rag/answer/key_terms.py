@@ -2,7 +2,7 @@
 of them a knowledge base never mentions. A question about something the documents never
 name ("how do I register a blueprint in flask?" asked of the Python docs, "what did Joe Biden
 say?" asked of a news article) cannot be answered from them, however close some sentence
-sounds: the extractive answerer refuses it instead of quoting a near miss.
+sounds: the extractive answerer asks more of its evidence instead of quoting a near miss.
 
 A word is a key term when it is rarer in everyday English than `KEY_TERM_MAX_ZIPF` on
 wordfreq's Zipf scale ("the" 7.7, "keyboard" 4.1, "flask" 3.2, "pytest" 0). Quoted text and
@@ -66,11 +66,3 @@ def missing_key_terms(question: str, known: Callable[[str], bool]) -> list[str]:
     it mentions a stemmed term."""
     return [word for word in key_terms(question) if not known(stem(word))]
 
-
-def about_the_unknown(question: str, known: Callable[[str], bool]) -> bool:
-    """Whether the question is about nothing the knowledge base mentions: it has key terms
-    and the sources use none of them. One unknown word beside known ones ("umlauts",
-    "macbook", a pasted "OperationalError") is the asker's wording: the rest of the
-    question may still find the answer, and the score threshold decides."""
-    terms = key_terms(question)
-    return bool(terms) and not any(known(stem(word)) for word in terms)
