@@ -114,6 +114,15 @@ def test_eval_without_a_file_runs_every_set_on_its_own_corpus(settings: Settings
     pdf = report["debref_pdf"]["ours"]["summary"]
     assert pdf["answer_accuracy"] == 1.0 and pdf["page@4"] is None and pdf["page_cited"] is None
     assert (work / "sources" / "index").is_dir() and (work / "debref-pdf" / "data").is_dir()
+    # The article with another corpus beside it: one index over both, started from the corpus's own.
+    (corpora / "pydocs").mkdir()
+    (corpora / "pydocs" / "ferries.md").write_text("# Ferries\n\nThe ferry to the island leaves at noon.\n",
+                                                  encoding="utf-8")
+    beside = run_cli(settings, "eval", "--sets", str(sets), "--corpora", str(corpora), "--work", str(work),
+                     "--only", "haliva_dev+py", "--no-baseline", "--json")
+    assert beside.returncode == 0, beside.stderr
+    assert json.loads(beside.stdout)["haliva_dev+py"]["sources"]["files"] == 2
+    assert {p.name for p in (work / "sources+pydocs" / "corpus").iterdir()} == {"ferries.md", "haliva-resignation.txt"}
     table = run_cli(settings, "eval", "--sets", str(sets), "--corpora", str(corpora), "--work", str(work),
                     "--only", "haliva_dev", "--no-baseline")
     assert "haliva_dev" in table.stdout and "100%" in table.stdout
