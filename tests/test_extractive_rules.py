@@ -93,14 +93,14 @@ def test_a_passage_ends_at_a_sentence_end() -> None:
     chosen = "The cookie is removed when the browser is closed."
     long_next = "It " + " ".join(f"word{i}" for i in range(200)) + " ends here."
     text = chosen + " It lasts for the session. The end. Not this one."
-    assert text[:passage_end(text, 0, len(chosen), code_wanted=False)].endswith("session. The end.")
+    assert text[:passage_end(text, len(chosen), code_wanted=False)].endswith("session. The end.")
     text = chosen + " " + long_next + " The end."  # the next sentence is too long to join, even in part
-    assert passage_end(text, 0, len(chosen), code_wanted=False) == len(chosen)
+    assert passage_end(text, len(chosen), code_wanted=False) == len(chosen)
     assert len(long_next) > PASSAGE_MAX_CHARS
-    text = chosen + " It lasts for the session.\n\nA new paragraph."
-    assert text[:passage_end(text, 0, len(chosen), False)].endswith("session.")
+    text = chosen + "\n\nIf you need it longer, set an expiry.\n\n## Expiry\n\nOther things."
+    assert text[:passage_end(text, len(chosen), False)].endswith("set an expiry.")  # its section, not the next
     text = "Use the following command:\n\n```\nflask run\n```\n\nThen open the page."
-    assert passage_end(text, 0, 27, code_wanted=False) == 27  # code is not prose to quote
+    assert passage_end(text, 27, code_wanted=False) == 27  # code is not prose to quote
 
 
 def test_a_listing_of_names_is_not_prose() -> None:

@@ -49,7 +49,7 @@ ABLATIONS: dict[str, Callable[[], contextlib.AbstractContextManager[None]]] = {
     "no code/question quotes": _off((f"{_EX}.answers_something", lambda c, wanted: True)),
     "no code lead-in quotes": _off((f"{_SEN}._code_follows", lambda text, end: False)),
     "no name-listing quotes": _off((f"{_SEN}.LISTED_NAMES", 10**9)),
-    "passages": _off((f"{_EX}.passage_end", lambda text, start, end, wanted: end)),
+    "passages": _off((f"{_EX}.passage_end", lambda text, end, wanted: end)),
     "previous-sentence context": _off((f"{_EX}._pairs_with_previous", lambda *a: False)),
     "named entry's opening": _off((f"{_EX}._opening_of_named_entry", lambda q, scored: [])),
     "retrieval-rank prior": _off((f"{_EX}.RANK_WEIGHT", 0.0)),

@@ -229,7 +229,7 @@ class ExtractiveAnswerer(WholeAnswerStreams):
             chunk = group[0].candidate.chunk
             text = corpus.source_text(chunk.source)
             last = group[-1].candidate.span
-            end = passage_end(text, last.start, last.end, code_wanted)
+            end = passage_end(text, last.end, code_wanted)
             citations.append(span_citation(len(citations) + 1, chunk, group[0].start, end, text))
         answer = " ".join(f"\n{c.quote} [{c.n}]\n" if is_code_block(c.quote) else f"“{c.quote}” [{c.n}]"
                           for c in citations).strip()

@@ -98,12 +98,12 @@ def candidates_of(chunks: Sequence[Chunk], source_text: Callable[[str], str]) ->
     return out
 
 
-def passage_end(text: str, start: int, end: int, code_wanted: bool) -> int:
-    """Where the passage quoting the sentence `start..end` should end: the answer is a short
-    passage, not a lone sentence. The sentences that follow in the same paragraph join it
-    (what a sentence ending in ":" introduces joins across the blank line), at most
-    `PASSAGE_MAX_SENTENCES` of them, adding at most `PASSAGE_MAX_CHARS`. A heading or a code
-    block (unless code is wanted) ends it."""
+def passage_end(text: str, end: int, code_wanted: bool) -> int:
+    """Where the passage quoting the sentence that ends at `end` should end: the answer is a short
+    passage, not a lone sentence. The sentences that follow in its section join it, across
+    paragraphs ("... will be cancelled." then "If you wish to use background tasks, use a
+    task queue"), at most `PASSAGE_MAX_SENTENCES` of them, adding at most `PASSAGE_MAX_CHARS`.
+    A heading or a code block (unless code is wanted) ends it."""
     first_end = end
     for _ in range(PASSAGE_MAX_SENTENCES):
         window = text[end:end + 2 * PASSAGE_MAX_CHARS]  # longer than any sentence that may join
@@ -111,12 +111,11 @@ def passage_end(text: str, start: int, end: int, code_wanted: bool) -> int:
         if not ahead or (ahead[0].end == len(window) and end + len(window) < len(text)):
             break  # the next sentence runs past the window: too long to join
         nxt = ahead[0]
-        introduces = text[start:end].rstrip().endswith(":")
         if is_heading(nxt.text) or (nxt.text.startswith(FENCE) and not code_wanted):
             break
-        if ("\n\n" in text[end:end + nxt.start] and not introduces) or end + nxt.end - first_end > PASSAGE_MAX_CHARS:
+        if end + nxt.end - first_end > PASSAGE_MAX_CHARS:
             break
-        start, end = end + nxt.start, end + nxt.end
+        end = end + nxt.end
     return end
 
 
