@@ -232,6 +232,17 @@ def test_html_by_content_type_without_suffix() -> None:
     assert "Maintenance" in doc.text and "NAVTEXT" not in doc.text
 
 
+def test_html_prose_links_become_their_text() -> None:
+    page = b"""<html><head><title>Scopes</title></head><body><main><h1>Scopes</h1>
+    <p>To rebind a variable of the enclosing function, use the
+    <a href="../reference/statements.html#nonlocal"><code>nonlocal</code></a> statement; a
+    <a href="https://example.com/blog">blog post</a> explains why.</p></main></body></html>"""
+    doc = convert(page, "tutorial/scopes.html", max_bytes=MB)
+    assert doc.text == ("# Scopes\n\nTo rebind a variable of the enclosing function, use the\n`nonlocal` statement; a\n"
+                        "blog post explains why.")
+    assert [s.heading_path for s in doc.sections] == [("Scopes",)]
+
+
 SPHINX_ENTRIES = r"""
 <dl class="py function">
 <dt class="sig sig-object py" id="ascii">

@@ -38,8 +38,6 @@ def _off(*patches: tuple[str, Any]) -> Callable[[], contextlib.AbstractContextMa
 ABLATIONS: dict[str, Callable[[], contextlib.AbstractContextManager[None]]] = {
     "names ranking": _off((f"{_RET}.NAME_WEIGHT", 0.0)),
     "best-sentence ranking": _off((f"{_RET}.SENTENCE_WEIGHT", 0.0)),
-    "quoted-phrase ranking": _off((f"{_RET}.QUOTE_WEIGHT", 0.0)),
-    "linked section": _off((f"{_RET}.cited_elsewhere", lambda *a, **k: [])),
     "answer types": _off((f"{_EX}.expected_answer_type", lambda q: None)),
     "unknown-word margin": _off((f"{_EX}.UNKNOWN_TERM_MARGIN", 0.0)),
     "named-page filter": _off((f"{_EX}.on_pages_naming", lambda q, scored, corpus: scored)),

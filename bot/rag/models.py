@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -33,7 +32,6 @@ class SourceDocument:
     sections: tuple[DocumentSection, ...] = ()  # empty: the whole text is one section
     kind: str = "text"
     file_hash: str | None = None  # of the file's bytes (and how it is chunked): unchanged files skip conversion
-    links: tuple[tuple[int, str], ...] = ()  # (offset in text, "page.html#fragment") of links to other passages
 
 
 @dataclass(frozen=True)
@@ -53,7 +51,6 @@ class Chunk:
     page: int | None = None
     anchor: str | None = None
     file_hash: str | None = None
-    links: tuple[tuple[int, str], ...] = ()  # (offset in the source's text, target) of its links
 
     @property
     def search_text(self) -> str:
@@ -97,8 +94,6 @@ class Chunk:
             meta["anchor"] = self.anchor
         if self.file_hash:
             meta["file_hash"] = self.file_hash
-        if self.links:
-            meta["links"] = json.dumps(self.links)
         return meta
 
 

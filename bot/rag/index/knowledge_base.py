@@ -203,7 +203,7 @@ class KnowledgeBase:
     @property
     def _chunking(self) -> str:
         """Part of every file's hash: a change of chunking re-reads every file."""
-        return f"{self.settings.chunk_size}/{self.settings.chunk_overlap}/sections-1/links-1"
+        return f"{self.settings.chunk_size}/{self.settings.chunk_overlap}/sections-1"
 
     def _newest(self) -> IndexVersion | None:
         """The newest ready version: the live one while it is the newest, else the one another

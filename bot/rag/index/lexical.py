@@ -26,16 +26,14 @@ from cachetools import LRUCache
 from rapidfuzz import process
 from rapidfuzz.distance import DamerauLevenshtein
 
-from bot.rag.index.links import LinkTargets
 from bot.rag.index.names import SectionNames
 from bot.rag.models import Chunk
 from bot.rag.text import content_terms, stem
 
 _EMPTY = "\x00"  # the one token of a chunk without content words
 _IDS_FILE = "chunk_ids.json"
-LEXICAL_FORMAT = "snowball-names-links"  # part of a saved index's folder name: a change of format rebuilds it
+LEXICAL_FORMAT = "snowball-names"  # part of a saved index's folder name: a change of format rebuilds it
 _NAMES_FILE = "section_names.json"
-_LINKS_FILE = "link_targets.json"
 
 
 class Vocabulary:
@@ -63,19 +61,16 @@ class Vocabulary:
 
 
 class LexicalIndex:
-    """BM25 over the chunks' stemmed content words, the vocabulary they make, the sections
-    by the names they document, and the sections links point to."""
+    """BM25 over the chunks' stemmed content words, the vocabulary they make, and the
+    sections by the names they document."""
 
-    def __init__(self, ids: Sequence[str], bm25: bm25s.BM25 | None, names: SectionNames | None = None,
-                 links: LinkTargets | None = None) -> None:
+    def __init__(self, ids: Sequence[str], bm25: bm25s.BM25 | None, names: SectionNames | None = None) -> None:
         self.ids = list(ids)
         self._bm25 = bm25
         self.names = names or SectionNames({})
-        self.links = links or LinkTargets({}, {})
         vocab = bm25.vocab_dict if bm25 is not None else {}
         lengths = np.diff(np.asarray(bm25.scores["indptr"])) if bm25 is not None else np.zeros(0)
-        self._chunks_with = {t: int(lengths[i]) for t, i in vocab.items() if t and t != _EMPTY and lengths[i]}
-        self.vocabulary = Vocabulary(self._chunks_with)
+        self.vocabulary = Vocabulary(t for t, i in vocab.items() if t and t != _EMPTY and lengths[i])
         self._by_chunk: tuple[dict[str, int], np.ndarray, np.ndarray, list[str]] | None = None
         self._by_chunk_lock = threading.Lock()
 
@@ -86,7 +81,7 @@ class LexicalIndex:
             return cls([], None)
         bm25 = bm25s.BM25()
         bm25.index(corpus, show_progress=False)
-        return cls([c.id for c in chunks], bm25, SectionNames.build(chunks), LinkTargets.build(chunks))
+        return cls([c.id for c in chunks], bm25, SectionNames.build(chunks))
 
     def save(self, folder: Path) -> None:
         """Write the index to `folder` whole or not at all (a temporary folder renamed)."""
@@ -96,7 +91,6 @@ class LexicalIndex:
             if self._bm25 is not None:
                 self._bm25.save(str(staging), show_progress=False)
             self.names.save(staging / _NAMES_FILE)
-            self.links.save(staging / _LINKS_FILE)
             (staging / _IDS_FILE).write_text(json.dumps(self.ids), encoding="utf-8")
             staging.rename(folder)
         except OSError:
@@ -113,8 +107,7 @@ class LexicalIndex:
         except (OSError, ValueError):
             return None
         names = SectionNames.load(folder / _NAMES_FILE)
-        links = LinkTargets.load(folder / _LINKS_FILE)
-        return cls(ids, bm25, names, links) if names is not None and links is not None else None
+        return cls(ids, bm25, names) if names is not None else None
 
     def mentions(self, term: str) -> bool:
         """Whether some chunk holds the stemmed `term` (or a form or misspelling of it)."""
@@ -149,11 +142,6 @@ class LexicalIndex:
                         terms[i] = term
                     self._by_chunk = ({c: i for i, c in enumerate(self.ids)}, indptr, term_of[order], terms)
             return self._by_chunk
-
-    def idf(self, term: str) -> float:
-        """How rare the stemmed `term` is among the chunks (BM25's inverse document frequency)."""
-        f = self._chunks_with.get(term, 0)
-        return math.log(1 + (len(self.ids) - f + 0.5) / (f + 0.5))
 
     def search(self, query: str, k: int) -> list[tuple[str, float]]:
         terms = content_terms(query)

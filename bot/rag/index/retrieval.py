@@ -1,9 +1,7 @@
-"""Retrieval: a LangChain retriever fusing Chroma's dense ranking, BM25, the sections the
-question names, the passages holding what it quotes (reciprocal rank fusion), then the
-best of those ranked again by their best sentence, and the sections they link to, over one
-index version. Each returned Document
-carries its chunk id, its rank and its dense similarity (None for a chunk only BM25 or a
-name found) in metadata."""
+"""Retrieval: a LangChain retriever fusing Chroma's dense ranking, BM25 and the sections the
+question names (reciprocal rank fusion), then the best of those ranked again by their best
+sentence, over one index version. Each returned Document carries its chunk id, its rank and
+its dense similarity (None for a chunk only BM25 or a name found) in metadata."""
 
 from __future__ import annotations
 
@@ -19,8 +17,6 @@ from pydantic import ConfigDict
 
 from bot.rag.errors import IndexUnavailableError, RagError
 from bot.rag.index.lexical import LexicalIndex
-from bot.rag.index.links import cited_elsewhere
-from bot.rag.index.quotes import quoting_chunks
 from bot.rag.index.version import IndexVersion
 from bot.rag.models import Chunk
 
@@ -29,7 +25,6 @@ RRF_K = 60  # the usual reciprocal-rank-fusion constant
 # out is surer evidence than word statistics (pydocs_dev: evidence in the top 4 for 6 -> 7 of
 # 11 questions, MRR .44 -> .52).
 NAME_WEIGHT = 2.0
-QUOTE_WEIGHT = 2.0  # a quoted phrase found letter for letter is as sure as a name
 # A chunk's closest sentence to the question is a surer sign than the whole chunk's vector,
 # which its other sentences dilute. The top 2k fused chunks are ranked again by it.
 SENTENCE_WEIGHT = 2.0
@@ -61,17 +56,6 @@ class HybridRetriever(BaseRetriever):
                 f"The vector store cannot be reached right now ({type(exc).__name__}). Please try again shortly."
             ) from exc
 
-    def _with_cited_section(self, query: str, ranked: list[str]) -> list[str]:
-        """`ranked` with the last of its top k replaced by the section that passages of two
-        or more other pages among the top 2k link to, when the top k holds nothing of its page."""
-        best = self.version.chunks.get_many(ranked[: 2 * self.k])
-        shown = {c.source for c in best[: self.k]}
-        entries = self.version.catalogue.entries  # a chunk's source without fetching it
-        for chunk_id in cited_elsewhere(query, best, self.lexical.links.resolve, self.lexical.idf):
-            if chunk_id in entries and entries[chunk_id].source not in shown:
-                return ranked[: self.k - 1] + [chunk_id]
-        return ranked
-
     def _by_best_sentence(self, ranked: list[str], fused: Counter[str], vector: np.ndarray) -> list[str]:
         """`ranked` with its top 2k also ranked by each chunk's sentence closest to the question."""
         if self.sentence_vectors is None or not SENTENCE_WEIGHT:
@@ -101,12 +85,8 @@ class HybridRetriever(BaseRetriever):
                 fused[chunk_id] += 1.0 / (RRF_K + rank + 1)
             for rank, chunk_id in enumerate(self.lexical.names.named(query)):
                 fused[chunk_id] += NAME_WEIGHT / (RRF_K + rank + 1)
-            for rank, chunk_id in enumerate(quoting_chunks(query, self.version.chunks.matching)):
-                fused[chunk_id] += QUOTE_WEIGHT / (RRF_K + rank + 1)
         ranked = self._by_best_sentence([cid for cid, _ in fused.most_common() if cid in self.version.chunks],
                                         fused, vector)
-        if self.hybrid and self.lexical.links.linked and len(ranked) > self.k > 1:
-            ranked = self._with_cited_section(query, ranked)
         ranked = ranked[: self.k]
         documents = []
         for rank, (cid, chunk) in enumerate(zip(ranked, self.version.chunks.get_many(ranked)), start=1):

@@ -119,7 +119,6 @@ def chunk_from_record(chunk_id: str, text: str, meta: Mapping[str, Any]) -> Chun
         page=int(meta["page"]) if meta.get("page") else None,
         anchor=meta.get("anchor"),
         file_hash=meta.get("file_hash"),
-        links=tuple((int(at), str(target)) for at, target in json.loads(meta["links"])) if meta.get("links") else (),
     )
 
 
@@ -148,17 +147,6 @@ class ChunkMap(Mapping[str, Chunk]):
                     if chunk_id in found:
                         self._cache[chunk_id] = found[chunk_id]
         return [found[i] for i in ids]
-
-    def matching(self, pattern: str, limit: int) -> list[str]:
-        """Ids of up to `limit` chunks whose text matches the regular expression `pattern`
-        (Chroma's full-text search, so no text is read into this process). A store that cannot
-        search so finds nothing: the question is still answered from the other rankings."""
-        try:
-            got = self._collection.get(where_document={"$regex": pattern}, include=[], limit=limit)
-        except Exception as exc:  # chromadb raises many types; an unreachable server fails the dense search too
-            log.warning("full-text search failed (%s): quoted phrases are not looked up", type(exc).__name__)
-            return []
-        return [i for i in got["ids"] if i in self._catalogue]
 
     def __getitem__(self, chunk_id: str) -> Chunk:
         if chunk_id not in self._catalogue:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 
 from bot.rag.models import HEADING_SEPARATOR, Chunk, DocumentSection, SourceDocument
@@ -41,7 +40,6 @@ def chunk_document(doc: SourceDocument, size: int, overlap: int) -> list[Chunk]:
     """The document's chunks, section by section: a chunk never straddles a heading (or a
     PDF page); within a section, sentences are packed as `pack_sentences` does."""
     sections = doc.sections or (DocumentSection(0, len(doc.text)),)
-    link_at = [at for at, _ in doc.links]  # in text order
     chunks: list[Chunk] = []
     for section in sections:
         sentences = [
@@ -57,7 +55,6 @@ def chunk_document(doc: SourceDocument, size: int, overlap: int) -> list[Chunk]:
                 id=chunk_id(doc.name, index, text), source=doc.name, index=index, start=start, end=end,
                 text=text, source_hash=doc.content_hash, title=doc.title, url=doc.url,
                 heading=heading, page=section.page, anchor=section.anchor, file_hash=doc.file_hash,
-                links=doc.links[bisect.bisect_left(link_at, start):bisect.bisect_left(link_at, end)],
             ))
     return chunks
 

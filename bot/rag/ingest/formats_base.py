@@ -2,19 +2,16 @@
 turning section marks into `Section`s.
 
 A converter builds its text with marks in it: `Marks.add(Boundary(...))` returns a short
-private-use token to put where a section starts (a heading line, a PDF page), and
-`Marks.add(LinkMark(...))` one to put where a link to another passage starts. `finish()`
+private-use token to put where a section starts (a heading line, a PDF page). `finish()`
 then normalises the text, removes the tokens and records their offsets in the final text,
 so offsets are always exact for the text the chunker sees.
 """
 
 from __future__ import annotations
 
-import posixpath
 import re
 import unicodedata
 from dataclasses import dataclass
-from urllib.parse import urljoin, urlsplit
 
 from bot.rag.errors import SourceError
 
@@ -52,7 +49,6 @@ class ConvertedDocument:
     sections: tuple[Section, ...]  # in order, non-overlapping, covering all non-blank text
     kind: str  # "text", "markdown", "rst", "html", "pdf", "docx", "pptx", "xlsx", "csv"
     url: str | None = None
-    links: tuple[tuple[int, str], ...] = ()  # (offset in text, "page.html#fragment") of each link to a passage
 
 
 @dataclass(frozen=True)
@@ -67,41 +63,14 @@ class Boundary:
     anchor: str | None = None
 
 
-@dataclass(frozen=True)
-class LinkMark:
-    """Where a link to another passage of the knowledge base starts: `target` is its source
-    name and fragment ("reference/simple_stmts.html#nonlocal")."""
-
-    target: str
-
-
-def link_target(href: str, name: str, url: str | None) -> str | None:
-    """Where a link points inside the knowledge base: with the page's `url`, an absolute URL
-    on the same site; without, a source name under the same folder ("../reference/x.html#y"
-    from "tutorial/classes.html" is "reference/x.html#y"). None for anywhere else."""
-    href = href.strip()
-    parts = urlsplit(href)
-    if not href or parts.scheme not in {"", "http", "https"}:
-        return None
-    if url:
-        target = urlsplit(urljoin(url, href))
-        return target.geturl() if target.netloc == urlsplit(url).netloc else None
-    if parts.scheme or parts.netloc:
-        return None
-    path = posixpath.normpath(posixpath.join(posixpath.dirname(name), parts.path)) if parts.path else name
-    if path == ".." or path.startswith(("../", "/")):
-        return None
-    return f"{path}#{parts.fragment}" if parts.fragment else path
-
-
 class Marks:
-    """Boundaries and links of one document, referenced from its text by tokens."""
+    """Boundaries of one document, referenced from its text by tokens."""
 
     def __init__(self) -> None:
-        self.items: list[Boundary | LinkMark] = []
+        self.items: list[Boundary] = []
 
-    def add(self, mark: Boundary | LinkMark) -> str:
-        self.items.append(mark)
+    def add(self, boundary: Boundary) -> str:
+        self.items.append(boundary)
         return f"{_OPEN}{len(self.items) - 1}{_CLOSE}"
 
 
@@ -137,9 +106,8 @@ def finish(raw: str, marks: Marks, *, name: str, kind: str, title: str | None,
     if not any(ch.isalnum() for ch in final):  # nothing but table rules and punctuation
         raise SourceError(f"{name}: no text could be extracted from this file.")
     offsets = [(min(max(pos - lead, 0), len(final)), marks.items[idx]) for pos, idx in found]
-    sections = build_sections(final, [(pos, m) for pos, m in offsets if isinstance(m, Boundary)])
-    links = tuple((pos, m.target) for pos, m in offsets if isinstance(m, LinkMark))
-    return ConvertedDocument(text=final, title=title or None, sections=sections, kind=kind, url=url, links=links)
+    sections = build_sections(final, offsets)
+    return ConvertedDocument(text=final, title=title or None, sections=sections, kind=kind, url=url)
 
 
 def build_sections(text: str, bounds: list[tuple[int, Boundary]]) -> tuple[Section, ...]:

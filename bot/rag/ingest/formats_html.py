@@ -11,8 +11,7 @@ become headings named after the entry ("zip()"), and lists holding code or sever
 become plain blocks. markdownify then writes everything that is left as markdown, so no
 section is dropped by a guess about what is "main". Every heading gets a unique ASCII token
 that survives conversion and tells where its section starts, its heading path (`<h1>`…`<h6>`)
-and its anchor; so does every link in prose to a page of the same folder or site, which tells
-where it points (the tutorial's "the nonlocal statement" points at the reference's section).
+and its anchor. Links become their text.
 """
 
 from __future__ import annotations
@@ -20,8 +19,6 @@ from __future__ import annotations
 import codecs
 import re
 import secrets
-from collections.abc import Callable
-
 from typing import Any
 
 import lxml.html
@@ -32,12 +29,10 @@ from bot.rag.errors import SourceError
 from bot.rag.ingest.formats_base import (
     Boundary,
     ConvertedDocument,
-    LinkMark,
     Marks,
     clean_input,
     collapse_spaces,
     finish,
-    link_target,
 )
 from bot.rag.ingest.formats_text import unescape_markdown
 from bot.rag.ingest.html_page import as_html, drop_furniture
@@ -167,9 +162,9 @@ class _Tokens(dict[str, str]):
         self.nonce = secrets.token_hex(4)
         self.pattern = re.compile(f"zq{self.nonce}k\\d+qz")
 
-    def add(self, mark: Boundary | LinkMark) -> str:
+    def add(self, boundary: Boundary) -> str:
         token = f"zq{self.nonce}k{len(self)}qz"
-        self[token] = self.marks.add(mark)
+        self[token] = self.marks.add(boundary)
         return token
 
 
@@ -244,10 +239,9 @@ def _unlist_blocks(root: lxml.html.HtmlElement) -> None:
             first.text = bullet + (first.text or "").lstrip()
 
 
-def _unlink_prose(root: lxml.html.HtmlElement, mark_link: Callable[[str], str | None]) -> None:
+def _unlink_prose(root: lxml.html.HtmlElement) -> None:
     """Links inside prose become plain text (Sphinx prose cross-references everything),
-    while pure link lists stay links, which the markdown writer shows as their text.
-    Each unlinked link's text starts with the token `mark_link(href)` gives, if any."""
+    while pure link lists stay links, which the markdown writer shows as their text."""
     for block in list(root.iter("p", "li", "td", "dt")):
         links = list(block.iter("a"))
         if not links:
@@ -257,9 +251,6 @@ def _unlink_prose(root: lxml.html.HtmlElement, mark_link: Callable[[str], str | 
         if own >= 3:
             for a in links:
                 if a.getparent() is not None:
-                    token = mark_link(a.get("href") or "") if a.text_content().strip() else None
-                    if token:
-                        a.text = token + (a.text or "")
                     a.drop_tag()
 
 
@@ -299,12 +290,7 @@ def convert_html(data: bytes, name: str, *, url: str | None = None,
     tokens = _Tokens(marks)
     _mark_headings(root, tokens)
     _unlist_blocks(root)
-
-    def mark_link(href: str) -> str | None:
-        target = link_target(href, name, url)
-        return tokens.add(LinkMark(target)) if target else None
-
-    _unlink_prose(root, mark_link)
+    _unlink_prose(root)
     body = root.find("body")
     markdown = _Markdown().convert(lxml.html.tostring(body if body is not None else root, encoding="unicode"))
     if not markdown.strip():

@@ -153,10 +153,10 @@ def load_source(path: Path, name: str, max_bytes: int, raw: bytes | None = None,
         text, meta = _plain_text(raw, name)
         if not text:
             raise SourceError(f"{name}: the file is empty.")
-        title, url, sections, kind, links = meta.get("title"), meta.get("url"), (), "text", ()
+        title, url, sections, kind = meta.get("title"), meta.get("url"), (), "text"
     else:
         converted = convert(raw, name, max_bytes=max_bytes, url=extra.get("url"))
-        text, title, url, kind, links = converted.text, converted.title, converted.url, converted.kind, converted.links
+        text, title, url, kind = converted.text, converted.title, converted.url, converted.kind
         sections = tuple(
             DocumentSection(s.start, s.end, tuple(s.heading_path), s.page, s.anchor) for s in converted.sections
         )
@@ -169,7 +169,6 @@ def load_source(path: Path, name: str, max_bytes: int, raw: bytes | None = None,
         sections=sections,
         kind=kind,
         file_hash=hashed,
-        links=links,
     )
 
 
