@@ -20,6 +20,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from bot.rag.access import EVERYONE, Audience, Readers
 from bot.rag.errors import RagError
 from bot.rag.index.registry import SHARED, parse_base_name
 from bot.rag.index.store import CHUNKS, SENTENCES, Progress
@@ -56,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     ask = commands.add_parser("ask", help="answer a question (or one per line from stdin)")
     ask.add_argument("question", nargs="?", help="the question; omit to read questions from stdin")
     ask.add_argument("--json", action="store_true", help="one JSON object per question per line")
+    ask.add_argument("--guild", type=int, help="answer as in this Discord server (its own sources too)")
+    ask.add_argument("--channel", type=int, action="append", default=[], help="--guild: the reply's channel")
+    ask.add_argument("--as-role", type=int, action="append", default=[], dest="roles",
+                     help="--guild: every reader holds this role (default: anyone may read the reply)")
     ask.set_defaults(func=cmd_ask)
 
     summary = commands.add_parser("summary", help="key points of one source or of all sources")
@@ -153,10 +158,11 @@ def _questions(argument: str | None) -> Iterable[str]:
             yield line.rstrip("\n")
 
 
-def print_streamed(service: RagService, question: str) -> None:
+def print_streamed(service: RagService, question: str, guild_id: int | None = None,
+                   audience: Audience = EVERYONE) -> None:
     """Print the answer as it is written (streaming back-ends), then its citations."""
     printed = ""
-    for item in service.stream(question):
+    for item in service.stream(question, guild_id=guild_id, audience=audience):
         if isinstance(item, Answer):
             if item.answer.startswith(printed):
                 sys.stdout.write(item.answer[len(printed):])
@@ -183,13 +189,14 @@ def refresh(service: RagService) -> None:
 
 
 def cmd_ask(service: RagService, args: argparse.Namespace) -> int:
+    where = {"guild_id": args.guild, "audience": Readers(frozenset(args.channel), frozenset(args.roles))}
     if args.question is not None and not args.json:
-        print_streamed(service, args.question)
+        print_streamed(service, args.question, **where)
         return 0
     failures = 0
     for question in _questions(args.question):
         try:
-            answer = service.ask(question)
+            answer = service.ask(question, **where)
         except RagError as exc:
             if args.question is not None:
                 raise

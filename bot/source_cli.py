@@ -54,6 +54,15 @@ def add_source_commands(subparsers: argparse._SubParsersAction[argparse.Argument
     remove.add_argument("--base", default=SHARED, help=BASE_HELP)
     remove.set_defaults(func=cmd_source_remove, needs_service=False)
 
+    visibility = actions.add_parser("visibility", help="who may see a source of a server's base (default: everyone)")
+    visibility.add_argument("name", help="the source's name, as `source list` shows it")
+    visibility.add_argument("--base", required=True, help=BASE_HELP)
+    who = visibility.add_mutually_exclusive_group(required=True)
+    who.add_argument("--everyone", action="store_true", help="every member of the server")
+    who.add_argument("--channels", type=_ids, help="comma-separated channel ids (their threads and posts too)")
+    who.add_argument("--roles", type=_ids, help="comma-separated role ids")
+    visibility.set_defaults(func=cmd_source_visibility, needs_service=False)
+
     listing = actions.add_parser("list", help="list the sources of a knowledge base: registered or indexed, with their status")
     listing.add_argument("--base", default=SHARED, help=BASE_HELP)
     listing.add_argument("--json", action="store_true", help="print JSON instead of text")
@@ -65,6 +74,27 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError("must be 1 or more")
     return value
+
+
+def _ids(text: str) -> frozenset[int]:
+    try:
+        ids = frozenset(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError("give ids as numbers, comma-separated") from None
+    if not ids:
+        raise argparse.ArgumentTypeError("give at least one id")
+    return ids
+
+
+def cmd_source_visibility(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.rag.access import Visibility, describe
+
+    visibility = (Visibility("channels", args.channels) if args.channels else
+                  Visibility("roles", args.roles) if args.roles else Visibility())
+    with _library(settings) as library:
+        row = library.set_visibility(base_name(args.base), args.name, visibility, **_actor())
+    print(f"{row.base}: `{row.name}` is visible to {describe(visibility)}")
+    return 0
 
 
 def base_name(text: str) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import builtins
 from typing import Any
 
+from bot.rag.access import Visibility, describe
 from bot.rag.errors import SourceError, UnknownSourceError
 from bot.rag.holdings import holdings
 from bot.rag.index.registry import SHARED
@@ -49,10 +50,11 @@ class SourceLibrary(LibrarySteps):
     # --- changes ------------------------------------------------------------------------
     def add_file(self, base: str, filename: str, data: bytes, *, actor_id: str | int, actor_name: str | None,
                  name: str | None = None, origin: str | None = None, index: bool = True, replace: bool = False,
-                 progress: Progress | None = None) -> SourceChange:
+                 progress: Progress | None = None, visibility: Visibility | None = None) -> SourceChange:
         """Validate one file, store it as a new source and re-index (`index=False`: store only).
         `replace`: put it in the place of the file source of that name; the old one serves until
-        the new index is built, and stays if the new file fails."""
+        the new index is built, and stays if the new file fails (a replacement keeps the old
+        one's visibility unless given one). `visibility`: who may see it (default everyone)."""
         actor, action = (actor_id, actor_name), "replace" if replace else "add"
         with self._failure_audited(base, action, name or filename, actor):
             say(progress, f"Checking {filename}…")
@@ -65,12 +67,15 @@ class SourceLibrary(LibrarySteps):
                     files[f"{target}{SIDECAR_SUFFIX}"] = None
             else:
                 self._refuse_existing(base, target)
-            return self._commit(base, action, target, "file", origin or filename, files,
-                                {"content_hash": sha256(data)}, actor, index, progress)
+            fields: dict[str, Any] = {"content_hash": sha256(data)}
+            if visibility is not None:
+                previous = self.registry.get(base, target) if replace else None
+                fields["options"] = visibility.with_options(previous.options if previous else {})
+            return self._commit(base, action, target, "file", origin or filename, files, fields, actor, index, progress)
 
     def add_url(self, base: str, url: str, *, crawl: bool = False, max_pages: int | None = None,
                 max_depth: int | None = None, name: str | None = None, actor_id: str | int, actor_name: str | None,
-                index: bool = True, progress: Progress | None = None) -> SourceChange:
+                index: bool = True, progress: Progress | None = None, visibility: Visibility | None = None) -> SourceChange:
         """Fetch one page (or crawl the site's folder under it), validate, store and re-index.
         Without a `name`, the source is named after the first page's title (else the URL),
         numbered when that name is taken; the same URL twice is refused."""
@@ -90,8 +95,24 @@ class SourceLibrary(LibrarySteps):
             finally:
                 fetcher.close()
             self._refuse_existing(base, target)
+            if visibility is not None:
+                options = visibility.with_options(options or {})
             return self._commit(base, "add", target, kind, url, files, {**fields, "options": options}, actor, index,
                                 progress, notes)
+
+    def set_visibility(self, base: str, name: str, visibility: Visibility, *, actor_id: str | int,
+                       actor_name: str | None) -> SourceRow:
+        """Who may see a source from now on; audited. The shared base's sources stay public."""
+        actor = (actor_id, actor_name)
+        with self._failure_audited(base, "visibility", name, actor):
+            if guild_of(base) is None and visibility.kind != "everyone":
+                raise SourceError("The shared sources are public; only a server's own sources can be limited.")
+            with self._locked(base):
+                if (row := self.registry.get(base, name)) is None:
+                    raise UnknownSourceError(f"There is no source called '{name}' in this knowledge base.")
+                row = self.registry.set_options(base, row.name, visibility.with_options(row.options))
+        self._audit(base, "visibility", name, actor, "ok", describe(visibility))
+        return row
 
     def remove(self, base: str, name: str, *, actor_id: str | int, actor_name: str | None,
                index: bool = True) -> SourceChange:

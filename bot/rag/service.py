@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
@@ -16,6 +17,7 @@ from typing import TypeVar
 from cachetools import LRUCache
 from langchain_core.runnables import Runnable
 
+from bot.rag.access import EVERYONE, Audience, hidden_sources
 from bot.rag.answer.base import Answerer, AnswerEvent
 from bot.rag.answer.followup import Turn
 from bot.rag.components import Components
@@ -33,6 +35,7 @@ from bot.rag.text import clean_invisible
 from bot.settings import Settings
 from bot.state import SourceRegistry
 
+log = logging.getLogger(__name__)
 SUMMARY_CACHE_SIZE = 64
 E = TypeVar("E")
 
@@ -93,9 +96,7 @@ class RagService:
 
     def holdings(self, base: str = SHARED) -> list[Holding]:
         """What knowledge base `base` holds, as `source list` and /source list show it too."""
-        db = self.components.database
-        unused = db.is_sqlite and db.sqlite_path is not None and not db.sqlite_path.exists()  # nothing registered
-        return holdings(self.bases, None if unused else SourceRegistry(db), base)
+        return holdings(self.bases, self._registry(), base)
 
     # --- questions -------------------------------------------------------------------------
     def validate_question(self, question: str) -> str:
@@ -111,55 +112,75 @@ class RagService:
             )
         return cleaned
 
-    def chain(self, guild_id: int | None = None) -> Runnable[str, Answer]:
+    def chain(self, guild_id: int | None = None, audience: Audience = EVERYONE) -> Runnable[str, Answer]:
         """The chain that answers in a server: from its own base and the shared one (the
-        shared base alone in DMs, or while the server has added no sources)."""
+        shared base alone in DMs, or while the server has added no sources), without the
+        server's sources the reply's readers (`audience`) may not see."""
         shared = self.start()
         if guild_id is None:
             return shared.chain
-        own = self.bases.get(guild_base_name(guild_id)).live_if_built()
+        base = guild_base_name(guild_id)
+        own = self.bases.get(base).live_if_built()
         if own is None or not own.version.chunks:  # nothing added yet, or every source removed
             return shared.chain
-        return scoped_chain([own, shared], self.components.answerer, self.settings.top_k)
+        try:
+            registry = self._registry()
+            rows = registry.list(base) if registry is not None else []
+            hidden = hidden_sources(rows, own.version.source_names, audience)
+        except Exception as exc:  # noqa: BLE001 - visibilities unknown: the server's sources stay out
+            log.warning("visibilities of %s could not be read; answering from the shared sources: %s",
+                        base, type(exc).__name__)
+            return shared.chain
+        if hidden >= own.version.source_names:
+            return shared.chain
+        return scoped_chain([own, shared], self.components.answerer, self.settings.top_k, [hidden])
+
+    def _registry(self) -> SourceRegistry | None:
+        """The state database's source registry; None while nothing was ever registered."""
+        db = self.components.database
+        unused = db.is_sqlite and db.sqlite_path is not None and not db.sqlite_path.exists()
+        return None if unused else SourceRegistry(db)
 
     def ask(self, question: str, user: int | str | None = None, guild_id: int | None = None,
-            history: Sequence[Turn] = ()) -> Answer:
+            history: Sequence[Turn] = (), audience: Audience = EVERYONE) -> Answer:
         """A cited answer from the sources, or a plain refusal when they do not hold it.
         `user` (e.g. a Discord user id) only goes, hashed, into the question log; `history`
-        (the conversation's earlier turns) makes a follow-up standalone first."""
+        (the conversation's earlier turns) makes a follow-up standalone first; `audience` (who
+        can read the reply) keeps out the server's sources they may not see."""
         cleaned = self.validate_question(question)
         with self._recording(user) as record:
             followups = self.components.followups
             if history and not followups.rewrites:
-                return record(followups.answer_offline(cleaned, history, self.chain(guild_id).invoke))
-            return record(self.chain(guild_id).invoke(followups.standalone(cleaned, history)))
+                return record(followups.answer_offline(cleaned, history, self.chain(guild_id, audience).invoke))
+            return record(self.chain(guild_id, audience).invoke(followups.standalone(cleaned, history)))
 
     def stream(self, question: str, user: int | str | None = None, guild_id: int | None = None,
-               history: Sequence[Turn] = ()) -> Iterator[AnswerEvent]:
+               history: Sequence[Turn] = (), audience: Audience = EVERYONE) -> Iterator[AnswerEvent]:
         """Like `ask`, but yields the answer text as it is written (back-ends that can
         stream), always ending with the final Answer."""
         cleaned = self.validate_question(question)
         with self._recording(user) as record:
             followups = self.components.followups
             if history and not followups.rewrites:  # the offline answer is whole at once anyway
-                yield record(followups.answer_offline(cleaned, history, self.chain(guild_id).invoke))
+                yield record(followups.answer_offline(cleaned, history, self.chain(guild_id, audience).invoke))
                 return
-            for event in self.chain(guild_id).stream(followups.standalone(cleaned, history)):
+            for event in self.chain(guild_id, audience).stream(followups.standalone(cleaned, history)):
                 yield record(event)
 
     async def astream(
-        self, question: str, user: int | str | None = None, guild_id: int | None = None, history: Sequence[Turn] = ()
+        self, question: str, user: int | str | None = None, guild_id: int | None = None, history: Sequence[Turn] = (),
+        audience: Audience = EVERYONE,
     ) -> AsyncIterator[AnswerEvent]:
         """`stream` for the event loop (the Discord bot): the same chain's `astream`."""
         cleaned = self.validate_question(question)
         with self._recording(user) as record:
             followups = self.components.followups
             if history and not followups.rewrites:
-                chain = await asyncio.to_thread(self.chain, guild_id)
+                chain = await asyncio.to_thread(self.chain, guild_id, audience)
                 yield record(await asyncio.to_thread(followups.answer_offline, cleaned, history, chain.invoke))
                 return
             standalone = await followups.astandalone(cleaned, history)
-            chain = await asyncio.to_thread(self.chain, guild_id)
+            chain = await asyncio.to_thread(self.chain, guild_id, audience)
             async for event in chain.astream(standalone):
                 yield record(event)
 

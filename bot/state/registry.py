@@ -137,6 +137,16 @@ class SourceRegistry:
 
         return self._retrying(work)
 
+    def set_options(self, base: str, name: str, options: Mapping[str, Any]) -> SourceRow:
+        """Replace a source's options (its row must exist)."""
+        with self.db.session() as session:
+            record = self._find(session, base, name)
+            if record is None:
+                raise KeyError(name)
+            record.options = dict(options)
+            session.flush()
+            return SourceRow.of(record)
+
     def get(self, base: str, name: str) -> SourceRow | None:
         with self.db.session() as session:
             record = self._find(session, base, name)

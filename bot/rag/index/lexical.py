@@ -10,13 +10,14 @@ terms occur is read off bm25s's term matrix, so nothing else is stored.
 from __future__ import annotations
 
 import bisect
+import functools
 import json
 import math
 import re
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,12 +144,21 @@ class LexicalIndex:
                     self._by_chunk = ({c: i for i, c in enumerate(self.ids)}, indptr, term_of[order], terms)
             return self._by_chunk
 
-    def search(self, query: str, k: int) -> list[tuple[str, float]]:
+    def search(self, query: str, k: int, excluded: Collection[str] = ()) -> list[tuple[str, float]]:
+        """The top `k` chunks by BM25, never one of `excluded` (chunk ids)."""
         terms = content_terms(query)
         if not terms or self._bm25 is None:
             return []
-        docs, scores = self._bm25.retrieve([terms], k=min(k, len(self.ids)), show_progress=False)
+        mask = None
+        if excluded:
+            mask = np.ones(len(self.ids), dtype=np.float32)
+            mask[[self._position[c] for c in excluded if c in self._position]] = 0.0
+        docs, scores = self._bm25.retrieve([terms], k=min(k, len(self.ids)), show_progress=False, weight_mask=mask)
         return [(self.ids[int(d)], float(s)) for d, s in zip(docs[0], scores[0]) if s > 0]
+
+    @functools.cached_property
+    def _position(self) -> dict[str, int]:
+        return {chunk_id: i for i, chunk_id in enumerate(self.ids)}
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,11 @@ class HybridRetriever(BaseRetriever):
     hybrid: bool = True
     # Unit vectors of a chunk's sentences (those the ingest's sentence pass embeds), or None.
     sentence_vectors: Callable[[Chunk], np.ndarray] | None = None
+    hidden: frozenset[str] = frozenset()  # sources this retrieval must not return (`bot.rag.access`)
+
+    def hiding(self, hidden: frozenset[str]) -> HybridRetriever:
+        """This retriever for one reply that must not see `hidden` sources."""
+        return self if hidden == self.hidden else self.model_copy(update={"hidden": hidden})
 
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun
@@ -65,7 +70,8 @@ class HybridRetriever(BaseRetriever):
                 for cid, chunk in zip(pool, self.version.chunks.get_many(pool))}
         for rank, cid in enumerate(sorted(pool, key=lambda c: -best[c])):
             fused[cid] += SENTENCE_WEIGHT / (RRF_K + rank + 1)
-        return [cid for cid, _ in fused.most_common() if cid in self.version.chunks]
+        allowed = set(ranked)
+        return [cid for cid, _ in fused.most_common() if cid in allowed]
 
     def _search(self, query: str) -> list[Document]:
         n = len(self.version.chunks)
@@ -73,20 +79,23 @@ class HybridRetriever(BaseRetriever):
             return []
         fetch = min(n, max(self.k * 3, 10))
         vector = np.asarray(self.query_vector(query), dtype=np.float32)
+        hidden_chunks = {cid for source in self.hidden for cid in self.version.chunk_ids_of_source(source)}
+        where = {"source": {"$nin": sorted(self.hidden)}} if self.hidden else None
         dense = self.vectorstore.similarity_search_by_vector_with_relevance_scores(
-            vector.tolist(), k=fetch
+            vector.tolist(), k=fetch, filter=where
         )
         similarity = {doc.id: 1.0 - float(distance) for doc, distance in dense if doc.id}
         fused: Counter[str] = Counter()
         for rank, (doc, _) in enumerate(dense):
             fused[str(doc.id)] += 1.0 / (RRF_K + rank + 1)
         if self.hybrid:
-            for rank, (chunk_id, _) in enumerate(self.lexical.search(query, fetch)):
+            for rank, (chunk_id, _) in enumerate(self.lexical.search(query, fetch, hidden_chunks)):
                 fused[chunk_id] += 1.0 / (RRF_K + rank + 1)
-            for rank, chunk_id in enumerate(self.lexical.names.named(query)):
+            named = [cid for cid in self.lexical.names.named(query) if cid not in hidden_chunks]
+            for rank, chunk_id in enumerate(named):
                 fused[chunk_id] += NAME_WEIGHT / (RRF_K + rank + 1)
-        ranked = self._by_best_sentence([cid for cid, _ in fused.most_common() if cid in self.version.chunks],
-                                        fused, vector)
+        visible = [cid for cid, _ in fused.most_common() if cid in self.version.chunks and cid not in hidden_chunks]
+        ranked = self._by_best_sentence(visible, fused, vector)
         ranked = ranked[: self.k]
         documents = []
         for rank, (cid, chunk) in enumerate(zip(ranked, self.version.chunks.get_many(ranked)), start=1):

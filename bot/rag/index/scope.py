@@ -53,10 +53,13 @@ def fuse(rankings: dict[str, list[Document]], k: int) -> list[Document]:
     return [doc for _, _, doc in scored[:k]]
 
 
-def scoped_chain(lives: Sequence[LiveIndex], answerer: Answerer, k: int) -> Runnable[str, Answer]:
-    """question → every base's retriever → fused top k → answer (invoke, stream, astream)."""
+def scoped_chain(lives: Sequence[LiveIndex], answerer: Answerer, k: int,
+                 hidden: Sequence[frozenset[str]] = ()) -> Runnable[str, Answer]:
+    """question → every base's retriever → fused top k → answer (invoke, stream, astream).
+    `hidden[i]`: the sources of `lives[i]` this chain's readers may not see."""
     corpus = ScopedCorpus(lives)
-    retrievers = RunnableParallel({str(i): live.retriever for i, live in enumerate(lives)})
+    hidden = list(hidden) + [frozenset()] * (len(lives) - len(hidden))
+    retrievers = RunnableParallel({str(i): live.retriever.hiding(h) for i, (live, h) in enumerate(zip(lives, hidden))})
 
     def answer_input(inputs: dict[str, Any]) -> AnswerInput:
         return {"question": inputs["question"], "chunks": corpus.chunks_of(inputs["documents"])}

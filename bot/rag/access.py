@@ -1,0 +1,114 @@
+"""Who may see a source, and which sources one reply may draw on.
+
+A moderator gives each source of a server's base a `Visibility`: everyone in the server (the
+default), some channels (with their threads and forum posts), or some roles. A reply may use
+a source only if everyone who can read the reply may see it; the front end says who can read
+a reply with an `Audience` (Discord's channel permissions, a private thread's members, the
+asker alone for an ephemeral reply: `bot.discord_bot.audience`). Visibilities are kept in the
+source's registry options, so they survive restarts and reloads. The shared (host) base is
+public: its sources are never hidden.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from bot.state import SourceRow
+
+VisibilityKind = Literal["everyone", "channels", "roles"]
+_OPTION = "visibility"
+
+
+@dataclass(frozen=True)
+class Visibility:
+    """Who may see a source: everyone, members reading some channels, or members holding a role."""
+
+    kind: VisibilityKind = "everyone"
+    ids: frozenset[int] = field(default_factory=frozenset)  # channel or role ids
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("everyone", "channels", "roles"):
+            raise ValueError(f"unknown visibility {self.kind!r}")
+        if (self.kind == "everyone") != (not self.ids):
+            raise ValueError("channels and roles visibilities name at least one id; everyone names none")
+
+    @classmethod
+    def of(cls, row: SourceRow) -> Visibility:
+        """A registered source's visibility (everyone when none was set)."""
+        return cls.from_option(row.options.get(_OPTION))
+
+    @classmethod
+    def from_option(cls, value: Any) -> Visibility:
+        if not isinstance(value, Mapping) or value.get("kind") not in ("channels", "roles"):
+            return cls()
+        ids = frozenset(int(i) for i in value.get("ids") or ())
+        return cls(value["kind"], ids) if ids else cls()
+
+    def as_option(self) -> dict[str, Any]:
+        return {"kind": self.kind, "ids": sorted(self.ids)}
+
+    def with_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """`options` with this visibility in them."""
+        return {**options, _OPTION: self.as_option()}
+
+
+class Audience(Protocol):
+    """Everyone who can read one reply, as far as sources go."""
+
+    def allows(self, visibility: Visibility) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Everyone:
+    """A reply anyone in the server may read: only sources visible to everyone."""
+
+    def allows(self, visibility: Visibility) -> bool:
+        return visibility.kind == "everyone"
+
+
+@dataclass(frozen=True)
+class Moderators:
+    """A reply only moderators read (they see every source)."""
+
+    def allows(self, visibility: Visibility) -> bool:
+        return True
+
+
+@dataclass(frozen=True)
+class Readers:
+    """Readers described directly (the CLI's `--channel` / `--as-role`): the reply is in
+    `channel_ids` (a channel and, for a thread, its parent) and read only by members holding
+    one of `roles` (empty: anyone may read it)."""
+
+    channel_ids: frozenset[int] = frozenset()
+    roles: frozenset[int] = frozenset()
+
+    def allows(self, visibility: Visibility) -> bool:
+        if visibility.kind == "channels":
+            return bool(self.channel_ids & visibility.ids)
+        if visibility.kind == "roles":
+            return bool(self.roles) and self.roles <= visibility.ids
+        return True
+
+
+EVERYONE = Everyone()
+
+
+def describe(visibility: Visibility) -> str:
+    """"everyone", "channels <#1>, <#2>", "roles <@&3>" (Discord shows the mentions as names)."""
+    if visibility.kind == "everyone":
+        return "everyone"
+    mark = "#" if visibility.kind == "channels" else "@&"
+    return f"{visibility.kind} " + ", ".join(f"<{mark}{i}>" for i in sorted(visibility.ids))
+
+
+def hidden_sources(rows: Iterable[SourceRow], indexed: Iterable[str], audience: Audience) -> frozenset[str]:
+    """The indexed source names (a crawl's pages under its name) a reply for `audience` must not use."""
+    names = list(indexed)
+    hidden: set[str] = set()
+    for row in rows:
+        if not audience.allows(Visibility.of(row)):
+            hidden.update(n for n in names if n == row.name or (row.kind == "crawl" and n.startswith(f"{row.name}/")))
+    return frozenset(hidden)

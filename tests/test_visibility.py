@@ -1,0 +1,136 @@
+"""Who may see a source: a server's source limited to some roles or channels answers only
+replies all of whose readers may see it, in every way a reply is made (ask, stream, the
+CLI); visibilities are stored, audited, kept by a replacement and by a restart. Real Chroma,
+the real model, the real state database (SQLite)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from bot.rag.access import EVERYONE, Moderators, Readers, Visibility
+from bot.rag.errors import SourceError
+from bot.rag.index.registry import SHARED, guild_base_name
+from bot.rag.library import SourceLibrary
+from bot.rag.service import RagService
+from bot.settings import Settings
+from bot.state import Database, database_url
+from tests.helpers import run_cli
+
+GUILD, STAFF_ROLE, MODS_CHANNEL, OTHER_CHANNEL = 111, 501, 601, 602
+RUNBOOK = ("# Outage runbook\n\nWhen the ferry booking server is down, restart it with the command "
+           "ferryctl restart --force on host quartz-gate-7, then page the on-call captain Morwenna.\n")
+NOTES = ("# Moderation notes\n\nThe spam filter quarantines every message that links to the domain "
+         "zanzibar-prizes.example for fourteen days before a moderator reviews it.\n")
+FAQ = "# Ferry FAQ\n\nThe ferry to Skerry Island leaves at nine every morning from the south pier.\n"
+SECRETS = ("ferryctl", "quartz-gate-7", "Morwenna", "zanzibar-prizes", "fourteen days", "runbook",
+           "Outage", "Moderation notes", "staff-runbook", "mod-notes")
+QUESTIONS = [
+    "How do I restart the ferry booking server when it is down?",
+    "Which host runs the ferry booking server?",
+    "Who is the on-call captain to page during an outage?",
+    "What does the spam filter do with links to prize domains?",
+    "How long are quarantined messages kept before review?",
+]
+
+
+@pytest.fixture
+def world(service: RagService, settings: Settings) -> Iterator[tuple[RagService, SourceLibrary]]:
+    service.start()
+    db = Database(database_url(settings))
+    db.create_schema()
+    library = SourceLibrary(settings, service.bases, db)
+    base = guild_base_name(GUILD)
+    actor = {"actor_id": "tester", "actor_name": "tester"}
+    library.add_file(base, "faq.md", FAQ.encode(), **actor)
+    library.add_file(base, "staff-runbook.md", RUNBOOK.encode(), visibility=Visibility("roles", frozenset({STAFF_ROLE})),
+                     **actor)
+    library.add_file(base, "mod-notes.md", NOTES.encode(),
+                     visibility=Visibility("channels", frozenset({MODS_CHANNEL})), **actor)
+    yield service, library
+    db.dispose()
+
+
+def _shown_json(line: str) -> str:
+    data = json.loads(line)
+    return json.dumps({"answer": data["answer"], "citations": data["citations"]}, ensure_ascii=False)
+
+
+def _leaks(text: str) -> list[str]:
+    return [s for s in SECRETS if s.lower() in text.lower()]
+
+
+def _shown(answer: object) -> str:
+    """What a reader is shown: the answer and its citations (not the question they asked)."""
+    data = answer.to_dict()  # type: ignore[attr-defined]
+    return json.dumps({"answer": data["answer"], "citations": data["citations"]}, ensure_ascii=False)
+
+
+@pytest.mark.parametrize("audience", [EVERYONE, Readers(frozenset({OTHER_CHANNEL})), Readers(roles=frozenset({999}))],
+                         ids=["anyone", "another channel", "another role"])
+def test_hidden_sources_give_nothing_to_readers_who_may_not_see_them(
+    world: tuple[RagService, SourceLibrary], audience: Readers,
+) -> None:
+    service, _ = world
+    for question in QUESTIONS:
+        for answer in (service.ask(question, guild_id=GUILD, audience=audience),
+                       list(service.stream(question, guild_id=GUILD, audience=audience))[-1]):
+            assert not _leaks(_shown(answer)), (question, _shown(answer))
+    public = service.ask("Where does the ferry to Skerry Island leave from?", guild_id=GUILD, audience=audience)
+    assert public.answerable and "south pier" in public.answer  # what everyone may see still answers
+
+
+def test_readers_who_may_see_a_source_are_answered_from_it(world: tuple[RagService, SourceLibrary]) -> None:
+    service, _ = world
+    staff = service.ask(QUESTIONS[0], guild_id=GUILD, audience=Readers(roles=frozenset({STAFF_ROLE})))
+    assert staff.answerable and "ferryctl" in staff.answer and staff.citations[0].source == "staff-runbook.md"
+    in_channel = service.ask(QUESTIONS[3], guild_id=GUILD, audience=Readers(frozenset({MODS_CHANNEL})))
+    assert in_channel.answerable and in_channel.citations[0].source == "mod-notes.md"
+    moderators = service.ask(QUESTIONS[1], guild_id=GUILD, audience=Moderators())
+    assert "quartz-gate-7" in moderators.answer
+    # readers holding the role and another: not all of them may see it
+    mixed = service.ask(QUESTIONS[0], guild_id=GUILD, audience=Readers(roles=frozenset({STAFF_ROLE, 999})))
+    assert not _leaks(_shown(mixed))
+
+
+def test_a_change_of_visibility_holds_from_the_next_question_and_is_audited(
+    world: tuple[RagService, SourceLibrary], settings: Settings,
+) -> None:
+    service, library = world
+    base = guild_base_name(GUILD)
+    library.set_visibility(base, "staff-runbook.md", Visibility(), actor_id="mod", actor_name="mod")
+    assert "ferryctl" in service.ask(QUESTIONS[0], guild_id=GUILD).answer
+    library.set_visibility(base, "staff-runbook.md", Visibility("roles", frozenset({STAFF_ROLE})),
+                           actor_id="mod", actor_name="mod")
+    assert not _leaks(_shown(service.ask(QUESTIONS[0], guild_id=GUILD)))
+    entries = [e for e in library.registry.audit_log(base) if e.action == "visibility"]
+    assert [e.detail for e in entries] == [f"roles <@&{STAFF_ROLE}>", "everyone"]
+    # a new process (service and library) reads the stored visibility
+    fresh = RagService(settings, embeddings=service.components.embeddings)
+    assert not _leaks(_shown(fresh.ask(QUESTIONS[0], guild_id=GUILD)))
+
+
+def test_a_replacement_keeps_the_visibility_and_the_shared_base_stays_public(
+    world: tuple[RagService, SourceLibrary],
+) -> None:
+    service, library = world
+    base = guild_base_name(GUILD)
+    library.add_file(base, "staff-runbook.md", RUNBOOK.replace("Morwenna", "Morwenna Vale").encode(), replace=True,
+                     actor_id="mod", actor_name="mod")
+    assert Visibility.of(library.registry.get(base, "staff-runbook.md")).kind == "roles"
+    assert not _leaks(_shown(service.ask(QUESTIONS[2], guild_id=GUILD)))
+    with pytest.raises(SourceError, match="public"):
+        library.set_visibility(SHARED, "haliva-resignation.txt", Visibility("roles", frozenset({1})),
+                               actor_id="mod", actor_name="mod")
+
+
+def test_the_cli_asks_as_a_role_or_in_a_channel(world: tuple[RagService, SourceLibrary], settings: Settings) -> None:
+    anyone = run_cli(settings, "ask", QUESTIONS[0], "--guild", str(GUILD), "--json")
+    assert anyone.returncode == 0 and not _leaks(_shown_json(anyone.stdout)), anyone.stdout
+    staff = run_cli(settings, "ask", QUESTIONS[0], "--guild", str(GUILD), "--as-role", str(STAFF_ROLE), "--json")
+    assert "ferryctl" in staff.stdout
+    changed = run_cli(settings, "source", "visibility", "mod-notes.md", "--base", str(GUILD), "--everyone")
+    assert changed.returncode == 0 and "visible to everyone" in changed.stdout
+    assert "zanzibar" in run_cli(settings, "ask", QUESTIONS[3], "--guild", str(GUILD), "--json").stdout
