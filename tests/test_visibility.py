@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from bot.rag.access import EVERYONE, Moderators, Readers, Visibility
-from bot.rag.errors import SourceError
+from bot.rag.errors import SourceError, UnknownSourceError
 from bot.rag.index.registry import SHARED, guild_base_name
 from bot.rag.library import SourceLibrary
 from bot.rag.service import RagService
@@ -134,3 +134,15 @@ def test_the_cli_asks_as_a_role_or_in_a_channel(world: tuple[RagService, SourceL
     changed = run_cli(settings, "source", "visibility", "mod-notes.md", "--base", str(GUILD), "--everyone")
     assert changed.returncode == 0 and "visible to everyone" in changed.stdout
     assert "zanzibar" in run_cli(settings, "ask", QUESTIONS[3], "--guild", str(GUILD), "--json").stdout
+
+
+def test_listings_and_summaries_show_only_what_the_readers_may_see(world: tuple[RagService, SourceLibrary]) -> None:
+    service, _ = world
+    assert [s.name for s in service.sources(GUILD)] == ["faq.md", "haliva-resignation.txt"]
+    staff = Readers(roles=frozenset({STAFF_ROLE}))
+    assert "staff-runbook.md" in [s.name for s in service.sources(GUILD, staff)]
+    assert not _leaks(json.dumps(service.summary(None, GUILD).to_dict()))
+    with pytest.raises(UnknownSourceError) as refused:
+        service.summary("staff-runbook", GUILD)
+    assert not _leaks(str(refused.value).split("Sources:")[1])  # the names it offers instead are visible ones
+    assert "ferryctl" in json.dumps(service.summary("staff-runbook", GUILD, staff).to_dict())

@@ -86,13 +86,11 @@ class RagService:
     def ingest(self, sources_dir: Path | None = None, progress: Progress | None = None) -> IngestReport:
         return self.base.ingest(sources_dir, progress)
 
-    def sources(self, guild_id: int | None = None) -> list[SourceInfo]:
-        """The shared sources, and in a server also the server's own (listed first)."""
+    def sources(self, guild_id: int | None = None, audience: Audience = EVERYONE) -> list[SourceInfo]:
+        """The shared sources, and in a server also the server's own its readers may see (first)."""
         shared = self.base.sources()
-        if guild_id is None:
-            return shared
-        own = self.bases.get(guild_base_name(guild_id)).live_if_built()
-        return (list(own.version.sources.values()) if own else []) + shared
+        own, hidden = self._own(guild_id, audience)
+        return ([s for s in own.version.sources.values() if s.name not in hidden] if own else []) + shared
 
     def holdings(self, base: str = SHARED) -> list[Holding]:
         """What knowledge base `base` holds, as `source list` and /source list show it too."""
@@ -117,23 +115,29 @@ class RagService:
         shared base alone in DMs, or while the server has added no sources), without the
         server's sources the reply's readers (`audience`) may not see."""
         shared = self.start()
-        if guild_id is None:
+        own, hidden = self._own(guild_id, audience)
+        if own is None:
             return shared.chain
+        return scoped_chain([own, shared], self.components.answerer, self.settings.top_k, [hidden])
+
+    def _own(self, guild_id: int | None, audience: Audience) -> tuple[LiveIndex | None, frozenset[str]]:
+        """The server's own live index (None: none, or nothing in it the readers may see) and
+        the sources of it they may not see. Visibilities that cannot be read hide it all."""
+        if guild_id is None:
+            return None, frozenset()
         base = guild_base_name(guild_id)
         own = self.bases.get(base).live_if_built()
         if own is None or not own.version.chunks:  # nothing added yet, or every source removed
-            return shared.chain
+            return None, frozenset()
         try:
             registry = self._registry()
             rows = registry.list(base) if registry is not None else []
-            hidden = hidden_sources(rows, own.version.source_names, audience)
         except Exception as exc:  # noqa: BLE001 - visibilities unknown: the server's sources stay out
             log.warning("visibilities of %s could not be read; answering from the shared sources: %s",
                         base, type(exc).__name__)
-            return shared.chain
-        if hidden >= own.version.source_names:
-            return shared.chain
-        return scoped_chain([own, shared], self.components.answerer, self.settings.top_k, [hidden])
+            return None, frozenset()
+        hidden = hidden_sources(rows, own.version.source_names, audience)
+        return (None, hidden) if hidden >= own.version.source_names else (own, hidden)
 
     def _registry(self) -> SourceRegistry | None:
         """The state database's source registry; None while nothing was ever registered."""
@@ -210,16 +214,17 @@ class RagService:
         return live.chunks_of(live.retriever.invoke(self.validate_question(question)))
 
     # --- summaries -------------------------------------------------------------------------
-    def summary(self, source: str | None = None, guild_id: int | None = None) -> Summary:
+    def summary(self, source: str | None = None, guild_id: int | None = None, audience: Audience = EVERYONE) -> Summary:
         """Key points of one source (or all), each cited; cached per content and back-end.
-        In a server, its own sources are summarised too."""
+        In a server, its own sources its readers may see are summarised too."""
         shared = self.start()
-        own = self.bases.get(guild_base_name(guild_id)).live_if_built() if guild_id is not None else None
-        lives = [own, shared] if own is not None and own.version.chunks else [shared]
+        own, hidden = self._own(guild_id, audience)
+        lives = [own, shared] if own is not None else [shared]
         if source is not None:  # the base that holds it (the server's own first)
-            lives = [next((lv for lv in lives if self._matches(source, lv.version.source_names)), shared)]
+            lives = [next((lv for lv in lives if self._matches(source, lv.version.source_names - hidden)), shared)]
         corpus = ScopedCorpus(lives)
-        chunks = sorted((c for lv in lives for c in lv.version.chunks.values()), key=lambda c: (c.source, c.index))
+        chunks = sorted((c for lv in lives for c in lv.version.chunks.values() if lv is shared or c.source not in hidden),
+                        key=lambda c: (c.source, c.index))
         if source is not None:
             source = self._source_named(source, {c.source for c in chunks})
             chunks = [c for c in chunks if c.source == source]
