@@ -5,6 +5,7 @@ the history only helps a question that leans on it ("and when did she retire?").
 from __future__ import annotations
 
 import asyncio
+
 import pytest
 
 from bot.rag.answer.followup import needs_history

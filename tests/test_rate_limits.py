@@ -17,6 +17,7 @@ from tests.helpers import StartBot
 from tests.test_conversation_store import FIRST, FOLLOW_UP
 from tests.test_conversations import bot_messages, stories_service, thread_on  # noqa: F401  (a fixture)
 
+
 def test_routes_are_bucketed_by_their_major_parameter() -> None:
     assert route_of("POST", "/channels/12/messages") == ("POST /channels/{id}/messages", "12")
     assert route_of("PATCH", "/channels/12/messages/34") == ("PATCH /channels/{id}/messages/{id}", "12")

@@ -199,7 +199,7 @@ async def test_web_page_and_reload_from_discord(world: World) -> None:
 def test_the_list_embed_keeps_within_discord_limits() -> None:
     from datetime import UTC, datetime
 
-    from bot.discord_bot.cogs.sources import sources_embed
+    from bot.discord_bot.source_replies import sources_embed
     from bot.state import SourceRow
 
     now = datetime.now(UTC)

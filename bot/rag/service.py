@@ -23,9 +23,9 @@ from bot.rag.answer.followup import Turn
 from bot.rag.components import Components
 from bot.rag.embeddings import EmbeddingModel
 from bot.rag.errors import QuestionError, RagError, UnknownSourceError
+from bot.rag.holdings import Holding, holdings
 from bot.rag.index.knowledge_base import KnowledgeBase
 from bot.rag.index.live import LiveIndex
-from bot.rag.holdings import Holding, holdings
 from bot.rag.index.registry import SHARED, KnowledgeBases, guild_base_name
 from bot.rag.index.scope import ScopedCorpus, scoped_chain
 from bot.rag.index.store import Progress

@@ -36,9 +36,9 @@ from bot.rag.answer.sentences import (
     Candidate,
     answers_something,
     asks_for_code,
-    passage_end,
     candidates_of,
     continues_previous,
+    passage_end,
     starts_with_pronoun,
 )
 from bot.rag.answer.summary import extractive_summary

@@ -1,0 +1,103 @@
+"""The replies of the moderators' `/source` commands: the deferred private reply edited with
+progress while a source is fetched and indexed, the final report, the one-line audit post for
+the log channel, and the list of a server's sources with who may see each."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import math
+import threading
+import time
+
+import discord
+
+from bot.discord_bot.render import (
+    EMBED_COLOUR,
+    EMBED_FIELD_LIMIT,
+    EMBED_FIELD_NAME_LIMIT,
+    EMBED_FIELD_VALUE_LIMIT,
+    EMBED_TOTAL_LIMIT,
+    MESSAGE_LIMIT,
+    NO_MENTIONS,
+    trim,
+)
+from bot.rag.library import SourceChange
+from bot.state import SourceRow
+
+log = logging.getLogger(__name__)
+PROGRESS_INTERVAL = 1.0  # seconds between edits of the reply while a source is ingested
+
+
+class ProgressEdits:
+    """Called from the worker thread with a progress line; edits the deferred reply on the
+    event loop, at most once per `interval` seconds. `settle()` waits for edits in flight, so
+    the final edit always comes last."""
+
+    def __init__(self, interaction: discord.Interaction, interval: float = PROGRESS_INTERVAL) -> None:
+        self.interaction, self.interval = interaction, interval
+        self.loop = asyncio.get_running_loop()
+        self._last = -math.inf
+        self._lock = threading.Lock()
+        self._pending: list[concurrent.futures.Future[None]] = []
+
+    def __call__(self, text: str) -> None:
+        with self._lock:
+            if time.monotonic() - self._last < self.interval:
+                return
+            self._last = time.monotonic()
+            self._pending.append(asyncio.run_coroutine_threadsafe(self._edit(text), self.loop))
+
+    async def _edit(self, text: str) -> None:
+        try:
+            await self.interaction.edit_original_response(content=f"⏳ {trim(text, MESSAGE_LIMIT - 2)}",
+                                                          allowed_mentions=NO_MENTIONS)
+        except discord.HTTPException as exc:  # progress is a courtesy; the final edit still comes
+            log.warning("progress edit failed: %s", exc)
+
+    async def settle(self) -> None:
+        await asyncio.gather(*(asyncio.wrap_future(f) for f in self._pending), return_exceptions=True)
+
+
+def clip(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def audit_line(user: discord.abc.User, change: SourceChange) -> str:
+    """The one line posted to the log channel (a mention shows who, without pinging)."""
+    return trim(f"📚 {user.mention} {change.result}", MESSAGE_LIMIT)
+
+
+def report_text(change: SourceChange, problem: str | None = None) -> str:
+    """The moderator's final reply: what happened, then the pages or files that had problems."""
+    lines = [f"✅ {change.result[:1].upper()}{change.result[1:]}."]
+    lines += [f"• {note}" for note in change.notes[:10]]
+    if len(change.notes) > 10:
+        lines.append(f"• …and {len(change.notes) - 10} more")
+    if problem:
+        lines.append(f"⚠️ {problem}")
+    return clip("\n".join(lines))
+
+
+def sources_embed(rows: list[SourceRow]) -> discord.Embed:
+    """This server's sources: name, kind, origin, chunks, who added them and when."""
+    embed = discord.Embed(title="This server's sources", colour=EMBED_COLOUR)
+    total = len(embed.title or "")
+    for row in rows[:EMBED_FIELD_LIMIT]:
+        status = "" if row.status == "ready" else f" · ⚠️ {row.status}" + (f": {row.error}" if row.error else "")
+        when = discord.utils.format_dt(row.added_at, "R")
+        value = (f"{row.kind} · {row.chunks} chunk{'' if row.chunks == 1 else 's'}"
+                 + (f" · {row.pages} page(s)" if row.kind == "crawl" else "")
+                 + f" · added by {row.added_by_name or row.added_by or '?'} {when}{status}")
+        origin = trim(row.origin, 55) if row.kind == "file" else f"<{trim(row.origin, 53)}>"
+        origin = "" if row.origin == row.name else "\n" + origin
+        value = trim(value, EMBED_FIELD_VALUE_LIMIT - 60) + origin
+        name = trim(row.name, EMBED_FIELD_NAME_LIMIT)
+        if total + len(name) + len(value) > EMBED_TOTAL_LIMIT - 100:
+            break
+        embed.add_field(name=name, value=value, inline=False)
+        total += len(name) + len(value)
+    if len(embed.fields) < len(rows):
+        embed.set_footer(text=f"…and {len(rows) - len(embed.fields)} more")
+    return embed
