@@ -18,6 +18,14 @@ number of sessions may be connected at once (one per shard, from one process or 
 unsharded session receives everything. `add_guild(..., shard=k, shard_count=n)` picks a guild id
 on shard k; `sent_on(shard, event)` is what that shard's sessions received.
 
+Roles: `add_role`, `member(..., roles=)` and `set_member_roles(guild, user, roles)` (the bot's own
+too: user == app_id); a member's messages and interactions always carry their current roles and
+permissions, while GUILD_MEMBER_UPDATE (like every GUILD_MEMBER_* event) reaches only sessions that
+IDENTIFYed with the GUILD_MEMBERS intent. The bot gives and takes roles with PUT/DELETE
+/guilds/{g}/members/{u}/roles/{r} (MANAGE_ROLES and a role below its highest, else 403 50013) and
+reads a member with GET /guilds/{g}/members/{u}. `members_intent_enabled = False` is the privileged
+intent switched off in the developer portal: an IDENTIFY asking for it is closed with 4014.
+
 Threads, forum posts, message components (buttons, selects) and modals: tests/discord_threads.py
 (mixed into DiscordEmulator), whose docstring lists the routes, rules and helpers. Rate limits
 (429s with Discord's headers) and holds (a REST call kept waiting): tests/discord_traffic.py.
@@ -53,6 +61,7 @@ from tests.discord_payloads import (  # noqa: F401  (re-exported: tests import t
     EVERYONE_PERMISSIONS,
     MANAGE_GUILD,
     MANAGE_MESSAGES,
+    MANAGE_ROLES,
     MANAGE_THREADS,
     READ_MESSAGE_HISTORY,
     SEND_MESSAGES,
@@ -78,6 +87,9 @@ _DEFAULT: Any = object()
 # hands out (the current time), so the two never collide.
 _SHARD_TIMESTAMPS = itertools.count(1_400_000_000_000_000_000 >> 22)
 _GUILD_KEYED_BY_ID = {"GUILD_CREATE", "GUILD_UPDATE", "GUILD_DELETE"}
+# Events a session receives only when it IDENTIFYed with this intent (Discord drops them otherwise).
+EVENT_INTENTS = {"GUILD_MEMBER_ADD": P.INTENT_GUILD_MEMBERS, "GUILD_MEMBER_UPDATE": P.INTENT_GUILD_MEMBERS,
+                 "GUILD_MEMBER_REMOVE": P.INTENT_GUILD_MEMBERS}
 
 
 def shard_of(guild_id: str | int | None, shard_count: int) -> int:
@@ -137,6 +149,10 @@ class DiscordEmulator(ThreadsAndComponents):
         self.expectations: list[Expectation] = []
         self.dms_closed: set[str] = set()
         self.bot_permissions = BOT_PERMISSIONS  # the bot's guild permissions (add MANAGE_THREADS etc. here)
+        # The GUILD_MEMBERS privileged intent switched on in the developer portal: without it an IDENTIFY
+        # asking for it is closed with 4014 and GET /channels/{thread}/thread-members is 403 50001.
+        self.members_intent_enabled = True
+        self._bot_roles: dict[str, list[str]] = {}  # guild id -> the bot's roles there (set_member_roles)
         self.sockets: list[web.WebSocketResponse] = []
         self.sessions = 0  # IDENTIFYs so far
         self.resumes = 0
@@ -218,6 +234,27 @@ class DiscordEmulator(ThreadsAndComponents):
         self._announce("GUILD_ROLE_CREATE", lambda: {"guild_id": guild, "role": self.guilds[guild].roles[rid]})
         return rid
 
+    def set_member_roles(self, guild: str, user_id: str, role_ids: list[str]) -> Member:
+        """A moderator gives a member (or the bot: user_id == app_id) exactly these roles. As on
+        Discord, the member's later messages and interactions carry the new roles, their
+        permissions follow them, and GUILD_MEMBER_UPDATE goes out, to sessions that asked for the
+        GUILD_MEMBERS intent only. Returns the member."""
+        g = self.guilds[guild]
+        unknown = [r for r in role_ids if r not in g.roles or r == g.id]
+        if unknown:
+            raise ValueError(f"roles {unknown} are not assignable roles of guild {guild}")
+        roles = list(dict.fromkeys(str(r) for r in role_ids))  # a new list: payloads already sent keep the old one
+        if str(user_id) == self.app_id:
+            self._bot_roles[guild] = roles
+            member = self._bot_member(guild)
+        elif str(user_id) in g.members:
+            member = g.members[str(user_id)]
+            member.roles = roles
+        else:
+            raise LookupError(f"user {user_id} is not a member of guild {guild}")
+        self._announce("GUILD_MEMBER_UPDATE", {"guild_id": guild, **member.payload()})
+        return member
+
     def set_overwrite(self, channel_id: str, target_id: str, *, allow: int = 0, deny: int = 0) -> None:
         """A channel permission overwrite for a role (or @everyone, id == guild id) or a member."""
         ch = self.channels[str(channel_id)]
@@ -276,7 +313,12 @@ class DiscordEmulator(ThreadsAndComponents):
                                 role_ids=member.roles, member_id=member.id)
 
     def _bot_member(self, guild: str) -> Member:
-        return Member(self.bot_user, [], self.bot_permissions, guild)
+        return Member(self.bot_user, list(self._bot_roles.get(guild, [])), self.bot_permissions, guild)
+
+    def _top_position(self, member: Member) -> int:
+        """The position of the member's highest role (0: only @everyone), for Discord's role hierarchy."""
+        roles = self.guilds[member.guild_id or self.guild_id].roles
+        return max((int(roles[r]["position"]) for r in member.roles if r in roles), default=0)
 
     # --- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -393,6 +435,9 @@ class DiscordEmulator(ThreadsAndComponents):
                 await ws.close(code=4010, message=b"Invalid shard")  # what Discord closes with
                 return None
             self.shard_count = shard[1]
+        if not self.members_intent_enabled and (d.get("intents") or 0) & P.INTENT_GUILD_MEMBERS:
+            await ws.close(code=4014, message=b"Disallowed intent(s).")  # privileged, not enabled in the portal
+            return None
         self.sessions += 1
         self.intents = d.get("intents")
         self.identifies.append({k: v for k, v in d.items() if k != "token"})
@@ -408,6 +453,9 @@ class DiscordEmulator(ThreadsAndComponents):
     async def _send(self, session: GatewaySession | None, event: str, data: Any) -> None:
         if session is None:  # no session runs this shard: Discord would not deliver it either
             return
+        needed = EVENT_INTENTS.get(event)
+        if needed is not None and session.intents is not None and not session.intents & needed:
+            return  # an event of an intent this session did not ask for
         session.seq += 1
         frame = {"op": 0, "t": event, "s": session.seq, "d": data}
         session.sent.append(frame)  # kept for RESUME even when no socket is connected right now
@@ -540,8 +588,13 @@ class DiscordEmulator(ThreadsAndComponents):
             message["message_reference"] = {"message_id": reply_to["id"], "channel_id": reply_to["channel_id"],
                                             **({"guild_id": reply_to["guild_id"]} if "guild_id" in reply_to else {})}
             message["referenced_message"] = reply_to
+        thread = self.channels[cid] if cid in self.threads else None
+        if thread is not None and mention_bot and not self._bot_sees(thread):  # a mention adds the bot to a
+            bot = self._bot_member(thread["guild_id"])                          # private thread, if it can
+            if self.permissions(bot, thread["parent_id"]) & VIEW_CHANNEL:      # view the channel
+                await self.add_thread_member(cid, bot)
         self._stored(message)
-        event = self._message_event(message)
+        event = self._message_event(message) if thread is None or self._bot_sees(thread) else None
         if event is not None:
             await self.dispatch("MESSAGE_CREATE", event)
         return message
@@ -724,6 +777,8 @@ class DiscordEmulator(ThreadsAndComponents):
             return json_response(self.channels[self.dm_channel(recipient)])
         if method == "GET" and (m := re.fullmatch(r"/users/(\d+)", path)):
             return json_response(self._users[m.group(1)]) if m.group(1) in self._users else error(404, 10013, "Unknown User")
+        if method in ("PUT", "DELETE") and (m := re.fullmatch(r"/guilds/(\d+)/members/(\d+)/roles/(\d+)", path)):
+            return self._member_role_route(method, m.group(1), m.group(2), m.group(3))
         if method == "GET" and (m := re.fullmatch(r"/guilds/(\d+)/members/(\d+)", path)):
             guild = self.guilds.get(m.group(1))
             member = guild and (guild.members.get(m.group(2)) or (self._bot_member(guild.id) if m.group(2) == app else None))
@@ -732,8 +787,8 @@ class DiscordEmulator(ThreadsAndComponents):
             return self._start_thread_route(m.group(1), m.group(2), body)
         if method == "POST" and (m := re.fullmatch(r"/channels/(\d+)/threads", path)):
             return self._create_thread_route(m.group(1), body)
-        if m := re.fullmatch(r"/channels/(\d+)/thread-members/@me", path):
-            return self._thread_member_route(method, m.group(1))
+        if m := re.fullmatch(r"/channels/(\d+)/thread-members(?:/(@me|\d+))?", path):
+            return self._thread_member_route(method, m.group(1), m.group(2), query)
         if m := re.fullmatch(r"/channels/(\d+)(/typing|/messages(?:/(\d+))?)?", path):
             return self._channel_route(method, m.group(1), m.group(2) or "", m.group(3), body, query)
         if method == "POST" and (m := re.fullmatch(r"/interactions/(\d+)/([\w-]+)/callback", path)):
@@ -741,6 +796,29 @@ class DiscordEmulator(ThreadsAndComponents):
         if m := re.fullmatch(rf"/webhooks/{app}/([\w-]+)(?:/messages/(@original|\d+))?", path):
             return self._webhook(method, m.group(1), m.group(2), body, query)
         return error(404, 0, f"emulator has no route for {method} {path}")
+
+    def _member_role_route(self, method: str, gid: str, uid: str, rid: str) -> web.Response:
+        """PUT/DELETE /guilds/{g}/members/{u}/roles/{r}: the bot gives or takes a role. Discord
+        wants MANAGE_ROLES and the role below the bot's highest role (unless the bot owns the guild);
+        204, then GUILD_MEMBER_UPDATE when the roles changed."""
+        guild = self.guilds.get(gid)
+        if guild is None:
+            return error(404, 10004, "Unknown Guild")
+        member = self._bot_member(gid) if uid == self.app_id else guild.members.get(uid)
+        if member is None:
+            return error(404, 10007, "Unknown Member")
+        role = guild.roles.get(rid)
+        if role is None or rid == gid:
+            return error(404, 10011, "Unknown Role")
+        bot = self._bot_member(gid)
+        if not self.permissions(bot) & MANAGE_ROLES:
+            return error(403, 50013, "Missing Permissions")
+        if guild.owner_id != self.app_id and int(role["position"]) >= self._top_position(bot):
+            return error(403, 50013, "Missing Permissions")  # Discord's role hierarchy
+        roles = [r for r in member.roles if r != rid] + ([rid] if method == "PUT" else [])
+        if set(roles) != set(member.roles):
+            self.set_member_roles(gid, uid, roles)
+        return web.Response(status=204)
 
     def _commands_route(self, method: str, guild: str | None, body: Any) -> web.Response:
         if guild is not None and guild not in self.guilds:
@@ -780,9 +858,9 @@ class DiscordEmulator(ThreadsAndComponents):
             return error(404, 10003, "Unknown Channel")
         guild = ch.get("guild_id")
         perms = self.permissions(self._bot_member(guild), cid) if guild else ALL_PERMISSIONS
-        if not perms & VIEW_CHANNEL:
-            return error(403, 50001, "Missing Access")
         in_thread = ch["type"] in P.THREAD_TYPES
+        if not perms & VIEW_CHANNEL or (in_thread and not self._bot_sees(ch)):
+            return error(403, 50001, "Missing Access")
         if what == "" and method == "GET":
             return json_response(ch)
         if what == "" and in_thread:

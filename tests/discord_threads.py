@@ -18,8 +18,20 @@ What the bot can do (REST), with Discord's answers:
   (MANAGE_THREADS) removes it and its messages (THREAD_DELETE). An archived thread refuses
   messages and edits with 400 50083; a deleted one is 404 10003.
 - PUT/DELETE /channels/{thread}/thread-members/@me; GET /channels/{c}/messages (history).
+- GET /channels/{thread}/thread-members (403 50001 without the GUILD_MEMBERS privileged intent
+  enabled: `members_intent_enabled`; `with_member=true` adds each guild member and pages with
+  after/limit), GET/PUT/DELETE /channels/{thread}/thread-members/{user} (PUT: may post in the
+  thread; DELETE: MANAGE_THREADS or the private thread's creator): THREAD_MEMBERS_UPDATE.
 
-What members do (test helpers): start_thread, create_forum_post, inject_message(channel=thread)
+Private threads (type 12), as on Discord: only their members and those with MANAGE_THREADS in
+the parent see them. The bot gets THREAD_CREATE (and GUILD_CREATE.threads lists one) only when it
+can see it, its REST calls on one it cannot see are 403 50001, and a member's message there
+reaches it only then; a member's message that mentions the bot adds it to the thread first
+(THREAD_CREATE, then THREAD_MEMBERS_UPDATE). THREAD_MEMBERS_UPDATE about others goes out only with
+the GUILD_MEMBERS intent.
+
+What members do (test helpers): start_thread, start_private_thread (with `invite=`),
+add_thread_member / remove_thread_member, create_forum_post, inject_message(channel=thread)
 (a member's message revives an archived, unlocked thread as Discord's client does),
 archive_thread / unarchive_thread / delete_thread (a moderator), click / choose (a button or
 select menu of a message: INTERACTION_CREATE type 3) and submit_modal (type 5, only for a modal
@@ -66,7 +78,8 @@ class ThreadsAndComponents:
 
     def _open_thread(self, parent: dict[str, Any], owner_id: str, name: str, *, type: int = 11,
                      auto_archive_duration: int = 1440, thread_id: str | None = None,
-                     rate_limit_per_user: int = 0, applied_tags: list[str] | None = None) -> dict[str, Any]:
+                     rate_limit_per_user: int = 0, applied_tags: list[str] | None = None,
+                     invited: tuple[str, ...] = ()) -> dict[str, Any]:
         tid = thread_id or snowflake()
         thread = P.thread(tid, parent["guild_id"], parent["id"], owner_id, name, type=type,
                           auto_archive_duration=auto_archive_duration, rate_limit_per_user=rate_limit_per_user,
@@ -74,13 +87,37 @@ class ThreadsAndComponents:
         self.channels[tid] = thread
         self._thread_members[tid] = set()
         self._join_thread(thread, owner_id)
+        for user_id in invited:
+            self._join_thread(thread, user_id)
         if parent["type"] in P.FORUM_TYPES:
             parent["last_message_id"] = tid
         create: dict[str, Any] = {**thread, "newly_created": True}
-        if owner_id == self.app_id:
+        if self.app_id in self._thread_members[tid]:
             create["member"] = P.thread_member(tid, self.app_id)
-        self._announce("THREAD_CREATE", lambda: copy.deepcopy(create))
+        if self._bot_sees(thread):  # a private thread reaches only its members and moderators
+            self._announce("THREAD_CREATE", lambda: copy.deepcopy(create))
         return thread
+
+    def _bot_sees(self, thread: dict[str, Any]) -> bool:
+        """Whether the bot can see this thread: a private one only as a member or with MANAGE_THREADS
+        in the parent (the parent's VIEW_CHANNEL is checked by the routes)."""
+        if thread["type"] != 12 or self.app_id in self._thread_members.get(thread["id"], set()):
+            return True
+        return bool(self.permissions(self._bot_member(thread["guild_id"]), thread["parent_id"]) & P.MANAGE_THREADS)
+
+    def _members_changed(self, thread: dict[str, Any], added: tuple[str, ...] = (), removed: tuple[str, ...] = ()) -> None:
+        """THREAD_MEMBERS_UPDATE: about anyone with the GUILD_MEMBERS intent, else only about the bot."""
+        if self.app_id not in added + removed and not self._wants(P.INTENT_GUILD_MEMBERS):
+            return
+        guild = self.guilds[thread["guild_id"]]
+        members = [guild.members.get(u) or (self._bot_member(guild.id) if u == self.app_id else None) for u in added]
+        data: dict[str, Any] = {"id": thread["id"], "guild_id": thread["guild_id"], "member_count": thread["member_count"]}
+        if added:
+            data["added_members"] = [{**P.thread_member(thread["id"], u), **({"member": m.payload()} if m else {}),
+                                      "presence": None} for u, m in zip(added, members, strict=True)]
+        if removed:
+            data["removed_member_ids"] = list(removed)
+        self._announce("THREAD_MEMBERS_UPDATE", data)
 
     def _join_thread(self, thread: dict[str, Any], user_id: str) -> None:
         members = self._thread_members.setdefault(thread["id"], set())
@@ -95,7 +132,7 @@ class ThreadsAndComponents:
 
     def _active_threads(self, guild_id: str) -> list[dict[str, Any]]:
         return [self._thread_payload(t) for t in self.threads.values()
-                if t["guild_id"] == guild_id and not t["thread_metadata"]["archived"]]
+                if t["guild_id"] == guild_id and not t["thread_metadata"]["archived"] and self._bot_sees(t)]
 
     def _thread(self, thread_id: str | int) -> dict[str, Any]:
         thread = self.channels.get(str(thread_id))
@@ -159,6 +196,56 @@ class ThreadsAndComponents:
         thread = self._thread_on(starter, parent, member.id, name, auto_archive_duration)
         await self.settle()
         return thread
+
+    async def start_private_thread(self, member: Member, channel_id: str, name: str, *,
+                                   invite: list[Member] | tuple[Member, ...] = (),
+                                   auto_archive_duration: int = 1440) -> dict[str, Any]:
+        """A member starts a private thread (type 12) in a text channel with these members invited
+        (the bot too with `invite=[emulator.bot_as_member()]`; or a mention adds it later). The bot
+        gets THREAD_CREATE only if it is a member or has MANAGE_THREADS there. PermissionError
+        without CREATE_PRIVATE_THREADS, or for an invitee who cannot view the channel."""
+        parent = self.channels[str(channel_id)]
+        gid = member.guild_id or self.guild_id
+        if parent.get("guild_id") != gid or parent["type"] != 0:
+            raise ValueError(f"private threads start in a text channel of {member.user['username']}'s guild")
+        if not self.permissions(member, parent["id"]) & P.CREATE_PRIVATE_THREADS:
+            raise PermissionError(f"{member.user['username']} may not create private threads in {parent['id']}")
+        for guest in invite:
+            if not self.permissions(guest, parent["id"]) & P.VIEW_CHANNEL:
+                raise PermissionError(f"{guest.user['username']} cannot view channel {parent['id']}")
+        thread = self._open_thread(parent, member.id, name, type=12, auto_archive_duration=auto_archive_duration,
+                                   invited=tuple(g.id for g in invite))
+        await self.settle()
+        return thread
+
+    async def add_thread_member(self, thread_id: str, member: Member) -> None:
+        """Someone adds `member` (the bot: emulator.bot_as_member()) to a thread: THREAD_MEMBERS_UPDATE,
+        and THREAD_CREATE first when that makes a private thread visible to the bot."""
+        thread = self._thread(thread_id)
+        if member.id in self._thread_members[thread["id"]]:
+            return
+        if not self.permissions(member, thread["parent_id"]) & P.VIEW_CHANNEL:
+            raise PermissionError(f"{member.user['username']} cannot view the thread's channel")
+        saw = self._bot_sees(thread)
+        self._join_thread(thread, member.id)
+        if not saw and self._bot_sees(thread):
+            self._announce("THREAD_CREATE", lambda: copy.deepcopy(self._thread_payload(thread)))
+        self._members_changed(thread, added=(member.id,))
+        await self.settle()
+
+    async def remove_thread_member(self, thread_id: str, user_id: str) -> None:
+        """Someone removes a user from a thread (or they leave it): THREAD_MEMBERS_UPDATE."""
+        thread = self._thread(thread_id)
+        members = self._thread_members[thread["id"]]
+        if str(user_id) in members:
+            members.discard(str(user_id))
+            thread["member_count"] = min(len(members), 50)
+            self._members_changed(thread, removed=(str(user_id),))
+        await self.settle()
+
+    def bot_as_member(self, guild: str | None = None) -> Member:
+        """The bot as a member of a guild (to invite it to a thread, say)."""
+        return self._bot_member(guild or self.guild_id)
 
     def _thread_on(self, starter: dict[str, Any], parent: dict[str, Any], owner_id: str, name: str,
                    auto_archive_duration: int) -> dict[str, Any]:
@@ -238,7 +325,11 @@ class ThreadsAndComponents:
 
     async def _member_posts_in_thread(self, member: Member, thread: dict[str, Any]) -> None:
         """What a member's client does before a message in a thread: an archived, unlocked thread
-        is unarchived by the message (THREAD_UPDATE first); a locked one refuses it."""
+        is unarchived by the message (THREAD_UPDATE first); a locked one refuses it, and a private
+        one refuses a non-member without MANAGE_THREADS (they cannot see it)."""
+        if (thread["type"] == 12 and member.id not in self._thread_members.get(thread["id"], set())
+                and not self.permissions(member, thread["id"]) & P.MANAGE_THREADS):
+            raise PermissionError(f"{member.user['username']} is not a member of private thread {thread['id']}")
         meta = thread["thread_metadata"]
         if meta["archived"] or meta.get("locked"):
             if meta.get("locked") and not self.permissions(member, thread["id"]) & P.MANAGE_THREADS:
@@ -401,22 +492,70 @@ class ThreadsAndComponents:
         self._announce("THREAD_UPDATE", lambda: copy.deepcopy(thread))
         return json_response(thread)
 
-    def _thread_member_route(self, method: str, tid: str) -> web.Response:
+    def _thread_member_route(self, method: str, tid: str, who: str | None,
+                             query: dict[str, str] | None = None) -> web.Response:
         thread = self.channels.get(tid)
         if thread is None or thread["type"] not in P.THREAD_TYPES:
             return error(404, 10003, "Unknown Channel")
+        perms = self.permissions(self._bot_member(thread["guild_id"]), tid)
+        if not perms & P.VIEW_CHANNEL or not self._bot_sees(thread):
+            return error(403, 50001, "Missing Access")
+        members = self._thread_members.setdefault(tid, set())
+        if who is None or method == "GET":
+            return self._list_thread_members(thread, who, query or {})
         if thread["thread_metadata"]["archived"]:
             return error(400, 50083, "Thread is archived")
-        members = self._thread_members.setdefault(tid, set())
+        user = self.app_id if who == "@me" else who
         if method == "PUT":
-            self._join_thread(thread, self.app_id)
-            self._announce("THREAD_MEMBER_UPDATE", {**P.thread_member(tid, self.app_id), "guild_id": thread["guild_id"]})
+            if who != "@me":
+                if user not in self.guilds[thread["guild_id"]].members and user != self.app_id:
+                    return error(404, 10007, "Unknown Member")
+                if not perms & P.SEND_MESSAGES_IN_THREADS:
+                    return error(403, 50013, "Missing Permissions")
+            if user in members:
+                return web.Response(status=204)
+            self._join_thread(thread, user)
+            if who == "@me":
+                self._announce("THREAD_MEMBER_UPDATE", {**P.thread_member(tid, self.app_id), "guild_id": thread["guild_id"]})
+            else:
+                self._members_changed(thread, added=(user,))
         elif method == "DELETE":
-            members.discard(self.app_id)
-            thread["member_count"] = min(len(members), 50)
+            creator = thread["type"] == 12 and thread["owner_id"] == self.app_id
+            if who != "@me" and not perms & P.MANAGE_THREADS and not creator:
+                return error(403, 50013, "Missing Permissions")
+            if user in members:
+                members.discard(user)
+                thread["member_count"] = min(len(members), 50)
+                if who != "@me":
+                    self._members_changed(thread, removed=(user,))
         else:
             return error(405, 0, "405: Method Not Allowed")
         return web.Response(status=204)
+
+    def _list_thread_members(self, thread: dict[str, Any], who: str | None, query: dict[str, str]) -> web.Response:
+        """GET .../thread-members[/{user}]: thread member objects (with `member` when with_member=true)."""
+        with_member = query.get("with_member") in ("1", "true", "True")
+        guild = self.guilds[thread["guild_id"]]
+
+        def entry(user_id: str) -> dict[str, Any]:
+            data = P.thread_member(thread["id"], user_id)
+            member = guild.members.get(user_id) or (self._bot_member(guild.id) if user_id == self.app_id else None)
+            if with_member and member is not None:
+                data["member"] = member.payload()
+            return data
+
+        members = sorted(self._thread_members.get(thread["id"], set()), key=int)
+        if who is not None:
+            user = self.app_id if who == "@me" else who
+            return json_response(entry(user)) if user in members else error(404, 10007, "Unknown Member")
+        if not self.members_intent_enabled:
+            return error(403, 50001, "Missing Access")  # restricted to apps with the GUILD_MEMBERS intent enabled
+        if with_member:  # paginated, like Discord
+            after, limit = int(query.get("after") or 0), int(query.get("limit") or 100)
+            if not 1 <= limit <= 100:
+                return error(400, 50035, "Invalid Form Body: limit: int value should be between 1 and 100.")
+            members = [u for u in members if int(u) > after][:limit]
+        return json_response([entry(u) for u in members])
 
     def _history(self, cid: str, query: dict[str, str]) -> web.Response:
         """GET /channels/{cid}/messages: newest first, as Discord answers (before/after/around, limit 1-100)."""
