@@ -87,13 +87,13 @@ def _ids(text: str) -> frozenset[int]:
 
 
 def cmd_source_visibility(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.rag.access import Visibility, describe
+    from bot.rag.access import Visibility
 
     visibility = (Visibility("channels", args.channels) if args.channels else
                   Visibility("roles", args.roles) if args.roles else Visibility())
     with _library(settings) as library:
         row = library.set_visibility(base_name(args.base), args.name, visibility, **_actor())
-    print(f"{row.base}: `{row.name}` is visible to {describe(visibility)}")
+    print(f"{row.base}: `{row.name}` is visible to {visibility.describe()}")
     return 0
 
 

@@ -18,56 +18,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Literal
 
 import discord
 from discord.abc import GuildChannel
 
-VisibilityKind = Literal["everyone", "channels", "roles"]
+from bot.rag.access import Visibility
+
 UNKNOWN: frozenset[int] = frozenset()  # the kind of a reader whose roles are unknown: holds no role
 MAX_FETCHED_MEMBERS = 25  # members fetched over REST for one reply; any beyond count as UNKNOWN
-
-
-@dataclass(frozen=True)
-class Visibility:
-    """Who may see a source: everyone in the server, members in some channels, or some roles."""
-
-    kind: VisibilityKind
-    ids: frozenset[int] = frozenset()  # channel ids or role ids
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("everyone", "channels", "roles"):
-            raise ValueError(f"unknown visibility {self.kind!r}")
-        object.__setattr__(self, "ids", frozenset(int(i) for i in self.ids))
-        if self.kind == "everyone" and self.ids:
-            raise ValueError("a source visible to everyone takes no channel or role ids")
-
-    @classmethod
-    def everyone(cls) -> Visibility:
-        return cls("everyone")
-
-    @classmethod
-    def channels(cls, ids: Iterable[int]) -> Visibility:
-        return cls("channels", frozenset(ids))
-
-    @classmethod
-    def roles(cls, ids: Iterable[int]) -> Visibility:
-        return cls("roles", frozenset(ids))
-
-    def encode(self) -> str:
-        """`everyone`, `channels:1,2` or `roles:3` (parse() reads it back)."""
-        return self.kind if self.kind == "everyone" else f"{self.kind}:{','.join(map(str, sorted(self.ids)))}"
-
-    @classmethod
-    def parse(cls, text: str) -> Visibility:
-        kind, _, ids = text.strip().partition(":")
-        return cls(kind, frozenset(int(i) for i in ids.split(",") if i.strip()))  # type: ignore[arg-type]
-
-    def describe(self, names: Mapping[int, str] | None = None) -> str:
-        """"everyone", "channels #a, #b" or "roles @A" with `names` (id -> name), else mentions."""
-        sign, mention = ("#", "<#{}>") if self.kind == "channels" else ("@", "<@&{}>")
-        shown = sorted(f"{sign}{(names or {})[i]}" if i in (names or {}) else mention.format(i) for i in self.ids)
-        return "everyone" if self.kind == "everyone" else f"{self.kind} {', '.join(shown) or '(none)'}"
 
 
 @dataclass(frozen=True)

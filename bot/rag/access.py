@@ -19,6 +19,7 @@ from bot.state import SourceRow
 
 VisibilityKind = Literal["everyone", "channels", "roles"]
 _OPTION = "visibility"
+NO_ROLE = 0  # a role id no member holds (Discord ids are never 0)
 
 
 @dataclass(frozen=True)
@@ -35,16 +36,41 @@ class Visibility:
             raise ValueError("channels and roles visibilities name at least one id; everyone names none")
 
     @classmethod
+    def everyone(cls) -> Visibility:
+        return cls()
+
+    @classmethod
+    def channels(cls, ids: Iterable[int]) -> Visibility:
+        return cls("channels", frozenset(int(i) for i in ids))
+
+    @classmethod
+    def roles(cls, ids: Iterable[int]) -> Visibility:
+        return cls("roles", frozenset(int(i) for i in ids))
+
+    def describe(self, names: Mapping[int, str] | None = None) -> str:
+        """"everyone", "channels #a, #b" or "roles @A" with `names` (id -> name), else Discord
+        mentions ("channels <#1>", "roles <@&3>"), which Discord shows as names without pinging."""
+        if self.kind == "everyone":
+            return "everyone"
+        sign, mention = ("#", "<#{}>") if self.kind == "channels" else ("@", "<@&{}>")
+        names = names or {}
+        return f"{self.kind} " + ", ".join(f"{sign}{names[i]}" if i in names else mention.format(i) for i in sorted(self.ids))
+
+    @classmethod
     def of(cls, row: SourceRow) -> Visibility:
         """A registered source's visibility (everyone when none was set)."""
         return cls.from_option(row.options.get(_OPTION))
 
     @classmethod
     def from_option(cls, value: Any) -> Visibility:
-        if not isinstance(value, Mapping) or value.get("kind") not in ("channels", "roles"):
+        """The stored option read back: none stored is everyone; one that cannot be read is
+        moderators only (a role no member holds), never more than was meant."""
+        if value is None or (isinstance(value, Mapping) and value.get("kind") == "everyone"):
             return cls()
-        ids = frozenset(int(i) for i in value.get("ids") or ())
-        return cls(value["kind"], ids) if ids else cls()
+        try:
+            return cls(value["kind"], frozenset(int(i) for i in value["ids"]))
+        except (TypeError, KeyError, ValueError):
+            return cls("roles", frozenset({NO_ROLE}))
 
     def as_option(self) -> dict[str, Any]:
         return {"kind": self.kind, "ids": sorted(self.ids)}
@@ -94,14 +120,6 @@ class Readers:
 
 
 EVERYONE = Everyone()
-
-
-def describe(visibility: Visibility) -> str:
-    """"everyone", "channels <#1>, <#2>", "roles <@&3>" (Discord shows the mentions as names)."""
-    if visibility.kind == "everyone":
-        return "everyone"
-    mark = "#" if visibility.kind == "channels" else "@&"
-    return f"{visibility.kind} " + ", ".join(f"<{mark}{i}>" for i in sorted(visibility.ids))
 
 
 def hidden_sources(rows: Iterable[SourceRow], indexed: Iterable[str], audience: Audience) -> frozenset[str]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import builtins
 from typing import Any
 
-from bot.rag.access import Visibility, describe
+from bot.rag.access import Visibility
 from bot.rag.errors import SourceError, UnknownSourceError
 from bot.rag.holdings import holdings
 from bot.rag.index.registry import SHARED
@@ -111,7 +111,7 @@ class SourceLibrary(LibrarySteps):
                 if (row := self.registry.get(base, name)) is None:
                     raise UnknownSourceError(f"There is no source called '{name}' in this knowledge base.")
                 row = self.registry.set_options(base, row.name, visibility.with_options(row.options))
-        self._audit(base, "visibility", name, actor, "ok", describe(visibility))
+        self._audit(base, "visibility", name, actor, "ok", visibility.describe())
         return row
 
     def remove(self, base: str, name: str, *, actor_id: str | int, actor_name: str | None,
