@@ -1,6 +1,7 @@
 """The replies of the moderators' `/source` commands: the deferred private reply edited with
 progress while a source is fetched and indexed, the final report, the one-line audit post for
-the log channel, and the list of a server's sources with who may see each."""
+the log channel, the list of a server's sources with who may see each, and the `visible-to`
+option read from the channel and role mentions a moderator types."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import asyncio
 import concurrent.futures
 import logging
 import math
+import re
 import threading
 import time
 
@@ -23,6 +25,8 @@ from bot.discord_bot.render import (
     NO_MENTIONS,
     trim,
 )
+from bot.rag.access import Visibility
+from bot.rag.errors import SourceError
 from bot.rag.library import SourceChange
 from bot.state import SourceRow
 
@@ -88,6 +92,7 @@ def sources_embed(rows: list[SourceRow]) -> discord.Embed:
         status = "" if row.status == "ready" else f" · ⚠️ {row.status}" + (f": {row.error}" if row.error else "")
         when = discord.utils.format_dt(row.added_at, "R")
         value = (f"{row.kind} · {row.chunks} chunk{'' if row.chunks == 1 else 's'}"
+                 + f" · visible to {Visibility.of(row).describe()}"
                  + (f" · {row.pages} page(s)" if row.kind == "crawl" else "")
                  + f" · added by {row.added_by_name or row.added_by or '?'} {when}{status}")
         origin = trim(row.origin, 55) if row.kind == "file" else f"<{trim(row.origin, 53)}>"
@@ -101,3 +106,28 @@ def sources_embed(rows: list[SourceRow]) -> discord.Embed:
     if len(embed.fields) < len(rows):
         embed.set_footer(text=f"…and {len(rows) - len(embed.fields)} more")
     return embed
+
+
+_MENTION = re.compile(r"<#(\d+)>|<@&(\d+)>")
+
+
+def parse_visible_to(text: str | None, guild: discord.Guild) -> Visibility:
+    """`visible-to`: "everyone" (or nothing), channel mentions (`#staff`), or role mentions
+    (`@Staff`) of this server; anything else is a SourceError saying what to type."""
+    text = (text or "").strip()
+    if not text or text.lower() in {"everyone", "@everyone"}:
+        return Visibility.everyone()
+    found = list(_MENTION.finditer(text))
+    leftover = _MENTION.sub(" ", text).replace(",", " ").split()
+    if not found or leftover:
+        raise SourceError("`visible-to` takes `everyone`, or channels (#name) or roles (@name) of this server.")
+    channels = {int(m.group(1)) for m in found if m.group(1)}
+    roles = {int(m.group(2)) for m in found if m.group(2)}
+    if channels and roles:
+        raise SourceError("`visible-to` takes channels or roles, not both.")
+    if guild.id in roles:
+        return Visibility.everyone()  # the @everyone role
+    unknown = [i for i in channels if guild.get_channel_or_thread(i) is None] + [i for i in roles if guild.get_role(i) is None]
+    if unknown:
+        raise SourceError("`visible-to` names a channel or role that is not in this server.")
+    return Visibility.channels(channels) if channels else Visibility.roles(roles)

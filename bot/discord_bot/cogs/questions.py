@@ -24,6 +24,7 @@ from cachetools import TTLCache
 from discord import app_commands
 from discord.ext import commands
 
+from bot.discord_bot.audience import reply_audience
 from bot.discord_bot.checks import CooldownHit, QuestionCooldown, channel_allowed
 from bot.discord_bot.conversation import ConversationGate, KeyedLocks, Why
 from bot.discord_bot.destination import Destination
@@ -36,6 +37,7 @@ from bot.discord_bot.render import (
     render_summary,
     trim,
 )
+from bot.rag.access import EVERYONE, Audience
 from bot.rag.answer.intent import summary_request
 from bot.rag.errors import QuestionError, RagError
 from bot.rag.models import Answer, SourceInfo
@@ -64,39 +66,43 @@ class QuestionsCog(commands.Cog):
         self._seen: TTLCache[int, bool] = TTLCache(maxsize=50_000, ttl=SEEN_FOR)
         self.feedback = bot.feedback_view
 
-    async def _known_sources(self, guild_id: int | None) -> list[SourceInfo]:
+    async def _known_sources(self, guild_id: int | None, audience: Audience) -> list[SourceInfo]:
         """The sources a question in this server may name; none when the index cannot say
         (the question then goes the usual way, which reports the problem)."""
         try:
-            return await asyncio.to_thread(self.bot.service.sources, guild_id)
+            return await asyncio.to_thread(self.bot.service.sources, guild_id, audience)
         except RagError:
             return []
 
+    async def audience(self, place: discord.abc.Messageable | None, asker: discord.Member | discord.User) -> Audience:
+        """Who will read a reply posted in `place` (`bot.discord_bot.audience`)."""
+        return await reply_audience(place, asker, ephemeral=False, moderator_role_ids=self.bot.settings.moderator_role_ids)
+
     async def reply_for(
         self, question: str, user: int, guild_id: int | None, show: Callable[[str], Awaitable[None]],
-        history: Sequence[Turn] = (),
+        history: Sequence[Turn] = (), audience: Audience = EVERYONE,
     ) -> tuple[list[Reply], bool, Answer | None]:
         """The rendered reply to a question, whether anything partial was shown, and the
         answer (None for a summary): the summary when the question asks for one, else the
-        streamed answer."""
-        infos = await self._known_sources(guild_id)
+        streamed answer; from the sources all of the reply's readers (`audience`) may see."""
+        infos = await self._known_sources(guild_id, audience)
         titles = {info.name: info.title for info in infos if info.title}
         request = summary_request(self.bot.service.validate_question(question), [i.name for i in infos], titles)
         if request is not None:
             log.info("question routed to the summary of %s (guild=%s)", request.source or "all sources", guild_id)
-            summary = await asyncio.to_thread(self.bot.service.summary, request.source, guild_id)
+            summary = await asyncio.to_thread(self.bot.service.summary, request.source, guild_id, audience)
             return render_summary(summary, titles), False, None
-        return await self.answer_progressively(question, user, guild_id, show, titles, history)
+        return await self.answer_progressively(question, user, guild_id, show, titles, history, audience)
 
     async def answer_progressively(
         self, question: str, user: int, guild_id: int | None, show: Callable[[str], Awaitable[None]],
-        titles: Mapping[str, str | None] | None = None, history: Sequence[Turn] = (),
+        titles: Mapping[str, str | None] | None = None, history: Sequence[Turn] = (), audience: Audience = EVERYONE,
     ) -> tuple[list[Reply], bool, Answer]:
         """Consume the stream, calling `show` with partial text at most every interval.
         Returns the rendered final answer, whether anything partial was shown, the answer."""
         interval = self.bot.settings.stream_edit_interval
         shown, last = False, 0.0
-        async for item in self.bot.service.astream(question, user, guild_id, history):
+        async for item in self.bot.service.astream(question, user, guild_id, history, audience):
             if isinstance(item, Answer):
                 return render_answer(item, titles), shown, item
             now = time.monotonic()
@@ -216,8 +222,10 @@ class QuestionsCog(commands.Cog):
 
         try:
             async with where.typing():
+                audience = await self.audience(place.thread or message.channel, message.author)
                 replies, _, answer = await self.reply_for(
-                    question, message.author.id, message.guild.id if message.guild else None, where.show, place.history
+                    question, message.author.id, message.guild.id if message.guild else None, where.show, place.history,
+                    audience,
                 )
         except Exception as exc:
             if not isinstance(exc, RagError):
@@ -271,7 +279,9 @@ class QuestionsCog(commands.Cog):
         async def show(partial: str) -> None:
             await interaction.edit_original_response(content=partial, allowed_mentions=NO_MENTIONS)
 
-        replies, shown, answer = await self.reply_for(question, interaction.user.id, interaction.guild_id, show)
+        audience = await self.audience(interaction.channel, interaction.user)
+        replies, shown, answer = await self.reply_for(question, interaction.user.id, interaction.guild_id, show,
+                                                      audience=audience)
         first, *rest = replies
         view = self.feedback if answer is not None else discord.utils.MISSING
         sent: discord.Message

@@ -22,7 +22,15 @@ from discord.ext import commands
 
 from bot.discord_bot.checks import is_moderator, moderator_only
 from bot.discord_bot.render import AUTOCOMPLETE_LIMIT, MESSAGE_LIMIT, NO_MENTIONS
-from bot.discord_bot.source_replies import ProgressEdits, audit_line, clip, report_text, sources_embed
+from bot.discord_bot.source_replies import (
+    ProgressEdits,
+    audit_line,
+    clip,
+    parse_visible_to,
+    report_text,
+    sources_embed,
+)
+from bot.rag.access import Visibility
 from bot.rag.errors import ReloadInProgressError, SourceError, UnknownSourceError
 from bot.rag.index.registry import guild_base_name
 from bot.rag.library import SourceChange, SourceExistsError, SourceLibrary
@@ -67,12 +75,15 @@ class SourcesCog(commands.GroupCog, group_name="source", group_description="This
         max_pages="Most pages a crawl fetches",
         name="The source's name (default: the file name, or the first page's title)",
         replace="Put the file in the place of the source of that name (the old one serves until it is indexed)",
+        visible_to="Who may see it: everyone (default), #channels or @roles",
     )
+    @app_commands.rename(visible_to="visible-to")
     @moderator_only()
     async def add(self, interaction: discord.Interaction, attachment: discord.Attachment | None = None,
                   url: str | None = None, crawl: bool = False,
                   max_pages: app_commands.Range[int, 1, MAX_PAGES_LIMIT] | None = None,
-                  name: app_commands.Range[str, 1, 100] | None = None, replace: bool = False) -> None:
+                  name: app_commands.Range[str, 1, 100] | None = None, replace: bool = False,
+                  visible_to: str | None = None) -> None:
         base, limit = self._base(interaction), self.bot.settings.max_source_bytes
         problem = None
         if (attachment is None) == (url is None):
@@ -83,6 +94,12 @@ class SourcesCog(commands.GroupCog, group_name="source", group_description="This
             problem = "`replace` goes with a file; `/source reload` fetches web sources again."
         elif attachment is not None and attachment.size > limit:
             problem = f"{attachment.filename} is {attachment.size:,} bytes; the limit is {limit:,}."
+        visibility = None
+        try:
+            if problem is None and visible_to is not None and interaction.guild is not None:
+                visibility = parse_visible_to(visible_to, interaction.guild)
+        except SourceError as exc:
+            problem = str(exc)
         if problem is not None:
             await interaction.response.send_message(problem, ephemeral=True, allowed_mentions=NO_MENTIONS)
             return
@@ -98,11 +115,13 @@ class SourcesCog(commands.GroupCog, group_name="source", group_description="This
                     await self._failed(interaction, progress, why)
                     return
                 change = await asyncio.to_thread(self.library.add_file, base, attachment.filename, data, name=name,
-                                                 replace=replace, progress=progress, **self._actor(interaction))
+                                                 replace=replace, progress=progress, visibility=visibility,
+                                                 **self._actor(interaction))
             else:
                 assert url is not None
                 change = await asyncio.to_thread(self.library.add_url, base, url.strip(), crawl=crawl, max_pages=max_pages,
-                                                 name=name, progress=progress, **self._actor(interaction))
+                                                 name=name, progress=progress, visibility=visibility,
+                                                 **self._actor(interaction))
         except USER_ERRORS as exc:
             await self._failed(interaction, progress, f"Couldn't add that source: {exc}")
             return
@@ -114,6 +133,28 @@ class SourcesCog(commands.GroupCog, group_name="source", group_description="This
     async def remove(self, interaction: discord.Interaction, name: str) -> None:
         await self._change(interaction, "Couldn't remove it", self.library.remove, name)
 
+    @app_commands.command(name="visibility", description="Who may see one of this server's sources")
+    @app_commands.describe(name="The source", visible_to="everyone, #channels or @roles (leave empty to see it)")
+    @app_commands.rename(visible_to="visible-to")
+    @moderator_only()
+    async def visibility(self, interaction: discord.Interaction, name: str, visible_to: str | None = None) -> None:
+        base = self._base(interaction)
+        try:
+            if visible_to is None:
+                row = await asyncio.to_thread(self.library.registry.get, base, name)
+                if row is None:
+                    raise UnknownSourceError(f"There is no source called '{name}' in this server.")
+                text = f"`{row.name}` is visible to {Visibility.of(row).describe()}."
+            else:
+                assert interaction.guild is not None
+                wanted = parse_visible_to(visible_to, interaction.guild)
+                row = await asyncio.to_thread(self.library.set_visibility, base, name, wanted, **self._actor(interaction))
+                text = f"`{row.name}` is now visible to {wanted.describe()}; answers follow from the next question."
+        except USER_ERRORS as exc:
+            text = f"❌ {exc}"
+        await interaction.response.send_message(clip(text), ephemeral=True, allowed_mentions=NO_MENTIONS)
+
+    @visibility.autocomplete("name")
     @remove.autocomplete("name")
     async def remove_name(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
         if interaction.guild_id is None or not is_moderator(interaction, self.bot.settings):
