@@ -150,6 +150,8 @@ ROWS = [
     ("unchanged re-ingest (s)", "reingest_unchanged_s", None, "{:.2f}"),
     ("retrieval p50 (ms)", "retrieval_p50_ms", "baseline_retrieval_p50_ms", "{:.1f}"),
     ("retrieval p95 (ms)", "retrieval_p95_ms", "baseline_retrieval_p95_ms", "{:.1f}"),
+    ("scoped retrieval p50 (ms)", "scoped_retrieval_p50_ms", None, "{:.1f}"),
+    ("scoped / unscoped retrieval p50", "scoped_vs_unscoped", None, "{:.2f}"),
     ("answer p50 (ms)", "answer_p50_ms", "baseline_answer_p50_ms", "{:.1f}"),
     ("answer p95 (ms)", "answer_p95_ms", "baseline_answer_p95_ms", "{:.1f}"),
     ("cold start to answer (s)", "cold_start_to_answer_s", None, "{:.2f}"),

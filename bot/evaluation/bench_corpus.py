@@ -140,6 +140,9 @@ def _ask_s(ask: Callable[[str], object], question: str) -> float:
     return time.perf_counter() - started
 
 
+HIDDEN_SOURCES = 10  # sources a scoped retrieval leaves out
+
+
 def measure_serving(
     settings: Settings, embeddings: EmbeddingModel, questions: Sequence[str] | None, phrasings: Sequence[str],
     repeats: int, cold_starts: int, pipeline: BaselinePipeline | None = None,
@@ -168,6 +171,13 @@ def measure_serving(
     _ask_s(service.ask, WARM_UP)
     answers = [_ask_s(service.ask, q) for q in asked]
     retrieval = [timed(lambda q=q: service.retrieve(q))[0] for q in unseen]
+    # A reply whose readers may not see some sources (a server's staff documents): the same
+    # retrieval with HIDDEN_SOURCES of them filtered out in every ranking.
+    scoped_retriever = live.retriever.hiding(frozenset(sorted(live.version.source_names)[:HIDDEN_SOURCES]))
+    plain, scoped = [], []
+    for q in asked:  # in turns, each question in a form no cache has seen
+        plain.append(timed(lambda q=q: live.retriever.invoke(q.title()))[0])
+        scoped.append(timed(lambda q=q: scoped_retriever.invoke(q.swapcase()))[0])
 
     if pipeline is None:
         persist_dir = settings.vectorstore_dir / "baseline"
@@ -191,6 +201,8 @@ def measure_serving(
                       "count": len(base_questions), "timed": len(asked), "texts": base_questions},
         "reingest_unchanged_s": reingest_s,
         "retrieval_p50_ms": _ms(retrieval, 50), "retrieval_p95_ms": _ms(retrieval, 95),
+        "scoped_retrieval_p50_ms": _ms(scoped, 50), "scoped_vs_unscoped": _ms(scoped, 50) / _ms(plain, 50),
+        "hidden_sources": min(HIDDEN_SOURCES, len(live.version.sources)),
         "baseline_retrieval_p50_ms": _ms(base_retrieval, 50), "baseline_retrieval_p95_ms": _ms(base_retrieval, 95),
         "answer_p50_ms": _ms(answers, 50), "answer_p95_ms": _ms(answers, 95),
         "baseline_answer_p50_ms": _ms(base_answers, 50), "baseline_answer_p95_ms": _ms(base_answers, 95),
