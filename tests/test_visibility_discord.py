@@ -18,7 +18,14 @@ from bot.discord_bot.app import SourceBot
 from bot.rag.embeddings import MiniLMEmbeddings
 from bot.rag.service import RagService
 from bot.settings import Settings
-from tests.discord_emulator import CREATE_PRIVATE_THREADS, SEND_MESSAGES, VIEW_CHANNEL, DiscordEmulator, Member
+from tests.discord_emulator import (
+    CREATE_PRIVATE_THREADS,
+    EPHEMERAL,
+    SEND_MESSAGES,
+    VIEW_CHANNEL,
+    DiscordEmulator,
+    Member,
+)
 from tests.helpers import StartBot, followup, pings_nobody
 from tests.test_sources_discord import MOD, World, reply
 
@@ -60,9 +67,9 @@ class Staffed(World):
         await self.emulator.inject_message(member, question, mention_bot=True, channel=channel)
         return (await self.emulator.wait_for_call("POST", rf"/channels/{channel}/messages", after=mark, timeout=30)).body
 
-    async def slash_ask(self, member: Member, question: str, channel: str) -> dict[str, Any]:
+    async def slash_ask(self, member: Member, question: str, channel: str, **options: Any) -> dict[str, Any]:
         mark = len(self.emulator.calls)
-        asked = await self.emulator.inject_command(member, "ask", {"question": question}, channel=channel)
+        asked = await self.emulator.inject_command(member, "ask", {"question": question, **options}, channel=channel)
         return await followup(self.emulator, asked.token, mark)
 
 
@@ -97,6 +104,12 @@ async def test_a_role_source_answers_only_where_every_reader_holds_the_role(staf
     assert not leaks(await staffed.slash_ask(staffed.member_a, ASKED, staffed.general))
     public = await staffed.mention(staffed.member_a, "Where does the ferry to Skerry Island leave from?", staffed.general)
     assert "south pier" in public["content"]  # sources everyone may see still answer
+
+
+async def test_a_private_answer_may_use_what_the_asker_alone_may_see(staffed: Staffed) -> None:
+    mine = await staffed.slash_ask(staffed.sam, ASKED, staffed.general, private=True)
+    assert "ferryctl" in mine["content"] and mine["flags"] & EPHEMERAL  # read by sam alone, who holds Staff
+    assert not leaks(await staffed.slash_ask(staffed.member_a, ASKED, staffed.general, private=True))
 
 
 async def test_fifty_questions_aimed_at_the_hidden_source_get_nothing_of_it(staffed: Staffed) -> None:

@@ -74,9 +74,11 @@ class QuestionsCog(commands.Cog):
         except RagError:
             return []
 
-    async def audience(self, place: discord.abc.Messageable | None, asker: discord.Member | discord.User) -> Audience:
-        """Who will read a reply posted in `place` (`bot.discord_bot.audience`)."""
-        return await reply_audience(place, asker, ephemeral=False, moderator_role_ids=self.bot.settings.moderator_role_ids)
+    async def audience(self, place: discord.abc.Messageable | None, asker: discord.Member | discord.User,
+                       ephemeral: bool = False) -> Audience:
+        """Who will read a reply posted in `place`, or by the asker alone (`bot.discord_bot.audience`)."""
+        return await reply_audience(place, asker, ephemeral=ephemeral,
+                                    moderator_role_ids=self.bot.settings.moderator_role_ids)
 
     async def reply_for(
         self, question: str, user: int, guild_id: int | None, show: Callable[[str], Awaitable[None]],
@@ -256,15 +258,16 @@ class QuestionsCog(commands.Cog):
 
     # --- /ask ------------------------------------------------------------------------------
     @app_commands.command(name="ask", description="Ask a question about the sources")
-    @app_commands.describe(question="What do you want to know?")
-    async def ask(self, interaction: discord.Interaction, question: str) -> None:
+    @app_commands.describe(question="What do you want to know?",
+                           private="Only you see the answer (it may then use sources only your roles may see)")
+    async def ask(self, interaction: discord.Interaction, question: str, private: bool = False) -> None:
         if self.bot.draining:
             await interaction.response.send_message(RESTARTING, ephemeral=True, allowed_mentions=NO_MENTIONS)
             return
         async with self.bot.tracked():
-            await self._answer_interaction(interaction, question)
+            await self._answer_interaction(interaction, question, private)
 
-    async def _answer_interaction(self, interaction: discord.Interaction, question: str) -> None:
+    async def _answer_interaction(self, interaction: discord.Interaction, question: str, private: bool = False) -> None:
         retry = self.cooldown.retry_after(interaction)
         if retry:
             raise CooldownHit(retry)
@@ -273,13 +276,13 @@ class QuestionsCog(commands.Cog):
         except QuestionError as exc:
             await interaction.response.send_message(str(exc), ephemeral=True, allowed_mentions=NO_MENTIONS)
             return
-        await interaction.response.defer(thinking=True)
+        await interaction.response.defer(ephemeral=private, thinking=True)
         started = time.perf_counter()
 
         async def show(partial: str) -> None:
             await interaction.edit_original_response(content=partial, allowed_mentions=NO_MENTIONS)
 
-        audience = await self.audience(interaction.channel, interaction.user)
+        audience = await self.audience(interaction.channel, interaction.user, ephemeral=private)
         replies, shown, answer = await self.reply_for(question, interaction.user.id, interaction.guild_id, show,
                                                       audience=audience)
         first, *rest = replies
@@ -290,9 +293,10 @@ class QuestionsCog(commands.Cog):
                                                             allowed_mentions=NO_MENTIONS)
         else:
             sent = await interaction.followup.send(first.content, embed=first.embed or discord.utils.MISSING,
-                                                   view=view, allowed_mentions=NO_MENTIONS, wait=True)
+                                                   view=view, allowed_mentions=NO_MENTIONS, wait=True, ephemeral=private)
         for reply in rest:
-            await interaction.followup.send(reply.content, embed=reply.embed or discord.utils.MISSING, allowed_mentions=NO_MENTIONS)
+            await interaction.followup.send(reply.content, embed=reply.embed or discord.utils.MISSING,
+                                            allowed_mentions=NO_MENTIONS, ephemeral=private)
         if answer is not None:
             await self.record(answer, question, interaction.user.id, interaction.guild_id, None, sent.id, started)
 
