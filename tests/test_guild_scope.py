@@ -10,6 +10,7 @@ import pytest
 
 from bot.rag.index.registry import guild_base_name
 from bot.rag.service import RagService
+from bot.state import SourceRegistry
 from tests.discord_emulator import DiscordEmulator
 from tests.helpers import StartBot, followup
 
@@ -62,6 +63,8 @@ async def test_two_guilds_in_discord(emulator: DiscordEmulator, start_bot: Start
     other = emulator.add_guild("other server")
     await start_bot(service, discord_guild_id=None)  # commands synced globally: both guilds have them
     give_guild_a_source(service, int(emulator.guild_id))
+    # The bot keeps a registry now: a file of a server's base with no row is for moderators only.
+    SourceRegistry(service.components.database).add(guild_base_name(int(emulator.guild_id)), "ferry.md", "file", "ferry.md")
     here, there = emulator.member("alice"), emulator.member("bob", guild=other)
     mark = len(emulator.calls)
     asked_here = await emulator.inject_slash(here, "ask", question=FERRY_QUESTION)

@@ -146,3 +146,28 @@ def test_listings_and_summaries_show_only_what_the_readers_may_see(world: tuple[
         service.summary("staff-runbook", GUILD)
     assert not _leaks(str(refused.value).split("Sources:")[1])  # the names it offers instead are visible ones
     assert "ferryctl" in json.dumps(service.summary("staff-runbook", GUILD, staff).to_dict())
+
+
+def test_a_source_without_a_registry_row_is_for_moderators_only(world: tuple[RagService, SourceLibrary]) -> None:
+    """An add undone mid-way, or a file put in a server's folder by hand: not public by default."""
+    service, library = world
+    base = service.bases.get(guild_base_name(GUILD))
+    (base.sources_dir / "stray.md").write_text("# Stray\n\nThe vault code for the lighthouse is 7731-gull.\n", encoding="utf-8")
+    base.ingest()
+    asked = "What is the vault code for the lighthouse?"
+    assert "7731" not in _shown(service.ask(asked, guild_id=GUILD))
+    assert "7731" in service.ask(asked, guild_id=GUILD, audience=Moderators()).answer
+
+
+def test_a_shared_source_of_the_same_name_never_reads_the_hidden_text(world: tuple[RagService, SourceLibrary]) -> None:
+    service, _ = world
+    shared = service.base
+    (shared.sources_dir / "staff-runbook.md").write_text("# Public page\n\nThe harbour cafe is on Quay Street, beside the ferry office.\n",
+                                                          encoding="utf-8")
+    service.refresh(wait=True)
+    hidden_text = ("ferryctl", "quartz-gate-7", "Morwenna")  # the shared file's name is the same, and public
+    answer = service.ask("Where is the harbour cafe?", guild_id=GUILD)
+    assert answer.answerable and "Quay Street" in answer.answer
+    assert not any(s in _shown(answer) for s in hidden_text)
+    summary = json.dumps(service.summary(None, GUILD).to_dict())
+    assert "Quay Street" in summary and not any(s in summary for s in hidden_text)

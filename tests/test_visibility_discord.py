@@ -73,6 +73,11 @@ class Staffed(World):
         return await followup(self.emulator, asked.token, mark)
 
 
+def replied(world: Staffed, body: dict[str, Any]) -> bool:
+    """The reply is an answer with citations or the refusal, not an error message."""
+    return "[1]" in body["content"] or world.service.components.prompts.refusal in body["content"]
+
+
 def leaks(body: dict[str, Any]) -> list[str]:
     """Secrets of the hidden source in what a reader is shown: text, embeds, components."""
     shown = json.dumps({k: body.get(k) for k in ("content", "embeds", "components")}, ensure_ascii=False).lower()
@@ -116,7 +121,7 @@ async def test_fifty_questions_aimed_at_the_hidden_source_get_nothing_of_it(staf
     for question in AIMED:
         for member in (staffed.member_a, staffed.sam):
             body = await staffed.mention(member, question, staffed.general)
-            assert not leaks(body), (question, member.user["username"], body)
+            assert replied(staffed, body) and not leaks(body), (question, member.user["username"], body)
 
 
 async def test_permission_and_role_changes_hold_from_the_next_question(staffed: Staffed) -> None:
@@ -125,13 +130,15 @@ async def test_permission_and_role_changes_hold_from_the_next_question(staffed: 
     emulator.set_overwrite(staffed.staff_room, staffed.a, allow=VIEW_CHANNEL)
     await emulator.settle()
     await asyncio.sleep(0.2)  # CHANNEL_UPDATE reaches the bot's cache
-    assert not leaks(await staffed.mention(staffed.sam, ASKED, staffed.staff_room))
+    opened = await staffed.mention(staffed.sam, ASKED, staffed.staff_room)
+    assert replied(staffed, opened) and not leaks(opened)
     # A private thread read by sam alone (and the moderators) is answered from it ...
     thread = await emulator.start_private_thread(staffed.sam, staffed.general, "outage help")
     assert "ferryctl" in (await staffed.mention(staffed.sam, ASKED, thread["id"]))["content"]
     # ... until sam loses the role: at once, without a restart.
     emulator.set_member_roles(staffed.a, staffed.sam.id, [])
-    assert not leaks(await staffed.mention(staffed.sam, ASKED, thread["id"]))
+    after = await staffed.mention(staffed.sam, ASKED, thread["id"])
+    assert replied(staffed, after) and not leaks(after)
 
 
 async def test_moderators_see_each_sources_visibility_and_change_it(staffed: Staffed) -> None:

@@ -2,7 +2,8 @@
 member's message. A partial answer is posted once and then edited; the final one replaces
 it; "typing…" shows only while a slow answer is written. A thread archived while the answer
 was being written is reopened (the bot opened it or may manage threads); one deleted
-meanwhile, or one the bot can no longer post in, gives way to the channel it was in. Every
+meanwhile, or one the bot can no longer post in, gives way to the channel it was in, unless
+it was a private thread (its answer may use sources the channel's readers may not see). Every
 send pings nobody."""
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ class Destination:
         self.message = message
         self.thread = thread
         self.sent: discord.Message | None = None
+        # An answer written for a private thread's members never falls back to its channel,
+        # whose readers are others (the sources it may use were chosen for the thread's).
+        place = thread or message.channel
+        self.private = isinstance(place, discord.Thread) and place.type is discord.ChannelType.private_thread
 
     @contextlib.asynccontextmanager
     async def typing(self) -> AsyncIterator[None]:
@@ -79,6 +84,10 @@ class Destination:
                 if await self._reopened(exc):
                     return await self.thread.send(content, **options)
                 self._give_up_thread(exc)
+        if self.private:
+            log.warning("the answer to message %s was for a private thread that is gone: not posted elsewhere",
+                        self.message.id)
+            return None
         in_thread = isinstance(self.message.channel, discord.Thread)
         try:
             if in_thread:  # the member's message is in the thread that is gone: its channel

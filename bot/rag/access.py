@@ -122,11 +122,23 @@ class Readers:
 EVERYONE = Everyone()
 
 
-def hidden_sources(rows: Iterable[SourceRow], indexed: Iterable[str], audience: Audience) -> frozenset[str]:
-    """The indexed source names (a crawl's pages under its name) a reply for `audience` must not use."""
+def hidden_sources(rows: Iterable[SourceRow], indexed: Iterable[str], audience: Audience,
+                   unregistered: Visibility | None = None) -> frozenset[str]:
+    """The indexed source names (a crawl's pages under its name) a reply for `audience` must
+    not use. An indexed name no row covers has the `unregistered` visibility (None: everyone)."""
     names = list(indexed)
     hidden: set[str] = set()
+    covered: set[str] = set()
     for row in rows:
+        mine = {n for n in names if n == row.name or (row.kind == "crawl" and n.startswith(f"{row.name}/"))}
+        covered |= mine
         if not audience.allows(Visibility.of(row)):
-            hidden.update(n for n in names if n == row.name or (row.kind == "crawl" and n.startswith(f"{row.name}/")))
+            hidden |= mine
+    if unregistered is not None and not audience.allows(unregistered):
+        hidden.update(n for n in names if n not in covered)
     return frozenset(hidden)
+
+
+# A server's indexed source with no registry row (an add undone mid-way, a file put in its
+# folder by hand while the bot keeps a registry) is for moderators only until it has one.
+UNREGISTERED = Visibility("roles", frozenset({NO_ROLE}))

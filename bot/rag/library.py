@@ -68,10 +68,18 @@ class SourceLibrary(LibrarySteps):
             else:
                 self._refuse_existing(base, target)
             fields: dict[str, Any] = {"content_hash": sha256(data)}
-            if visibility is not None:
-                previous = self.registry.get(base, target) if replace else None
-                fields["options"] = visibility.with_options(previous.options if previous else {})
-            return self._commit(base, action, target, "file", origin or filename, files, fields, actor, index, progress)
+            previous = self.registry.get(base, target) if replace and visibility is not None else None
+            if previous is not None:  # the new visibility holds before the new text serves
+                self.registry.set_options(base, target, visibility.with_options(previous.options))  # type: ignore[union-attr]
+            elif visibility is not None:
+                fields["options"] = visibility.with_options({})
+            try:
+                return self._commit(base, action, target, "file", origin or filename, files, fields, actor, index,
+                                    progress)
+            except BaseException:
+                if previous is not None:  # the old file stays: so does its visibility
+                    self.registry.set_options(base, target, previous.options)
+                raise
 
     def add_url(self, base: str, url: str, *, crawl: bool = False, max_pages: int | None = None,
                 max_depth: int | None = None, name: str | None = None, actor_id: str | int, actor_name: str | None,
@@ -107,10 +115,9 @@ class SourceLibrary(LibrarySteps):
         with self._failure_audited(base, "visibility", name, actor):
             if guild_of(base) is None and visibility.kind != "everyone":
                 raise SourceError("The shared sources are public; only a server's own sources can be limited.")
-            with self._locked(base):
-                if (row := self.registry.get(base, name)) is None:
-                    raise UnknownSourceError(f"There is no source called '{name}' in this knowledge base.")
-                row = self.registry.set_options(base, row.name, visibility.with_options(row.options))
+            if (row := self.registry.get(base, name)) is None:
+                raise UnknownSourceError(f"There is no source called '{name}' in this knowledge base.")
+            row = self.registry.set_options(base, row.name, visibility.with_options(row.options))
         self._audit(base, "visibility", name, actor, "ok", visibility.describe())
         return row
 

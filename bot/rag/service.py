@@ -17,7 +17,7 @@ from typing import TypeVar
 from cachetools import LRUCache
 from langchain_core.runnables import Runnable
 
-from bot.rag.access import EVERYONE, Audience, hidden_sources
+from bot.rag.access import EVERYONE, UNREGISTERED, Audience, hidden_sources
 from bot.rag.answer.base import Answerer, AnswerEvent
 from bot.rag.answer.followup import Turn
 from bot.rag.components import Components
@@ -136,7 +136,8 @@ class RagService:
             log.warning("visibilities of %s could not be read; answering from the shared sources: %s",
                         base, type(exc).__name__)
             return None, frozenset()
-        hidden = hidden_sources(rows, own.version.source_names, audience)
+        # Without a state database nothing was ever registered: the host put the files there.
+        hidden = hidden_sources(rows, own.version.source_names, audience, UNREGISTERED if registry else None)
         return (None, hidden) if hidden >= own.version.source_names else (own, hidden)
 
     def _registry(self) -> SourceRegistry | None:
@@ -222,7 +223,7 @@ class RagService:
         lives = [own, shared] if own is not None else [shared]
         if source is not None:  # the base that holds it (the server's own first)
             lives = [next((lv for lv in lives if self._matches(source, lv.version.source_names - hidden)), shared)]
-        corpus = ScopedCorpus(lives)
+        corpus = ScopedCorpus(lives, [hidden if lv is own else frozenset() for lv in lives])
         chunks = sorted((c for lv in lives for c in lv.version.chunks.values() if lv is shared or c.source not in hidden),
                         key=lambda c: (c.source, c.index))
         if source is not None:

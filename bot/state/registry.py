@@ -139,13 +139,16 @@ class SourceRegistry:
 
     def set_options(self, base: str, name: str, options: Mapping[str, Any]) -> SourceRow:
         """Replace a source's options (its row must exist)."""
-        with self.db.session() as session:
+
+        def work(session: Session) -> SourceRow:
             record = self._find(session, base, name)
             if record is None:
                 raise KeyError(name)
-            record.options = dict(options)
+            record.options, record.updated_at = dict(options), utcnow()
             session.flush()
             return SourceRow.of(record)
+
+        return self._retrying(work)
 
     def get(self, base: str, name: str) -> SourceRow | None:
         with self.db.session() as session:

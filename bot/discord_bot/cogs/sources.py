@@ -139,20 +139,21 @@ class SourcesCog(commands.GroupCog, group_name="source", group_description="This
     @moderator_only()
     async def visibility(self, interaction: discord.Interaction, name: str, visible_to: str | None = None) -> None:
         base = self._base(interaction)
+        await interaction.response.defer(ephemeral=True, thinking=True)
         try:
             if visible_to is None:
                 row = await asyncio.to_thread(self.library.registry.get, base, name)
                 if row is None:
                     raise UnknownSourceError(f"There is no source called '{name}' in this server.")
-                text = f"`{row.name}` is visible to {Visibility.of(row).describe()}."
+                text = f"✅ `{row.name}` is visible to {Visibility.of(row).describe()}."
             else:
                 assert interaction.guild is not None
                 wanted = parse_visible_to(visible_to, interaction.guild)
                 row = await asyncio.to_thread(self.library.set_visibility, base, name, wanted, **self._actor(interaction))
-                text = f"`{row.name}` is now visible to {wanted.describe()}; answers follow from the next question."
+                text = f"✅ `{row.name}` is now visible to {wanted.describe()}; answers follow from the next question."
         except USER_ERRORS as exc:
             text = f"❌ {exc}"
-        await interaction.response.send_message(clip(text), ephemeral=True, allowed_mentions=NO_MENTIONS)
+        await interaction.edit_original_response(content=clip(text), allowed_mentions=NO_MENTIONS)
 
     @visibility.autocomplete("name")
     @remove.autocomplete("name")

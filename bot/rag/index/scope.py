@@ -18,13 +18,16 @@ from bot.rag.models import Answer, Chunk
 
 class ScopedCorpus:
     """Source texts and term weights over several live indexes, the most specific first
-    (a source name present in two bases is read from the first)."""
+    (a source name present in two bases is read from the first that does not hide it:
+    `hidden[i]`, the sources of `lives[i]` the readers may not see)."""
 
-    def __init__(self, lives: Sequence[LiveIndex]) -> None:
+    def __init__(self, lives: Sequence[LiveIndex], hidden: Sequence[frozenset[str]] = ()) -> None:
         self.lives = list(lives)
+        self.hidden = list(hidden) + [frozenset()] * (len(self.lives) - len(hidden))
 
     def _owner(self, source: str) -> LiveIndex:
-        return next((live for live in self.lives if source in live.version.source_names), self.lives[-1])
+        return next((live for live, hidden in zip(self.lives, self.hidden)
+                     if source in live.version.source_names and source not in hidden), self.lives[-1])
 
     def source_text(self, source: str) -> str:
         return self._owner(source).source_text(source)
@@ -57,9 +60,8 @@ def scoped_chain(lives: Sequence[LiveIndex], answerer: Answerer, k: int,
                  hidden: Sequence[frozenset[str]] = ()) -> Runnable[str, Answer]:
     """question → every base's retriever → fused top k → answer (invoke, stream, astream).
     `hidden[i]`: the sources of `lives[i]` this chain's readers may not see."""
-    corpus = ScopedCorpus(lives)
-    hidden = list(hidden) + [frozenset()] * (len(lives) - len(hidden))
-    retrievers = RunnableParallel({str(i): live.retriever.hiding(h) for i, (live, h) in enumerate(zip(lives, hidden))})
+    corpus = ScopedCorpus(lives, hidden)
+    retrievers = RunnableParallel({str(i): live.retriever.hiding(h) for i, (live, h) in enumerate(zip(lives, corpus.hidden))})
 
     def answer_input(inputs: dict[str, Any]) -> AnswerInput:
         return {"question": inputs["question"], "chunks": corpus.chunks_of(inputs["documents"])}
