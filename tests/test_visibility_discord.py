@@ -27,7 +27,7 @@ from tests.discord_emulator import (
     Member,
 )
 from tests.helpers import StartBot, followup, pings_nobody
-from tests.test_sources_discord import MOD, World, reply
+from tests.test_sources_discord import World, reply
 
 RUNBOOK = (b"# Outage runbook\n\nWhen the ferry booking server is down, restart it with the command "
            b"ferryctl restart --force on host quartz-gate-7, then page the on-call captain Morwenna.\n")
