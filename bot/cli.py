@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--guild", type=int, help="answer as in this Discord server (its own sources too)")
     ask.add_argument("--channel", type=int, action="append", default=[], help="--guild: the reply's channel")
     ask.add_argument("--as-role", type=int, action="append", default=[], dest="roles",
-                     help="--guild: every reader holds this role (default: anyone may read the reply)")
+                     help="--guild: a role every reader holds (repeat for several; default: anyone reads it)")
     ask.set_defaults(func=cmd_ask)
 
     summary = commands.add_parser("summary", help="key points of one source or of all sources")
@@ -189,7 +189,9 @@ def refresh(service: RagService) -> None:
 
 
 def cmd_ask(service: RagService, args: argparse.Namespace) -> int:
-    where = {"guild_id": args.guild, "audience": Readers(frozenset(args.channel), frozenset(args.roles))}
+    readers = Readers(args.guild, frozenset(args.channel), public=not args.roles,
+                      reader_roles=(frozenset(args.roles),) if args.roles else ())
+    where = {"guild_id": args.guild, "audience": readers}
     if args.question is not None and not args.json:
         print_streamed(service, args.question, **where)
         return 0

@@ -15,7 +15,8 @@ import pytest
 from discord import app_commands
 
 from bot.discord_bot.app import bot_intents
-from bot.discord_bot.audience import UNKNOWN, Audience, Visibility, channel_audience, is_moderator, reply_audience
+from bot.discord_bot.audience import UNKNOWN, channel_audience, is_moderator, reply_audience
+from bot.rag.access import Readers, Visibility
 from tests.discord_emulator import (
     ADMINISTRATOR,
     CREATE_PRIVATE_THREADS,
@@ -130,7 +131,7 @@ async def ask(emulator: DiscordEmulator, client: Reader, member: Member, channel
 
 
 async def audience(emulator: DiscordEmulator, client: Reader, member: Member, channel: str | None = None, *,
-                   ephemeral: bool = False, dm: bool = False) -> Audience:
+                   ephemeral: bool = False, dm: bool = False) -> Readers:
     interaction = await ask(emulator, client, member, channel, dm=dm)
     return await reply_audience(interaction.channel, interaction.user, ephemeral=ephemeral,
                                 moderator_role_ids=[int(emulator.moderator_role_id)])
@@ -153,16 +154,16 @@ def test_visibility_round_trips_and_describes_itself() -> None:
 
 def test_audience_rules_on_plain_values() -> None:
     everyone, staff, staff_or_paid = Visibility.everyone(), Visibility.roles([1]), Visibility.roles([1, 2])
-    assert not any(Audience.dm().allows(v) for v in (everyone, staff, Visibility.channels([9])))
-    public = Audience(5, frozenset({9}), public=True)
+    assert not any(Readers.dm().allows(v) for v in (everyone, staff, Visibility.channels([9])))
+    public = Readers(5, frozenset({9}), public=True)
     assert public.allows(everyone) and public.allows(Visibility.channels([9])) and not public.allows(staff)
     assert public.allows(Visibility.roles([5]))  # the @everyone role is everyone
-    mixed = Audience(5, frozenset({9}), reader_roles=(frozenset({1}), frozenset({2, 3})))
+    mixed = Readers(5, frozenset({9}), reader_roles=(frozenset({1}), frozenset({2, 3})))
     assert mixed.allows(staff_or_paid) and not mixed.allows(staff) and not mixed.allows(Visibility.channels([8]))
-    unknown = Audience(5, frozenset({9}), reader_roles=(UNKNOWN,))
+    unknown = Readers(5, frozenset({9}), reader_roles=(UNKNOWN,))
     assert unknown.allows(everyone) and not unknown.allows(staff_or_paid)
-    moderators = Audience(5, frozenset({9}))
-    assert moderators.everyone_sees_all and moderators.allows(Visibility.channels([8])) and moderators.allows(staff)
+    moderators = Readers(5, frozenset({9}))
+    assert moderators.only_moderators and moderators.allows(Visibility.channels([8])) and moderators.allows(staff)
 
 
 # --- channels ------------------------------------------------------------------------------------------
@@ -216,7 +217,7 @@ async def test_moderators_never_block_a_source(emulator: DiscordEmulator, world:
     modded = await audience(emulator, client, world.alice, world.modded)
     assert modded.reader_roles == (frozenset({int(world.a)}),) and modded.allows(world.roles(world.a))
     only_mods = await audience(emulator, client, world.mo, world.mods_only)
-    assert only_mods.everyone_sees_all and only_mods.allows(world.roles(world.b))
+    assert only_mods.only_moderators and only_mods.allows(world.roles(world.b))
     assert only_mods.allows(world.channels(world.a_only))  # only moderators read it: they see everything
     channel = client.get_channel(int(world.mods_only))
     mo = await channel.guild.fetch_member(int(world.mo.id))  # type: ignore[union-attr]
@@ -289,14 +290,14 @@ async def test_an_ephemeral_reply_is_read_by_the_asker_alone(emulator: DiscordEm
     assert dave.reader_roles == (frozenset(),) and not dave.allows(world.roles(world.a, world.b))
     for moderator in (world.mo, world.boss):  # a moderator role; Manage Server from the interaction
         mine = await audience(emulator, client, moderator, world.public, ephemeral=True)
-        assert mine.everyone_sees_all and mine.allows(world.roles(world.b)) and mine.allows(world.channels(world.ab))
+        assert mine.only_moderators and mine.allows(world.roles(world.b)) and mine.allows(world.channels(world.ab))
 
 
 async def test_a_dm_allows_no_server_source(emulator: DiscordEmulator, world: World, start) -> None:  # type: ignore[no-untyped-def]
     client = await start()
     for ephemeral in (False, True):
         seen = await audience(emulator, client, world.alice, dm=True, ephemeral=ephemeral)
-        assert seen == Audience.dm() and not seen.allows(Visibility.everyone())
+        assert seen == Readers.dm() and not seen.allows(Visibility.everyone())
     assert not (await reply_audience(None, client.user, ephemeral=False, moderator_role_ids=[])).allows(  # type: ignore[arg-type]
         Visibility.everyone())
 

@@ -68,7 +68,8 @@ def _shown(answer: object) -> str:
     return json.dumps({"answer": data["answer"], "citations": data["citations"]}, ensure_ascii=False)
 
 
-@pytest.mark.parametrize("audience", [EVERYONE, Readers(frozenset({OTHER_CHANNEL})), Readers(roles=frozenset({999}))],
+@pytest.mark.parametrize("audience", [EVERYONE, Readers(GUILD, frozenset({OTHER_CHANNEL}), public=True),
+                                      Readers(GUILD, public=False, reader_roles=(frozenset({999}),))],
                          ids=["anyone", "another channel", "another role"])
 def test_hidden_sources_give_nothing_to_readers_who_may_not_see_them(
     world: tuple[RagService, SourceLibrary], audience: Readers,
@@ -84,14 +85,15 @@ def test_hidden_sources_give_nothing_to_readers_who_may_not_see_them(
 
 def test_readers_who_may_see_a_source_are_answered_from_it(world: tuple[RagService, SourceLibrary]) -> None:
     service, _ = world
-    staff = service.ask(QUESTIONS[0], guild_id=GUILD, audience=Readers(roles=frozenset({STAFF_ROLE})))
+    staff = service.ask(QUESTIONS[0], guild_id=GUILD, audience=Readers(GUILD, reader_roles=(frozenset({STAFF_ROLE}),)))
     assert staff.answerable and "ferryctl" in staff.answer and staff.citations[0].source == "staff-runbook.md"
-    in_channel = service.ask(QUESTIONS[3], guild_id=GUILD, audience=Readers(frozenset({MODS_CHANNEL})))
+    in_channel = service.ask(QUESTIONS[3], guild_id=GUILD, audience=Readers(GUILD, frozenset({MODS_CHANNEL}), public=True))
     assert in_channel.answerable and in_channel.citations[0].source == "mod-notes.md"
     moderators = service.ask(QUESTIONS[1], guild_id=GUILD, audience=Moderators())
     assert "quartz-gate-7" in moderators.answer
-    # readers holding the role and another: not all of them may see it
-    mixed = service.ask(QUESTIONS[0], guild_id=GUILD, audience=Readers(roles=frozenset({STAFF_ROLE, 999})))
+    # readers of two kinds, one holding the role and one another role: not all of them may see it
+    mixed = service.ask(QUESTIONS[0], guild_id=GUILD,
+                        audience=Readers(GUILD, reader_roles=(frozenset({STAFF_ROLE}), frozenset({999}))))
     assert not _leaks(_shown(mixed))
 
 
@@ -139,7 +141,7 @@ def test_the_cli_asks_as_a_role_or_in_a_channel(world: tuple[RagService, SourceL
 def test_listings_and_summaries_show_only_what_the_readers_may_see(world: tuple[RagService, SourceLibrary]) -> None:
     service, _ = world
     assert [s.name for s in service.sources(GUILD)] == ["faq.md", "haliva-resignation.txt"]
-    staff = Readers(roles=frozenset({STAFF_ROLE}))
+    staff = Readers(GUILD, reader_roles=(frozenset({STAFF_ROLE}),))
     assert "staff-runbook.md" in [s.name for s in service.sources(GUILD, staff)]
     assert not _leaks(json.dumps(service.summary(None, GUILD).to_dict()))
     with pytest.raises(UnknownSourceError) as refused:

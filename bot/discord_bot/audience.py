@@ -7,7 +7,7 @@ from permission overwrites (a thread or forum post: its parent's), a private thr
 whoever manages its threads, the asker alone for an ephemeral reply, no one in the server for a DM.
 They are described by *kinds*, sets of role ids every reader of that kind holds (who views thanks
 to role R holds R; a member let in by their own overwrite, a thread member or the asker holds their
-roles), and `Audience.allows` applies the rule. Moderators (owner, Administrator, Manage Server, a
+roles), and `Readers.allows` (`bot.rag.access`) applies the rule. Moderators (owner, Administrator, Manage Server, a
 role in MODERATOR_ROLE_IDS, as in checks.py) see every source, so they are never a kind. Whatever
 cannot be known (roles the bot cannot fetch, an unlisted private thread, an uncached channel) is a
 reader holding no role: never a leak, at worst a role-scoped source left out.
@@ -17,46 +17,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass
 
 import discord
 from discord.abc import GuildChannel
 
-from bot.rag.access import Visibility
+from bot.rag.access import Readers
 
 UNKNOWN: frozenset[int] = frozenset()  # the kind of a reader whose roles are unknown: holds no role
 MAX_FETCHED_MEMBERS = 25  # members fetched over REST for one reply; any beyond count as UNKNOWN
-
-
-@dataclass(frozen=True)
-class Audience:
-    """Who can read one reply. `guild_id` None: a DM. `channel_ids`: the reply's channel and, for
-    a thread or forum post, its parent. `public`: a member holding no role can read it.
-    `reader_roles`: the kinds of the other non-moderator readers (see the module docstring)."""
-
-    guild_id: int | None
-    channel_ids: frozenset[int] = frozenset()
-    public: bool = False
-    reader_roles: tuple[frozenset[int], ...] = ()
-
-    @classmethod
-    def dm(cls) -> Audience:
-        return cls(None)
-
-    @property
-    def everyone_sees_all(self) -> bool:
-        """Only moderators read it (an ephemeral reply to one, a channel only they can view)."""
-        return self.guild_id is not None and not self.public and not self.reader_roles
-
-    def allows(self, visibility: Visibility) -> bool:
-        if self.guild_id is None:
-            return False  # a DM: the shared sources only
-        if self.everyone_sees_all or visibility.kind == "everyone":
-            return True
-        if visibility.kind == "channels":
-            return bool(self.channel_ids & visibility.ids)
-        everyone_role = self.guild_id in visibility.ids
-        return everyone_role or (not self.public and all(kind & visibility.ids for kind in self.reader_roles))
 
 
 # --- who is a moderator ---------------------------------------------------------------------------
@@ -137,12 +105,12 @@ def _minimal(kinds: Iterable[frozenset[int]]) -> tuple[frozenset[int], ...]:
     return tuple(kept)
 
 
-def _uncertain(guild_id: int, channel_ids: Iterable[int]) -> Audience:  # readers unknown: anyone
-    return Audience(guild_id, frozenset(channel_ids), public=True)
+def _uncertain(guild_id: int, channel_ids: Iterable[int]) -> Readers:  # readers unknown: anyone
+    return Readers(guild_id, frozenset(channel_ids), public=True)
 
 
 def channel_audience(channel: GuildChannel | discord.Thread, moderator_role_ids: Collection[int], *,
-                     members: Members | None = None, thread_members: Iterable[int] | None = None) -> Audience:
+                     members: Members | None = None, thread_members: Iterable[int] | None = None) -> Readers:
     """Who can read a message in this channel, thread or forum post. `members`: known members by
     id (None: not in the server); anyone else needed is taken from discord.py's member cache when
     the GUILD_MEMBERS intent keeps it current, otherwise counted as UNKNOWN. For a private thread,
@@ -152,7 +120,7 @@ def channel_audience(channel: GuildChannel | discord.Thread, moderator_role_ids:
 
 
 def _audience(channel: GuildChannel | discord.Thread, moderator_role_ids: Collection[int], kind_of: KindOf,
-              thread_members: list[int] | None) -> Audience:
+              thread_members: list[int] | None) -> Readers:
     guild, ids = channel.guild, {channel.id}
     if isinstance(channel, discord.Thread):
         ids.add(channel.parent_id)
@@ -164,13 +132,13 @@ def _audience(channel: GuildChannel | discord.Thread, moderator_role_ids: Collec
             if everyone:  # whoever views the parent may open its private threads
                 public, viewers = _holders(parent, "view_channel", moderator_role_ids, kind_of)
                 if public:
-                    return Audience(guild.id, frozenset(ids), public=True)
+                    return Readers(guild.id, frozenset(ids), public=True)
                 kinds += viewers
             found = [kind_of(u) for u in thread_members] if thread_members is not None else [UNKNOWN]
-            return Audience(guild.id, frozenset(ids), False, _minimal(kinds + [k for k in found if k is not None]))
+            return Readers(guild.id, frozenset(ids), False, _minimal(kinds + [k for k in found if k is not None]))
         channel = parent
     public, kinds = _holders(channel, "view_channel", moderator_role_ids, kind_of)
-    return Audience(guild.id, frozenset(ids), public, () if public else _minimal(kinds))
+    return Readers(guild.id, frozenset(ids), public, () if public else _minimal(kinds))
 
 
 def _member_cache_is_current(guild: discord.Guild) -> bool:
@@ -182,18 +150,18 @@ def _member_cache_is_current(guild: discord.Guild) -> bool:
 
 # --- the entry point --------------------------------------------------------------------------------
 async def reply_audience(place: discord.abc.Messageable | None, asker: discord.Member | discord.User, *,
-                         ephemeral: bool, moderator_role_ids: Collection[int]) -> Audience:
+                         ephemeral: bool, moderator_role_ids: Collection[int]) -> Readers:
     """Who will read a reply to `asker` posted in `place` (None or a DM channel: a DM). An
     ephemeral reply is read by the asker alone; otherwise see channel_audience, with the members
     it needs (private thread members, members with their own overwrite) fetched over REST."""
     guild: discord.Guild | None = getattr(place, "guild", None)
     if place is None or guild is None:
-        return Audience.dm()
+        return Readers.dm()
     asker_kind = _kind(asker if isinstance(asker, discord.Member) else None, guild, moderator_role_ids)
     askers = () if asker_kind is None else (asker_kind,)
     ids = {place.id} | ({place.parent_id} if isinstance(place, discord.Thread) else set())  # type: ignore[union-attr]
     if ephemeral:
-        return Audience(guild.id, frozenset(ids), False, askers)
+        return Readers(guild.id, frozenset(ids), False, askers)
     if not isinstance(place, (GuildChannel, discord.Thread)):
         return _uncertain(guild.id, ids)  # e.g. a PartialMessageable: the channel is not cached
     thread_members: list[int] | None = None
@@ -214,7 +182,7 @@ async def reply_audience(place: discord.abc.Messageable | None, asker: discord.M
     audience = _audience(place, moderator_role_ids, _kind_lookup(guild, moderator_role_ids, known), thread_members)
     if audience.public or asker_kind is None:
         return audience
-    return Audience(audience.guild_id, audience.channel_ids, False, _minimal(audience.reader_roles + askers))
+    return Readers(audience.guild_id, audience.channel_ids, False, _minimal(audience.reader_roles + askers))
 
 
 async def _fetch_members(guild: discord.Guild, user_ids: list[int]) -> dict[int, discord.Member | None]:

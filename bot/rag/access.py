@@ -104,19 +104,36 @@ class Moderators:
 
 @dataclass(frozen=True)
 class Readers:
-    """Readers described directly (the CLI's `--channel` / `--as-role`): the reply is in
-    `channel_ids` (a channel and, for a thread, its parent) and read only by members holding
-    one of `roles` (empty: anyone may read it)."""
+    """Who can read one reply (`bot.discord_bot.audience` works it out from Discord).
+    `guild_id` None: a DM. `channel_ids`: the reply's channel and, for a thread or forum
+    post, its parent. `public`: a member holding no role can read it. `reader_roles`: the
+    kinds of the other readers, moderators aside: the role ids every reader of one kind holds
+    (who views a channel thanks to role R holds R). A source visible to some roles is allowed
+    when every kind holds one of them."""
 
+    guild_id: int | None
     channel_ids: frozenset[int] = frozenset()
-    roles: frozenset[int] = frozenset()
+    public: bool = False
+    reader_roles: tuple[frozenset[int], ...] = ()
+
+    @classmethod
+    def dm(cls) -> Readers:
+        return cls(None)
+
+    @property
+    def only_moderators(self) -> bool:
+        """Only moderators read it (an ephemeral reply to one, a channel only they can view)."""
+        return self.guild_id is not None and not self.public and not self.reader_roles
 
     def allows(self, visibility: Visibility) -> bool:
+        if self.guild_id is None:
+            return False  # a DM: the shared sources only
+        if self.only_moderators or visibility.kind == "everyone":
+            return True
         if visibility.kind == "channels":
             return bool(self.channel_ids & visibility.ids)
-        if visibility.kind == "roles":
-            return bool(self.roles) and self.roles <= visibility.ids
-        return True
+        everyone_role = self.guild_id in visibility.ids
+        return everyone_role or (not self.public and all(kind & visibility.ids for kind in self.reader_roles))
 
 
 EVERYONE = Everyone()
