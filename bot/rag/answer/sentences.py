@@ -127,6 +127,12 @@ def _code_follows(text: str, end: int) -> bool:
     return ahead.startswith(FENCE) or (bool(line) and not is_prose(line))
 
 
+def own_sentences(chunk: Chunk) -> list[str]:
+    """The sentences of the chunk's own text, without its page: what retrieval compares with
+    the question (the same texts as `sentence_texts` but for a chunk's cut first sentence)."""
+    return [s.text for s in _apart_from_headings(split_sentences(chunk.text)) if not is_heading(s.text)]
+
+
 def sentence_texts(chunk: Chunk, source_text: Callable[[str], str]) -> list[str]:
     """The texts of the chunk's answer candidates: what ingest embeds for the answerer."""
     return [c.span.text for c in candidates_of([chunk], source_text)]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from langchain_chroma import Chroma
 
-from bot.rag.answer.sentences import sentence_texts
+from bot.rag.answer.sentences import own_sentences
 from bot.rag.components import Components
 from bot.rag.index.lexical import LEXICAL_FORMAT, LexicalIndex
 from bot.rag.index.live import LiveIndex
@@ -28,7 +28,7 @@ def live_index(version: IndexVersion, components: Components) -> LiveIndex:
         query_vector=lambda text: components.vectors.get([text], store=False)[0],
         k=settings.top_k,
         hybrid=settings.hybrid_search,
-        sentence_vectors=lambda chunk: components.vectors.get(sentence_texts(chunk, version.source_text) or [chunk.text]),
+        sentence_vectors=lambda chunk: components.vectors.get(own_sentences(chunk) or [chunk.text]),
     )
     live = LiveIndex(version, lexical, retriever)
     live.chain = scoped_chain([live], components.answerer, settings.top_k)
