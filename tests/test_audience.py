@@ -15,7 +15,8 @@ import pytest
 from discord import app_commands
 
 from bot.discord_bot.app import bot_intents
-from bot.discord_bot.audience import UNKNOWN, channel_audience, is_moderator, reply_audience
+from bot.discord_bot.audience import UNKNOWN, channel_audience, reply_audience
+from bot.discord_bot.checks import member_is_moderator as is_moderator
 from bot.rag.access import Readers, Visibility
 from tests.discord_emulator import (
     ADMINISTRATOR,

@@ -21,30 +21,20 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 import discord
 from discord.abc import GuildChannel
 
+from bot.discord_bot.checks import member_is_moderator
 from bot.rag.access import Readers
 
 UNKNOWN: frozenset[int] = frozenset()  # the kind of a reader whose roles are unknown: holds no role
 MAX_FETCHED_MEMBERS = 25  # members fetched over REST for one reply; any beyond count as UNKNOWN
 
 
-# --- who is a moderator ---------------------------------------------------------------------------
-def is_moderator(member: discord.Member | discord.User | None, moderator_role_ids: Collection[int]) -> bool:
-    """The owner, Administrator or Manage Server (from roles, or from an interaction's resolved
-    permissions), or a moderator role."""
-    if not isinstance(member, discord.Member):
-        return False
-    for perms in (member.guild_permissions, member.resolved_permissions):
-        if perms is not None and (perms.administrator or perms.manage_guild):
-            return True
-    return any(role.id in moderator_role_ids for role in member.roles)
-
-
+# --- a reader's kind ---------------------------------------------------------------------------------
 def _kind(member: discord.Member | None, guild: discord.Guild,
           moderator_role_ids: Collection[int]) -> frozenset[int] | None:
     """A reader's kind: their roles; None for a moderator; UNKNOWN when the member is unknown."""
     if member is None or member.guild.id != guild.id:
         return UNKNOWN
-    if is_moderator(member, moderator_role_ids):
+    if member_is_moderator(member, moderator_role_ids):
         return None
     return frozenset(role.id for role in member.roles if not role.is_default())
 

@@ -3,7 +3,7 @@ the moderator check for moderators' commands."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TypeVar
 
 import discord
@@ -47,12 +47,21 @@ class QuestionCooldown:
         return bucket.update_rate_limit() if bucket is not None else None
 
 
+def member_is_moderator(member: discord.Member | discord.User | None, moderator_role_ids: Collection[int]) -> bool:
+    """The owner, Administrator or Manage Server (from their roles, or from an interaction's
+    resolved permissions), or one of the moderator roles. Moderators run /source and see every
+    source."""
+    if not isinstance(member, discord.Member):
+        return False
+    for perms in (member.guild_permissions, member.resolved_permissions):
+        if perms is not None and (perms.administrator or perms.manage_guild):
+            return True
+    return any(role.id in moderator_role_ids for role in member.roles)
+
+
 def is_moderator(interaction: discord.Interaction, settings: Settings) -> bool:
-    """Manage Server in this channel, or one of the configured moderator roles."""
-    if interaction.permissions.manage_guild:
-        return True
-    roles = getattr(interaction.user, "roles", [])
-    return any(role.id in settings.moderator_role_ids for role in roles)
+    """Manage Server in this channel, or a moderator as `member_is_moderator` says."""
+    return interaction.permissions.manage_guild or member_is_moderator(interaction.user, settings.moderator_role_ids)
 
 
 def channel_allowed(channel: discord.abc.Messageable, settings: Settings) -> bool:
