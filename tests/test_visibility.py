@@ -173,3 +173,20 @@ def test_a_shared_source_of_the_same_name_never_reads_the_hidden_text(world: tup
     assert not any(s in _shown(answer) for s in hidden_text)
     summary = json.dumps(service.summary(None, GUILD).to_dict())
     assert "Quay Street" in summary and not any(s in summary for s in hidden_text)
+
+
+def test_words_only_hidden_sources_use_are_unknown_to_readers_who_may_not_see_them(
+    world: tuple[RagService, SourceLibrary],
+) -> None:
+    """The answerer asks more of its evidence for a word no source uses; a word only a hidden
+    source uses must count as unused, or a refusal would tell that some source uses it."""
+    from bot.rag.index.scope import ScopedCorpus
+    from bot.rag.text import stem
+
+    service, _ = world
+    own = service.bases.get(guild_base_name(GUILD)).live_if_built()
+    assert own is not None
+    word = stem("ferryctl")
+    assert ScopedCorpus([own, service.start()]).mentions(word)
+    assert not ScopedCorpus([own, service.start()], [frozenset({"staff-runbook.md"})]).mentions(word)
+    assert ScopedCorpus([own, service.start()], [frozenset({"mod-notes.md"})]).mentions(word)

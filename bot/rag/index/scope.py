@@ -36,13 +36,21 @@ class ScopedCorpus:
         return self._owner(source).page_idf(source, term)
 
     def mentions(self, term: str) -> bool:
-        return any(live.mentions(term) for live in self.lives)
+        """Whether a source the readers may see holds the stemmed term: a word only hidden
+        sources use must not make a question likelier to be answered (nor refused)."""
+        return any(_mentions(live, hidden, term) for live, hidden in zip(self.lives, self.hidden))
 
     def page_mentions(self, source: str, name: str) -> bool:
         return self._owner(source).page_mentions(source, name)
 
     def chunks_of(self, documents: Sequence[Document]) -> list[Chunk]:
         return [self.lives[int(d.metadata["scope"])].version.chunks[str(d.metadata["chunk_id"])] for d in documents]
+
+
+def _mentions(live: LiveIndex, hidden: frozenset[str], term: str) -> bool:
+    if not live.mentions(term) or not hidden:
+        return live.mentions(term)
+    return any(live.pages.terms(source).vocabulary.knows(term) for source in live.version.source_names - hidden)
 
 
 def fuse(rankings: dict[str, list[Document]], k: int) -> list[Document]:
