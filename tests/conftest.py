@@ -18,6 +18,7 @@ from bot.discord_bot.app import SourceBot
 from bot.rag.embeddings import MiniLMEmbeddings
 from bot.rag.service import RagService
 from bot.settings import Settings
+from tests.discord_client import start_client  # noqa: F401  (a fixture: a plain client for the emulator tests)
 from tests.discord_emulator import MANAGE_GUILD, DiscordEmulator, Member
 from tests.helpers import ARTICLE, StartBot, connect, disconnect_all
 from tests.openai_server import OpenAICompatibleServer

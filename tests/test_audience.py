@@ -7,17 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import discord
 import pytest
-from discord import app_commands
 
-from bot.discord_bot.app import bot_intents
 from bot.discord_bot.audience import UNKNOWN, channel_audience, reply_audience
 from bot.discord_bot.checks import member_is_moderator as is_moderator
 from bot.rag.access import Readers, Visibility
+from tests.discord_client import RecordingClient, StartClient
 from tests.discord_emulator import (
     ADMINISTRATOR,
     CREATE_PRIVATE_THREADS,
@@ -28,29 +27,9 @@ from tests.discord_emulator import (
     DiscordEmulator,
     Member,
 )
-from tests.helpers import connect, disconnect_all
 
 
 # --- a tiny client: the project's intents, one command that records where it was asked ---------------
-class Reader(discord.Client):
-    def __init__(self, intents: discord.Intents) -> None:
-        super().__init__(intents=intents, guild_ready_timeout=0.05)
-        self.tree = app_commands.CommandTree(self)
-        self.asked: list[discord.Interaction] = []
-        self.seen: list[discord.Message] = []
-
-        @self.tree.command(name="where", description="Record where I am")
-        async def where(interaction: discord.Interaction) -> None:
-            self.asked.append(interaction)
-            await interaction.response.send_message("noted", ephemeral=True)
-
-    async def setup_hook(self) -> None:
-        await self.tree.sync()
-
-    async def on_message(self, message: discord.Message) -> None:
-        self.seen.append(message)
-
-
 async def eventually(check: Callable[[], Any], timeout: float = 5.0) -> Any:
     for _ in range(int(timeout / 0.02)):
         if result := check():
@@ -103,26 +82,11 @@ class World:
 
 
 @pytest.fixture
-async def start(emulator: DiscordEmulator) -> AsyncIterator[Callable[..., Awaitable[Reader]]]:
-    running: list[tuple[Reader, asyncio.Task[None]]] = []
-
-    async def start_reader(members_intent: bool = False) -> Reader:
-        intents = bot_intents()
-        intents.members = members_intent
-        client = Reader(intents)
-        await connect(client, running)
-        return client
-
-    yield start_reader
-    await disconnect_all(running)
-
-
-@pytest.fixture
 def world(emulator: DiscordEmulator) -> World:
     return World(emulator)
 
 
-async def ask(emulator: DiscordEmulator, client: Reader, member: Member, channel: str | None = None, *,
+async def ask(emulator: DiscordEmulator, client: RecordingClient, member: Member, channel: str | None = None, *,
               dm: bool = False) -> discord.Interaction:
     """The member runs /where (in `channel`, or a DM): the interaction as discord.py built it."""
     before = len(client.asked)
@@ -131,7 +95,7 @@ async def ask(emulator: DiscordEmulator, client: Reader, member: Member, channel
     return client.asked[-1]
 
 
-async def audience(emulator: DiscordEmulator, client: Reader, member: Member, channel: str | None = None, *,
+async def audience(emulator: DiscordEmulator, client: RecordingClient, member: Member, channel: str | None = None, *,
                    ephemeral: bool = False, dm: bool = False) -> Readers:
     interaction = await ask(emulator, client, member, channel, dm=dm)
     return await reply_audience(interaction.channel, interaction.user, ephemeral=ephemeral,
@@ -168,8 +132,8 @@ def test_audience_rules_on_plain_values() -> None:
 
 
 # --- channels ------------------------------------------------------------------------------------------
-async def test_a_public_channel_allows_what_everyone_may_see(emulator: DiscordEmulator, world: World, start) -> None:  # type: ignore[no-untyped-def]
-    client = await start()
+async def test_a_public_channel_allows_what_everyone_may_see(emulator: DiscordEmulator, world: World, start_client: StartClient) -> None:
+    client = await start_client()
     seen = await audience(emulator, client, world.alice, world.public)
     assert seen.public and seen.guild_id == int(world.guild) and seen.channel_ids == {int(world.public)}
     assert seen.allows(Visibility.everyone()) and not seen.allows(world.roles(world.a, world.b, world.mod))
@@ -178,8 +142,8 @@ async def test_a_public_channel_allows_what_everyone_may_see(emulator: DiscordEm
     assert channel.permissions_for(channel.guild.default_role).view_channel  # type: ignore[union-attr]
 
 
-async def test_a_channel_only_role_a_views_allows_role_a(emulator: DiscordEmulator, world: World, start) -> None:  # type: ignore[no-untyped-def]
-    client = await start()
+async def test_a_channel_only_role_a_views_allows_role_a(emulator: DiscordEmulator, world: World, start_client: StartClient) -> None:
+    client = await start_client()
     seen = await audience(emulator, client, world.alice, world.a_only)
     assert not seen.public and seen.reader_roles == (frozenset({int(world.a)}),)
     assert seen.allows(world.roles(world.a)) and seen.allows(world.roles(world.a, world.b))
@@ -187,15 +151,15 @@ async def test_a_channel_only_role_a_views_allows_role_a(emulator: DiscordEmulat
     assert emulator.calls_to("GET", r"/guilds/\d+/members/\d+") == []  # nothing to fetch
 
 
-async def test_a_channel_two_roles_view_needs_both(emulator: DiscordEmulator, world: World, start) -> None:  # type: ignore[no-untyped-def]
-    client = await start()
+async def test_a_channel_two_roles_view_needs_both(emulator: DiscordEmulator, world: World, start_client: StartClient) -> None:
+    client = await start_client()
     seen = await audience(emulator, client, world.bob, world.ab)
     assert seen.allows(world.roles(world.a, world.b))
     assert not seen.allows(world.roles(world.a)) and not seen.allows(world.roles(world.b))
 
 
-async def test_a_members_own_overwrite_makes_their_roles_readers(emulator: DiscordEmulator, world: World, start) -> None:  # type: ignore[no-untyped-def]
-    client = await start()
+async def test_a_members_own_overwrite_makes_their_roles_readers(emulator: DiscordEmulator, world: World, start_client: StartClient) -> None:
+    client = await start_client()
     seen = await audience(emulator, client, world.alice, world.personal)
     assert set(seen.reader_roles) == {frozenset({int(world.a)}), frozenset({int(world.b)})}  # carol holds B
     assert emulator.calls_to("GET", rf"/guilds/{world.guild}/members/{world.carol.id}")  # fetched: not cached
@@ -213,8 +177,8 @@ async def test_a_members_own_overwrite_makes_their_roles_readers(emulator: Disco
     assert len(unknown_member.calls) == 1
 
 
-async def test_moderators_never_block_a_source(emulator: DiscordEmulator, world: World, start) -> None:  # type: ignore[no-untyped-def]
-    client = await start()
+async def test_moderators_never_block_a_source(emulator: DiscordEmulator, world: World, start_client: StartClient) -> None:
+    client = await start_client()
     modded = await audience(emulator, client, world.alice, world.modded)
     assert modded.reader_roles == (frozenset({int(world.a)}),) and modded.allows(world.roles(world.a))
     only_mods = await audience(emulator, client, world.mo, world.mods_only)
@@ -226,11 +190,11 @@ async def test_moderators_never_block_a_source(emulator: DiscordEmulator, world:
 
 
 # --- threads --------------------------------------------------------------------------------------------
-async def test_private_threads_are_read_by_their_members(emulator: DiscordEmulator, world: World, start) -> None:  # type: ignore[no-untyped-def]
+async def test_private_threads_are_read_by_their_members(emulator: DiscordEmulator, world: World, start_client: StartClient) -> None:
     bot = emulator.bot_as_member()
     both_a = await emulator.start_private_thread(world.alice, world.public, "a-team", invite=[world.anna, world.mo, bot])
     mixed = await emulator.start_private_thread(world.alice, world.public, "mixed", invite=[world.bob, bot])
-    client = await start()
+    client = await start_client()
     seen = await audience(emulator, client, world.alice, both_a["id"])
     assert isinstance(client.get_channel(int(both_a["id"])), discord.Thread)
     assert emulator.calls_to("GET", rf"/channels/{both_a['id']}/thread-members")
@@ -243,21 +207,21 @@ async def test_private_threads_are_read_by_their_members(emulator: DiscordEmulat
     assert not (await audience(emulator, client, world.alice, both_a["id"])).allows(world.roles(world.a))
 
 
-async def test_private_thread_members_that_cannot_be_listed_block_role_sources(emulator: DiscordEmulator, world: World, start) -> None:  # type: ignore[no-untyped-def]
+async def test_private_thread_members_that_cannot_be_listed_block_role_sources(emulator: DiscordEmulator, world: World, start_client: StartClient) -> None:
     thread = await emulator.start_private_thread(world.alice, world.public, "a-team",
                                                  invite=[world.anna, emulator.bot_as_member()])
     emulator.members_intent_enabled = False  # the portal switch is off: Discord refuses the member list
     refused = emulator.expect_error(403, 50001, method="GET", path=rf"/channels/{thread['id']}/thread-members")
-    client = await start()
+    client = await start_client()
     seen = await audience(emulator, client, world.alice, thread["id"])
     assert len(refused.calls) == 1 and UNKNOWN in seen.reader_roles
     assert seen.allows(Visibility.everyone()) and seen.allows(world.channels(world.public))
     assert not seen.allows(world.roles(world.a))
 
 
-async def test_a_private_thread_where_the_bot_is_mentioned(emulator: DiscordEmulator, world: World, start) -> None:  # type: ignore[no-untyped-def]
+async def test_a_private_thread_where_the_bot_is_mentioned(emulator: DiscordEmulator, world: World, start_client: StartClient) -> None:
     thread = await emulator.start_private_thread(world.alice, world.public, "a-team", invite=[world.anna])
-    client = await start()
+    client = await start_client()
     assert client.get_channel(int(thread["id"])) is None  # private: not shown to the bot
     await emulator.inject_message(world.anna, "where is the runbook?", mention_bot=True, channel=thread["id"])
     message = await eventually(lambda: client.seen and client.seen[-1])
@@ -266,8 +230,8 @@ async def test_a_private_thread_where_the_bot_is_mentioned(emulator: DiscordEmul
     assert seen.reader_roles == (frozenset({int(world.a)}),) and seen.allows(world.roles(world.a))
 
 
-async def test_a_public_thread_and_a_forum_post_are_read_by_their_parents_viewers(emulator: DiscordEmulator, world: World, start) -> None:  # type: ignore[no-untyped-def]
-    client = await start()
+async def test_a_public_thread_and_a_forum_post_are_read_by_their_parents_viewers(emulator: DiscordEmulator, world: World, start_client: StartClient) -> None:
+    client = await start_client()
     starter = await emulator.inject_message(world.alice, "a question", channel=world.a_only)
     thread = await emulator.start_thread(world.alice, starter, "a question")
     await eventually(lambda: client.get_channel(int(thread["id"])))
@@ -282,8 +246,8 @@ async def test_a_public_thread_and_a_forum_post_are_read_by_their_parents_viewer
 
 
 # --- ephemeral replies and DMs -------------------------------------------------------------------------
-async def test_an_ephemeral_reply_is_read_by_the_asker_alone(emulator: DiscordEmulator, world: World, start) -> None:  # type: ignore[no-untyped-def]
-    client = await start()
+async def test_an_ephemeral_reply_is_read_by_the_asker_alone(emulator: DiscordEmulator, world: World, start_client: StartClient) -> None:
+    client = await start_client()
     alice = await audience(emulator, client, world.alice, world.public, ephemeral=True)
     assert alice.reader_roles == (frozenset({int(world.a)}),) and alice.allows(world.roles(world.a))
     assert not alice.allows(world.roles(world.b)) and not alice.allows(world.channels(world.a_only))
@@ -294,8 +258,8 @@ async def test_an_ephemeral_reply_is_read_by_the_asker_alone(emulator: DiscordEm
         assert mine.only_moderators and mine.allows(world.roles(world.b)) and mine.allows(world.channels(world.ab))
 
 
-async def test_a_dm_allows_no_server_source(emulator: DiscordEmulator, world: World, start) -> None:  # type: ignore[no-untyped-def]
-    client = await start()
+async def test_a_dm_allows_no_server_source(emulator: DiscordEmulator, world: World, start_client: StartClient) -> None:
+    client = await start_client()
     for ephemeral in (False, True):
         seen = await audience(emulator, client, world.alice, dm=True, ephemeral=ephemeral)
         assert seen == Readers.dm() and not seen.allows(Visibility.everyone())
@@ -303,8 +267,8 @@ async def test_a_dm_allows_no_server_source(emulator: DiscordEmulator, world: Wo
         Visibility.everyone())
 
 
-async def test_a_channel_scoped_source_answers_in_that_channel_and_its_threads_only(emulator: DiscordEmulator, world: World, start) -> None:  # type: ignore[no-untyped-def]
-    client = await start()
+async def test_a_channel_scoped_source_answers_in_that_channel_and_its_threads_only(emulator: DiscordEmulator, world: World, start_client: StartClient) -> None:
+    client = await start_client()
     scoped = world.channels(world.public)
     starter = await emulator.inject_message(world.alice, "a question")
     thread = await emulator.start_thread(world.alice, starter, "a question")
@@ -317,8 +281,8 @@ async def test_a_channel_scoped_source_answers_in_that_channel_and_its_threads_o
 
 
 # --- changes while connected ---------------------------------------------------------------------------
-async def test_a_permission_change_takes_effect_on_the_next_reply(emulator: DiscordEmulator, world: World, start) -> None:  # type: ignore[no-untyped-def]
-    client = await start()
+async def test_a_permission_change_takes_effect_on_the_next_reply(emulator: DiscordEmulator, world: World, start_client: StartClient) -> None:
+    client = await start_client()
     assert (await audience(emulator, client, world.alice, world.a_only)).allows(world.roles(world.a))
 
     updated = asyncio.ensure_future(client.wait_for("guild_channel_update", timeout=5,
@@ -337,8 +301,8 @@ async def test_a_permission_change_takes_effect_on_the_next_reply(emulator: Disc
     assert (await audience(emulator, client, world.alice, world.a_only)).public
 
 
-async def test_a_role_change_takes_effect_on_the_next_reply(emulator: DiscordEmulator, world: World, start) -> None:  # type: ignore[no-untyped-def]
-    client = await start()
+async def test_a_role_change_takes_effect_on_the_next_reply(emulator: DiscordEmulator, world: World, start_client: StartClient) -> None:
+    client = await start_client()
     assert (await audience(emulator, client, world.alice, world.public, ephemeral=True)).allows(world.roles(world.a))
     emulator.set_member_roles(world.guild, world.alice.id, [world.b])  # no GUILD_MEMBER_UPDATE: no intent
     await emulator.settle()
@@ -347,8 +311,8 @@ async def test_a_role_change_takes_effect_on_the_next_reply(emulator: DiscordEmu
     assert not lost.allows(world.roles(world.a)) and lost.allows(world.roles(world.b))
 
 
-async def test_with_the_members_intent_the_cache_follows_role_changes(emulator: DiscordEmulator, world: World, start) -> None:  # type: ignore[no-untyped-def]
-    client = await start(members_intent=True)
+async def test_with_the_members_intent_the_cache_follows_role_changes(emulator: DiscordEmulator, world: World, start_client: StartClient) -> None:
+    client = await start_client(members_intent=True)
     channel = client.get_channel(int(world.personal))
     assert isinstance(channel, discord.TextChannel)
     assert channel_audience(channel, []).allows(world.roles(world.a, world.b))  # carol from the cache
@@ -361,7 +325,7 @@ async def test_with_the_members_intent_the_cache_follows_role_changes(emulator: 
 
 
 # --- against discord.py's own permissions_for ------------------------------------------------------------
-async def test_every_member_who_can_view_is_covered_by_a_reader_kind(emulator: DiscordEmulator, start) -> None:  # type: ignore[no-untyped-def]
+async def test_every_member_who_can_view_is_covered_by_a_reader_kind(emulator: DiscordEmulator, start_client: StartClient) -> None:
     """Random overwrites in two servers (one whose @everyone cannot view, where roles grant it):
     for every member discord.py lets view a channel, the audience is public, the member is a
     moderator, or one reader kind is among their roles; and the emulator computes the same view."""
@@ -387,7 +351,7 @@ async def test_every_member_who_can_view_is_covered_by_a_reader_kind(emulator: D
                     emulator.set_overwrite(cid, target, allow=allow, deny=deny)
             channels.append(cid)
         plans.append((g, channels, members))
-    client = await start()
+    client = await start_client()
     checked = 0
     for g, channels, members in plans:
         guild = client.get_guild(int(g))

@@ -1,5 +1,5 @@
 """The Discord emulator's member roles, role routes, private threads and thread member lists,
-exercised with the real discord.py client (a plain discord.Client defined here, not the project's
+exercised with the real discord.py client (a plain one, `tests/discord_client.py`, not the project's
 bot): role changes reach later message and interaction payloads always, and GUILD_MEMBER_UPDATE
 only with the GUILD_MEMBERS intent; the bot gives and takes roles under Discord's rules; private
 threads are seen only by their members; the member list needs the privileged intent enabled."""
@@ -7,13 +7,13 @@ threads are seen only by their members; the member list needs the privileged int
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import discord
 import pytest
-from discord import app_commands
 
+from tests.discord_client import RecordingClient, StartClient
 from tests.discord_emulator import (
     CREATE_PRIVATE_THREADS,
     EVERYONE_PERMISSIONS,
@@ -21,42 +21,6 @@ from tests.discord_emulator import (
     MANAGE_ROLES,
     DiscordEmulator,
 )
-from tests.helpers import connect, disconnect_all
-
-
-class Client(discord.Client):
-    def __init__(self, members: bool) -> None:
-        intents = discord.Intents.none()
-        intents.guilds = intents.guild_messages = intents.message_content = True
-        intents.members = members
-        super().__init__(intents=intents, guild_ready_timeout=0.05)
-        self.tree = app_commands.CommandTree(self)
-        self.seen: list[discord.Message] = []
-        self.asked: list[discord.Interaction] = []
-
-        @self.tree.command(name="ping", description="Ping")
-        async def ping(interaction: discord.Interaction) -> None:
-            self.asked.append(interaction)
-            await interaction.response.send_message("pong", ephemeral=True)
-
-    async def setup_hook(self) -> None:
-        await self.tree.sync()
-
-    async def on_message(self, message: discord.Message) -> None:
-        self.seen.append(message)
-
-
-@pytest.fixture
-async def start(emulator: DiscordEmulator) -> AsyncIterator[Callable[..., Awaitable[Client]]]:
-    running: list[tuple[Client, asyncio.Task[None]]] = []
-
-    async def start_client(members: bool = False) -> Client:
-        client = Client(members)
-        await connect(client, running)
-        return client
-
-    yield start_client
-    await disconnect_all(running)
 
 
 async def eventually(check: Callable[[], Any], timeout: float = 5.0) -> Any:
@@ -72,11 +36,11 @@ def sent(emulator: DiscordEmulator, event: str) -> list[dict[str, Any]]:
 
 
 # --- member roles --------------------------------------------------------------------------------------
-async def test_a_role_change_reaches_payloads_always_and_member_updates_with_the_intent(emulator: DiscordEmulator, start) -> None:  # type: ignore[no-untyped-def]
+async def test_a_role_change_reaches_payloads_always_and_member_updates_with_the_intent(emulator: DiscordEmulator, start_client: StartClient) -> None:
     g = emulator.guild_id
     staff, helpers = emulator.add_role(g, "Staff"), emulator.add_role(g, "Helpers", MANAGE_MESSAGES)
     alice = emulator.member("alice", roles=[staff])
-    client = await start()
+    client = await start_client()
     earlier = await emulator.inject_message(alice, "before")
     emulator.set_member_roles(g, alice.id, [helpers])
     await emulator.settle()
@@ -85,7 +49,7 @@ async def test_a_role_change_reaches_payloads_always_and_member_updates_with_the
     await emulator.inject_message(alice, "after")
     message = await eventually(lambda: next((m for m in client.seen if m.content == "after"), None))
     assert [r.id for r in message.author.roles[1:]] == [int(helpers)]
-    await emulator.inject_slash(alice, "ping")
+    await emulator.inject_slash(alice, "where")
     interaction = await eventually(lambda: client.asked and client.asked[-1])
     assert [r.id for r in interaction.user.roles[1:]] == [int(helpers)] and interaction.permissions.manage_messages
     fetched = await client.get_guild(int(g)).fetch_member(int(alice.id))  # type: ignore[union-attr]
@@ -97,11 +61,11 @@ async def test_a_role_change_reaches_payloads_always_and_member_updates_with_the
         emulator.set_member_roles(g, "1234", [staff])
 
 
-async def test_with_the_members_intent_the_cached_member_follows(emulator: DiscordEmulator, start) -> None:  # type: ignore[no-untyped-def]
+async def test_with_the_members_intent_the_cached_member_follows(emulator: DiscordEmulator, start_client: StartClient) -> None:
     g = emulator.guild_id
     staff = emulator.add_role(g, "Staff")
     alice = emulator.member("alice")
-    client = await start(members=True)
+    client = await start_client(members_intent=True)
     guild = client.get_guild(int(g))
     assert guild is not None and guild.get_member(int(alice.id)) is not None
     updated = asyncio.ensure_future(client.wait_for("member_update", timeout=5))
@@ -112,11 +76,11 @@ async def test_with_the_members_intent_the_cached_member_follows(emulator: Disco
     assert sent(emulator, "GUILD_MEMBER_UPDATE")[0]["roles"] == [staff]
 
 
-async def test_the_bot_gives_and_takes_roles_under_the_role_hierarchy(emulator: DiscordEmulator, start) -> None:  # type: ignore[no-untyped-def]
+async def test_the_bot_gives_and_takes_roles_under_the_role_hierarchy(emulator: DiscordEmulator, start_client: StartClient) -> None:
     g = emulator.guild_id
     staff = emulator.add_role(g, "Staff", position=2)
     alice = emulator.member("alice")
-    client = await start(members=True)
+    client = await start_client(members_intent=True)
     guild = client.get_guild(int(g))
     assert guild is not None
     member, role = guild.get_member(int(alice.id)), guild.get_role(int(staff))
@@ -147,13 +111,13 @@ async def test_the_bot_gives_and_takes_roles_under_the_role_hierarchy(emulator: 
 
 
 # --- private threads and thread members ----------------------------------------------------------------
-async def test_a_private_thread_is_seen_by_its_members_and_lists_them(emulator: DiscordEmulator, start) -> None:  # type: ignore[no-untyped-def]
+async def test_a_private_thread_is_seen_by_its_members_and_lists_them(emulator: DiscordEmulator, start_client: StartClient) -> None:
     alice = emulator.member("alice", EVERYONE_PERMISSIONS | CREATE_PRIVATE_THREADS)
     anna, dave = emulator.member("anna"), emulator.member("dave")
     with pytest.raises(PermissionError):
         await emulator.start_private_thread(anna, emulator.channel_id, "nope")  # no Create Private Threads
     thread = await emulator.start_private_thread(alice, emulator.channel_id, "secret", invite=[anna])
-    client = await start()
+    client = await start_client()
     assert client.get_channel(int(thread["id"])) is None  # not listed in GUILD_CREATE: the bot cannot see it
     assert emulator.thread_members(thread["id"]) == {alice.id, anna.id}
     hidden = emulator.expect_error(403, 50001, method="GET", path=rf"/channels/{thread['id']}")
@@ -191,9 +155,9 @@ async def test_a_private_thread_is_seen_by_its_members_and_lists_them(emulator: 
     assert len(refused.calls) == 1
 
 
-async def test_the_bot_adds_and_removes_thread_members(emulator: DiscordEmulator, start) -> None:  # type: ignore[no-untyped-def]
+async def test_the_bot_adds_and_removes_thread_members(emulator: DiscordEmulator, start_client: StartClient) -> None:
     alice, bob = emulator.member("alice"), emulator.member("bob")
-    client = await start(members=True)
+    client = await start_client(members_intent=True)
     channel = client.get_channel(int(emulator.channel_id))
     assert isinstance(channel, discord.TextChannel)
     emulator.bot_permissions |= CREATE_PRIVATE_THREADS
@@ -212,7 +176,7 @@ async def test_the_bot_adds_and_removes_thread_members(emulator: DiscordEmulator
 
 async def test_asking_for_the_members_intent_when_it_is_not_enabled_closes_with_4014(emulator: DiscordEmulator) -> None:
     emulator.members_intent_enabled = False
-    client = Client(members=True)
+    client = RecordingClient(members_intent=True)
     await client.login("test-token")
     try:
         with pytest.raises(discord.PrivilegedIntentsRequired):
