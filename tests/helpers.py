@@ -7,6 +7,7 @@ import asyncio
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -117,3 +118,12 @@ async def disconnect_all(running: list[tuple[Any, asyncio.Task[None]]]) -> None:
         await bot.close()
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def eventually(check: Callable[[], Any], timeout: float = 5.0) -> Any:
+    """`check()`'s first truthy result, polled every 20 ms (AssertionError after `timeout` s)."""
+    for _ in range(int(timeout / 0.02)):
+        if result := check():
+            return result
+        await asyncio.sleep(0.02)
+    raise AssertionError("condition not reached")

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable
-from typing import Any
 
 import discord
 import pytest
@@ -27,15 +25,7 @@ from tests.discord_emulator import (
     DiscordEmulator,
     Member,
 )
-
-
-# --- a tiny client: the project's intents, one command that records where it was asked ---------------
-async def eventually(check: Callable[[], Any], timeout: float = 5.0) -> Any:
-    for _ in range(int(timeout / 0.02)):
-        if result := check():
-            return result
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not reached")
+from tests.helpers import eventually
 
 
 class World:

@@ -16,7 +16,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from tests.discord_emulator import EPHEMERAL, MANAGE_GUILD, DiscordEmulator, Member
-from tests.helpers import connect, disconnect_all
+from tests.helpers import connect, disconnect_all, eventually
 
 ORIGINAL_BASE = discord.http.Route.BASE
 ORIGINAL_GATEWAY = discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
@@ -147,12 +147,6 @@ def moderator(emulator: DiscordEmulator, guild: str | None = None) -> Member:
     return emulator.member("mod", permissions=MANAGE_GUILD | (1 << 10) | (1 << 11) | (1 << 31), guild=guild)
 
 
-async def eventually(check: Callable[[], Any], timeout: float = 5.0) -> Any:
-    for _ in range(int(timeout / 0.02)):
-        if result := check():
-            return result
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not reached")
 
 
 def last_response(emulator: DiscordEmulator, token: str) -> dict[str, Any]:

@@ -7,7 +7,6 @@ threads are seen only by their members; the member list needs the privileged int
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
 import discord
@@ -21,14 +20,7 @@ from tests.discord_emulator import (
     MANAGE_ROLES,
     DiscordEmulator,
 )
-
-
-async def eventually(check: Callable[[], Any], timeout: float = 5.0) -> Any:
-    for _ in range(int(timeout / 0.02)):
-        if result := check():
-            return result
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not reached")
+from tests.helpers import eventually
 
 
 def sent(emulator: DiscordEmulator, event: str) -> list[dict[str, Any]]:

@@ -22,7 +22,7 @@ from tests.discord_emulator import (
     DiscordEmulator,
     Member,
 )
-from tests.helpers import connect, disconnect_all
+from tests.helpers import connect, disconnect_all, eventually
 
 ORIGINAL_BASE = discord.http.Route.BASE
 ORIGINAL_GATEWAY = discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
@@ -142,12 +142,6 @@ def alice(emulator: DiscordEmulator) -> Member:
     return emulator.member("alice")
 
 
-async def eventually(check: Callable[[], Any], timeout: float = 5.0) -> Any:
-    for _ in range(int(timeout / 0.02)):
-        if result := check():
-            return result
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not reached")
 
 
 def text_channel(bot: ThreadBot, emulator: DiscordEmulator) -> discord.TextChannel:
