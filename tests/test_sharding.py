@@ -14,7 +14,6 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import chromadb
@@ -28,7 +27,7 @@ from bot.rag.service import RagService
 from bot.settings import PROJECT_ROOT, Settings
 from tests.chroma_server import ChromaServer
 from tests.discord_emulator import DiscordEmulator
-from tests.helpers import followup
+from tests.helpers import eventually, followup
 
 HOSTAGES = "How many hostages were taken back to Gaza?"
 CHIEF = "Who is the IDF chief of staff?"
@@ -88,12 +87,6 @@ def test_invalid_shard_ids_are_a_clear_error_at_start(make_settings: Callable[..
 
 
 # --- the emulator: sharded IDENTIFY, READY and routing, in process ----------------------------
-async def eventually(check: Callable[[], Any], timeout: float = 10.0) -> Any:
-    for _ in range(int(timeout / 0.02)):
-        if result := check():
-            return result
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not reached")
 
 
 def interaction_ids(emulator: DiscordEmulator, shard: int) -> set[str]:
@@ -169,13 +162,13 @@ async def test_each_shard_connection_gets_only_its_guilds(emulator: DiscordEmula
         # a guild joined while connected arrives on its shard's connection only
         late = emulator.add_guild("Late Joiner", shard=1)
         await emulator.settle()
-        await eventually(lambda: bot1.get_guild(int(late)))
+        await eventually(lambda: bot1.get_guild(int(late)), timeout=10.0)
         assert late in {g["id"] for g in emulator.sent_on(1, "GUILD_CREATE")}
         assert bot0.get_guild(int(late)) is None
 
         # a RESUME on one shard replays only that shard's session
         await emulator.request_reconnect(shard=1)
-        await eventually(lambda: emulator.resumes == 1 and emulator.shard_session(1).connected)
+        await eventually(lambda: emulator.resumes == 1 and emulator.shard_session(1).connected, timeout=10.0)
         mark = len(emulator.calls)
         again = await emulator.inject_slash(bob, "ask", question=CHIEF)
         assert "halevi" in (await followup(emulator, again.token, mark))["content"].lower()

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bot.rag.access import EVERYONE, Moderators, Readers, Visibility
+from bot.rag.access import EVERYONE, Readers, Visibility
 from bot.rag.errors import SourceError, UnknownSourceError
 from bot.rag.index.registry import SHARED, guild_base_name
 from bot.rag.library import SourceLibrary
@@ -20,6 +20,7 @@ from bot.state import Database, database_url
 from tests.helpers import run_cli
 
 GUILD, STAFF_ROLE, MODS_CHANNEL, OTHER_CHANNEL = 111, 501, 601, 602
+# Readers(GUILD), with no reader kinds, is a reply only moderators read: they see every source.
 RUNBOOK = ("# Outage runbook\n\nWhen the ferry booking server is down, restart it with the command "
            "ferryctl restart --force on host quartz-gate-7, then page the on-call captain Morwenna.\n")
 NOTES = ("# Moderation notes\n\nThe spam filter quarantines every message that links to the domain "
@@ -89,7 +90,7 @@ def test_readers_who_may_see_a_source_are_answered_from_it(world: tuple[RagServi
     assert staff.answerable and "ferryctl" in staff.answer and staff.citations[0].source == "staff-runbook.md"
     in_channel = service.ask(QUESTIONS[3], guild_id=GUILD, audience=Readers(GUILD, frozenset({MODS_CHANNEL}), public=True))
     assert in_channel.answerable and in_channel.citations[0].source == "mod-notes.md"
-    moderators = service.ask(QUESTIONS[1], guild_id=GUILD, audience=Moderators())
+    moderators = service.ask(QUESTIONS[1], guild_id=GUILD, audience=Readers(GUILD))
     assert "quartz-gate-7" in moderators.answer
     # readers of two kinds, one holding the role and one another role: not all of them may see it
     mixed = service.ask(QUESTIONS[0], guild_id=GUILD,
@@ -158,7 +159,7 @@ def test_a_source_without_a_registry_row_is_for_moderators_only(world: tuple[Rag
     base.ingest()
     asked = "What is the vault code for the lighthouse?"
     assert "7731" not in _shown(service.ask(asked, guild_id=GUILD))
-    assert "7731" in service.ask(asked, guild_id=GUILD, audience=Moderators()).answer
+    assert "7731" in service.ask(asked, guild_id=GUILD, audience=Readers(GUILD)).answer
 
 
 def test_a_shared_source_of_the_same_name_never_reads_the_hidden_text(world: tuple[RagService, SourceLibrary]) -> None:

@@ -16,9 +16,11 @@ import yarl
 from discord import app_commands
 from discord.ext import commands
 
+from bot.discord_bot.audience import reply_audience
 from bot.discord_bot.feedback import FeedbackView
 from bot.discord_bot.pacing import pacing_trace
 from bot.discord_bot.render import NO_MENTIONS, describe_error
+from bot.rag.access import Readers
 from bot.rag.errors import RagError
 from bot.rag.service import RagService
 from bot.settings import Settings
@@ -74,6 +76,11 @@ class SourceBot(commands.Bot):
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
+
+    async def readers(self, place: discord.abc.Messageable | None, asker: discord.Member | discord.User,
+                      ephemeral: bool = False) -> Readers:
+        """Who will read a reply posted in `place`, or by the asker alone: what it may draw on."""
+        return await reply_audience(place, asker, ephemeral=ephemeral, moderator_role_ids=self.settings.moderator_role_ids)
 
     @contextlib.asynccontextmanager
     async def tracked(self) -> AsyncIterator[None]:

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from bot.rag.holdings import covered_names
 from bot.state import SourceRow
 
 VisibilityKind = Literal["everyone", "channels", "roles"]
@@ -95,14 +96,6 @@ class Everyone:
 
 
 @dataclass(frozen=True)
-class Moderators:
-    """A reply only moderators read (they see every source)."""
-
-    def allows(self, visibility: Visibility) -> bool:
-        return True
-
-
-@dataclass(frozen=True)
 class Readers:
     """Who can read one reply (`bot.discord_bot.audience` works it out from Discord).
     `guild_id` None: a DM. `channel_ids`: the reply's channel and, for a thread or forum
@@ -147,7 +140,7 @@ def hidden_sources(rows: Iterable[SourceRow], indexed: Iterable[str], audience: 
     hidden: set[str] = set()
     covered: set[str] = set()
     for row in rows:
-        mine = {n for n in names if n == row.name or (row.kind == "crawl" and n.startswith(f"{row.name}/"))}
+        mine = set(covered_names(row, names))
         covered |= mine
         if not audience.allows(Visibility.of(row)):
             hidden |= mine

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -33,6 +33,11 @@ class Holding:
     title: str | None = None
 
 
+def covered_names(row: SourceRow, indexed: Iterable[str]) -> list[str]:
+    """The indexed source names a registered source stands for: its own, or a crawl's pages."""
+    return [n for n in indexed if n == row.name or (row.kind == "crawl" and n.startswith(f"{row.name}/"))]
+
+
 def merge(base: str, rows: list[SourceRow], indexed: Mapping[str, SourceInfo] | None) -> list[Holding]:
     """Registered sources with the serving version's status and chunks, then the indexed files
     nobody registered. `indexed` None: the index could not be read; the registry's word stands."""
@@ -41,7 +46,7 @@ def merge(base: str, rows: list[SourceRow], indexed: Mapping[str, SourceInfo] | 
     held: list[Holding] = []
     covered: set[str] = set()
     for row in rows:
-        names = [n for n in indexed if n == row.name or (row.kind == "crawl" and n.startswith(f"{row.name}/"))]
+        names = covered_names(row, indexed)
         covered.update(names)
         chunks = sum(indexed[n].chunks for n in names)
         status = "failed" if row.status == "failed" else "ready" if chunks else "pending"

@@ -10,7 +10,6 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.discord_bot.audience import reply_audience
 from bot.discord_bot.checks import host_only, moderator_only
 from bot.discord_bot.render import (
     AUTOCOMPLETE_LIMIT,
@@ -19,7 +18,6 @@ from bot.discord_bot.render import (
     render_sources,
     render_summary,
 )
-from bot.rag.access import Audience
 from bot.rag.errors import RagError
 
 if TYPE_CHECKING:
@@ -34,16 +32,11 @@ class KnowledgeCog(commands.Cog):
     def __init__(self, bot: SourceBot) -> None:
         self.bot = bot
 
-    async def _audience(self, interaction: discord.Interaction) -> Audience:
-        """Who reads a reply posted in the interaction's channel."""
-        return await reply_audience(interaction.channel, interaction.user, ephemeral=False,
-                                    moderator_role_ids=self.bot.settings.moderator_role_ids)
-
     @app_commands.command(name="summary", description="Key points of one source, or of all sources")
     @app_commands.describe(source="Which source (default: all)")
     async def summary(self, interaction: discord.Interaction, source: str | None = None) -> None:
         await interaction.response.defer(thinking=True)
-        audience = await self._audience(interaction)
+        audience = await self.bot.readers(interaction.channel, interaction.user)
         summary = await asyncio.to_thread(self.bot.service.summary, source, interaction.guild_id, audience)
         infos = await asyncio.to_thread(self.bot.service.sources, interaction.guild_id, audience)
         for reply in render_summary(summary, {info.name: info.title for info in infos}):
@@ -52,7 +45,8 @@ class KnowledgeCog(commands.Cog):
     @summary.autocomplete("source")
     async def summary_source(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
         """The sources a summary posted here may use (what the channel's readers may see)."""
-        infos = await asyncio.to_thread(self.bot.service.sources, interaction.guild_id, await self._audience(interaction))
+        readers = await self.bot.readers(interaction.channel, interaction.user)
+        infos = await asyncio.to_thread(self.bot.service.sources, interaction.guild_id, readers)
         wanted = current.lower()
         return [
             app_commands.Choice(name=(info.title or info.name)[:100], value=info.name)
@@ -62,7 +56,8 @@ class KnowledgeCog(commands.Cog):
 
     @app_commands.command(name="sources", description="List the sources I answer from")
     async def sources(self, interaction: discord.Interaction) -> None:
-        infos = await asyncio.to_thread(self.bot.service.sources, interaction.guild_id, await self._audience(interaction))
+        readers = await self.bot.readers(interaction.channel, interaction.user)
+        infos = await asyncio.to_thread(self.bot.service.sources, interaction.guild_id, readers)
         reply = render_sources(infos, self.bot.service.last_reload)
         await interaction.response.send_message(reply.content, embed=reply.embed, allowed_mentions=NO_MENTIONS)
 

@@ -24,7 +24,6 @@ from cachetools import TTLCache
 from discord import app_commands
 from discord.ext import commands
 
-from bot.discord_bot.audience import reply_audience
 from bot.discord_bot.checks import CooldownHit, QuestionCooldown, channel_allowed
 from bot.discord_bot.conversation import ConversationGate, KeyedLocks, Why
 from bot.discord_bot.destination import Destination
@@ -73,12 +72,6 @@ class QuestionsCog(commands.Cog):
             return await asyncio.to_thread(self.bot.service.sources, guild_id, audience)
         except RagError:
             return []
-
-    async def audience(self, place: discord.abc.Messageable | None, asker: discord.Member | discord.User,
-                       ephemeral: bool = False) -> Audience:
-        """Who will read a reply posted in `place`, or by the asker alone (`bot.discord_bot.audience`)."""
-        return await reply_audience(place, asker, ephemeral=ephemeral,
-                                    moderator_role_ids=self.bot.settings.moderator_role_ids)
 
     async def reply_for(
         self, question: str, user: int, guild_id: int | None, show: Callable[[str], Awaitable[None]],
@@ -224,7 +217,7 @@ class QuestionsCog(commands.Cog):
 
         try:
             async with where.typing():
-                audience = await self.audience(place.thread or message.channel, message.author)
+                audience = await self.bot.readers(place.thread or message.channel, message.author)
                 replies, _, answer = await self.reply_for(
                     question, message.author.id, message.guild.id if message.guild else None, where.show, place.history,
                     audience,
@@ -282,7 +275,7 @@ class QuestionsCog(commands.Cog):
         async def show(partial: str) -> None:
             await interaction.edit_original_response(content=partial, allowed_mentions=NO_MENTIONS)
 
-        audience = await self.audience(interaction.channel, interaction.user, ephemeral=private)
+        audience = await self.bot.readers(interaction.channel, interaction.user, ephemeral=private)
         replies, shown, answer = await self.reply_for(question, interaction.user.id, interaction.guild_id, show,
                                                       audience=audience)
         first, *rest = replies

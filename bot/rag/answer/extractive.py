@@ -10,8 +10,8 @@ Questions that ask for a number, a date or an age only accept sentences that con
 the question does not. A question using key terms (names, tools, rare words) the sources
 never mention needs stronger evidence (`UNKNOWN_TERM_MARGIN`), and one that names something
 ("pytest", "3.12") is answered only from a page that names it too. When the best sentence
-scores below the calibrated threshold the answer is a refusal. Nothing is generated: every word shown comes
-from the sources, so this back-end cannot invent facts.
+scores below the calibrated threshold the answer is a refusal. Nothing is generated: every
+word shown comes from the sources, so this back-end cannot invent facts.
 """
 
 from __future__ import annotations

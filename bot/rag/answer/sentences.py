@@ -38,8 +38,8 @@ _CODE_SPAN = re.compile(r"`[^`\n]*`")
 
 def is_prose(sentence: str) -> bool:
     """Whether a sentence reads as prose: mostly letters, not a listing of `names` (a
-    contents page's), no markup (an XML or HTML example that a
-    PDF's text gives without code fences)."""
+    contents page's), no markup (an XML or HTML example that a PDF's text gives without code
+    fences)."""
     visible = [ch for ch in sentence if not ch.isspace()]
     letters = sum(ch.isalpha() for ch in visible)
     spans = _CODE_SPAN.findall(sentence)
@@ -99,8 +99,8 @@ def candidates_of(chunks: Sequence[Chunk], source_text: Callable[[str], str]) ->
 
 
 def passage_end(text: str, end: int, code_wanted: bool) -> int:
-    """Where the passage quoting the sentence that ends at `end` should end: the answer is a short
-    passage, not a lone sentence. The sentences that follow in its section join it, across
+    """Where the passage quoting the sentence that ends at `end` should end: the answer is a
+    short passage, not a lone sentence. The sentences that follow in its section join it, across
     paragraphs ("... will be cancelled." then "If you wish to use background tasks, use a
     task queue"), at most `PASSAGE_MAX_SENTENCES` of them, adding at most `PASSAGE_MAX_CHARS`.
     A heading or a code block (unless code is wanted) ends it."""

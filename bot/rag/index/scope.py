@@ -48,9 +48,9 @@ class ScopedCorpus:
 
 
 def _mentions(live: LiveIndex, hidden: frozenset[str], term: str) -> bool:
-    if not live.mentions(term) or not hidden:
-        return live.mentions(term)
-    return any(live.pages.terms(source).vocabulary.knows(term) for source in live.version.source_names - hidden)
+    if not live.mentions(term):
+        return False
+    return not hidden or any(live.pages.terms(s).vocabulary.knows(term) for s in live.version.source_names - hidden)
 
 
 def fuse(rankings: dict[str, list[Document]], k: int) -> list[Document]:
