@@ -107,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--sample-chunks", type=int, default=400, metavar="N",
                        help="--sources: time throughput on files holding about N chunks")
     bench.add_argument("--sample-files", type=int, metavar="N", help="--sources: ... or on N files")
+    bench.add_argument("--scale-to", type=int, metavar="N", help="--sources/--index: scoped and unscoped "
+                       "retrieval at N chunks (copies of the corpus, on the configured vector store)")
     bench.add_argument("--cold-starts", type=int, default=3, metavar="N", help="fresh processes timed (median)")
     bench.set_defaults(func=cmd_bench, needs_service=False)
     add_source_commands(commands)

@@ -135,8 +135,7 @@ async def test_summary_and_sources(emulator: DiscordEmulator, start_bot: StartBo
 
     mark = len(emulator.calls)
     interaction = await emulator.inject_slash(member, "sources")
-    call = await emulator.wait_for_call("POST", rf"/interactions/\d+/{interaction.token}/callback", after=mark)
-    embed = call.body["data"]["embeds"][0]
+    embed = (await followup(emulator, interaction.token, mark))["embeds"][0]
     assert embed["fields"][0]["name"] == "haliva-resignation.txt" and "chunks" in embed["fields"][0]["value"]
 
 

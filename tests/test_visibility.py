@@ -17,6 +17,7 @@ from bot.rag.library import SourceLibrary
 from bot.rag.service import RagService
 from bot.settings import Settings
 from bot.state import Database, database_url
+from bot.state.conversations import Turn
 from tests.helpers import run_cli
 
 GUILD, STAFF_ROLE, MODS_CHANNEL, OTHER_CHANNEL = 111, 501, 601, 602
@@ -96,6 +97,22 @@ def test_readers_who_may_see_a_source_are_answered_from_it(world: tuple[RagServi
     mixed = service.ask(QUESTIONS[0], guild_id=GUILD,
                         audience=Readers(GUILD, reader_roles=(frozenset({STAFF_ROLE}), frozenset({999}))))
     assert not _leaks(_shown(mixed))
+
+
+def test_a_follow_up_reads_only_the_turns_its_readers_may_see(world: tuple[RagService, SourceLibrary]) -> None:
+    """A thread where a staff member was answered from the runbook: once the reader is
+    someone without the role (or the source is hidden since), that answer is not history."""
+    service, _ = world
+    staff_readers = Readers(GUILD, reader_roles=(frozenset({STAFF_ROLE}),))
+    first = service.ask(QUESTIONS[0], guild_id=GUILD, audience=staff_readers)
+    faq = service.ask("Where does the ferry to Skerry Island leave from?", guild_id=GUILD, audience=staff_readers)
+    history = [Turn(a.question, a.answer, a.answerable, tuple(c.source for c in a.citations)) for a in (first, faq)]
+    assert history[0].cited == ("staff-runbook.md",) and history[1].cited == ("faq.md",)
+    assert service.readable_history(history, GUILD, staff_readers) == history
+    others = Readers(GUILD, reader_roles=(frozenset({999}),))
+    assert service.readable_history(history, GUILD, others) == [history[1]]
+    follow_up = service.ask("And which host is it on?", guild_id=GUILD, history=history, audience=others)
+    assert not _leaks(_shown(follow_up))
 
 
 def test_a_change_of_visibility_holds_from_the_next_question_and_is_audited(

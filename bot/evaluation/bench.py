@@ -24,6 +24,7 @@ from typing import Any
 
 from bot.evaluation.bench_corpus import measure_serving, measure_throughput, timed
 from bot.evaluation.bench_inputs import SAMPLE_CHUNKS, copy_sample, load_questions
+from bot.evaluation.bench_scale import format_scale, run_scale_bench
 from bot.evaluation.cli import with_corpus
 from bot.rag.components import Components
 from bot.rag.embeddings import EmbeddingModel, build_embeddings
@@ -208,6 +209,12 @@ def format_bench(result: dict[str, Any]) -> str:
 def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
     questions = getattr(args, "questions", None)
     cold_starts = getattr(args, "cold_starts", 3)
+    if getattr(args, "scale_to", None):
+        if not (getattr(args, "sources", None) and getattr(args, "index", None)):
+            raise RagError("--scale-to needs --sources DIR and --index DIR (the corpus and its built index).")
+        scaled = run_scale_bench(with_corpus(settings, args), args.scale_to, questions, args.repeats)
+        print(json.dumps(scaled) if args.json else format_scale(scaled))
+        return 0
     if getattr(args, "sources", None):
         result = run_sources_bench(
             with_corpus(settings, args), questions, args.repeats, cold_starts,

@@ -146,6 +146,16 @@ class RagService:
         unused = db.is_sqlite and db.sqlite_path is not None and not db.sqlite_path.exists()
         return None if unused else SourceRegistry(db)
 
+    def readable_history(self, history: Sequence[Turn], guild_id: int | None, audience: Audience) -> list[Turn]:
+        """The turns whose answers cite only sources the readers may see now: after a source
+        is hidden, or a member loses a role, its answers no longer reach a follow-up (nor a
+        model's condense step)."""
+        if not history:
+            return []
+        own, hidden = self._own(guild_id, audience)
+        readable = self.start().version.source_names | (own.version.source_names - hidden if own else frozenset())
+        return [turn for turn in history if readable.issuperset(turn.cited)]
+
     def ask(self, question: str, user: int | str | None = None, guild_id: int | None = None,
             history: Sequence[Turn] = (), audience: Audience = EVERYONE) -> Answer:
         """A cited answer from the sources, or a plain refusal when they do not hold it.
@@ -153,6 +163,7 @@ class RagService:
         (the conversation's earlier turns) makes a follow-up standalone first; `audience` (who
         can read the reply) keeps out the server's sources they may not see."""
         cleaned = self.validate_question(question)
+        history = self.readable_history(history, guild_id, audience)
         with self._recording(user) as record:
             followups = self.components.followups
             if history and not followups.rewrites:
@@ -164,6 +175,7 @@ class RagService:
         """Like `ask`, but yields the answer text as it is written (back-ends that can
         stream), always ending with the final Answer."""
         cleaned = self.validate_question(question)
+        history = self.readable_history(history, guild_id, audience)
         with self._recording(user) as record:
             followups = self.components.followups
             if history and not followups.rewrites:  # the offline answer is whole at once anyway
@@ -178,6 +190,7 @@ class RagService:
     ) -> AsyncIterator[AnswerEvent]:
         """`stream` for the event loop (the Discord bot): the same chain's `astream`."""
         cleaned = self.validate_question(question)
+        history = await asyncio.to_thread(self.readable_history, history, guild_id, audience)
         with self._recording(user) as record:
             followups = self.components.followups
             if history and not followups.rewrites:

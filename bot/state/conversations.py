@@ -46,6 +46,7 @@ class Turn:
     question: str
     answer: str
     answered: bool
+    cited: tuple[str, ...] = ()  # the sources the answer cited
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,8 @@ class ConversationLog:
                 select(AnswerRecord).where(AnswerRecord.thread_id == str(thread_id), AnswerRecord.question.is_not(None))
                 .order_by(AnswerRecord.asked_at.desc(), AnswerRecord.id.desc()).limit(turns)
             ).all()
-            return [Turn(r.question or "", r.answer or "", r.answered) for r in reversed(rows)]
+            return [Turn(r.question or "", r.answer or "", r.answered, tuple((r.sources or {}).get("cited", ())))
+                    for r in reversed(rows)]
 
     # --- answers and votes ------------------------------------------------------------------
     def record_answer(self, answer: Answer, *, user_id: int | str, guild_id: int | str | None,

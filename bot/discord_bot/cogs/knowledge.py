@@ -56,10 +56,11 @@ class KnowledgeCog(commands.Cog):
 
     @app_commands.command(name="sources", description="List the sources I answer from")
     async def sources(self, interaction: discord.Interaction) -> None:
+        await interaction.response.defer(thinking=True)  # a private thread's readers take REST calls
         readers = await self.bot.readers(interaction.channel, interaction.user)
         infos = await asyncio.to_thread(self.bot.service.sources, interaction.guild_id, readers)
         reply = render_sources(infos, self.bot.service.last_reload)
-        await interaction.response.send_message(reply.content, embed=reply.embed, allowed_mentions=NO_MENTIONS)
+        await interaction.followup.send(reply.content, embed=reply.embed, allowed_mentions=NO_MENTIONS)
 
     @app_commands.command(name="reload", description="Re-read the shared sources folder (the bot's host)")
     @host_only()  # runs after the moderator check: a member is told "moderators only" first

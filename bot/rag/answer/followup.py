@@ -34,6 +34,7 @@ REFERRING = frozenset("he she him her his hers they them their theirs it its".sp
 class Turn(Protocol):
     question: str
     answer: str
+    cited: tuple[str, ...]  # the sources the answer cited
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
-"""Retrieval: a LangChain retriever fusing Chroma's dense ranking, BM25 and the sections the
-question names (reciprocal rank fusion), then the best of those ranked again by their best
-sentence, over one index version. Each returned Document carries its chunk id, its rank and
+"""Retrieval: a LangChain retriever fusing Chroma's dense ranking (the version's collection),
+BM25 and the sections the question names (reciprocal rank fusion), then the best of those
+ranked again by their best sentence, over one index version. Each returned Document carries its chunk id, its rank and
 its dense similarity (None for a chunk only BM25 or a name found) in metadata."""
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from collections import Counter
 from collections.abc import Callable
 
 import numpy as np
-from langchain_chroma import Chroma
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
@@ -36,8 +35,7 @@ class HybridRetriever(BaseRetriever):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    version: IndexVersion
-    vectorstore: Chroma
+    version: IndexVersion  # its Chroma collection gives the dense ranking
     lexical: LexicalIndex
     query_vector: Callable[[str], np.ndarray]  # the question's unit vector (cached: the answerer needs it too)
     k: int = 4
@@ -84,12 +82,14 @@ class HybridRetriever(BaseRetriever):
         # Hidden chunks are dropped from a deeper dense ranking: a metadata filter would make
         # Chroma scan every record's metadata (6x slower on the Python docs, worse at scale).
         deeper = min(n, fetch + min(len(hidden_chunks), HIDDEN_OVERFETCH * fetch))
-        dense = [(doc, distance) for doc, distance in self.vectorstore.similarity_search_by_vector_with_relevance_scores(
-            vector.tolist(), k=deeper) if doc.id not in hidden_chunks][:fetch]
-        similarity = {doc.id: 1.0 - float(distance) for doc, distance in dense if doc.id}
+        # Only ids and distances: the chunks are read from the catalogue, so Chroma sends no text.
+        found = self.version.collection.query(query_embeddings=[vector], n_results=deeper, include=["distances"])
+        distances = found["distances"][0] if found["distances"] else []
+        dense = [(cid, d) for cid, d in zip(found["ids"][0], distances) if cid not in hidden_chunks][:fetch]
+        similarity = {cid: 1.0 - float(distance) for cid, distance in dense}
         fused: Counter[str] = Counter()
-        for rank, (doc, _) in enumerate(dense):
-            fused[str(doc.id)] += 1.0 / (RRF_K + rank + 1)
+        for rank, (cid, _) in enumerate(dense):
+            fused[cid] += 1.0 / (RRF_K + rank + 1)
         if self.hybrid:
             for rank, (chunk_id, _) in enumerate(self.lexical.search(query, fetch, hidden_chunks)):
                 fused[chunk_id] += 1.0 / (RRF_K + rank + 1)

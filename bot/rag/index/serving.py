@@ -4,8 +4,6 @@ the LCEL chain that answers from it."""
 
 from __future__ import annotations
 
-from langchain_chroma import Chroma
-
 from bot.rag.answer.sentences import own_sentences
 from bot.rag.components import Components
 from bot.rag.index.lexical import LEXICAL_FORMAT, LexicalIndex
@@ -19,11 +17,8 @@ def live_index(version: IndexVersion, components: Components) -> LiveIndex:
     """Everything that answers from `version`, ready to serve."""
     settings = components.settings
     lexical = lexical_index(version)
-    vectorstore = Chroma(client=components.chroma, collection_name=version.name,
-                         embedding_function=components.embeddings)
     retriever = HybridRetriever(
         version=version,
-        vectorstore=vectorstore,
         lexical=lexical,
         query_vector=lambda text: components.vectors.get([text], store=False)[0],
         k=settings.top_k,
