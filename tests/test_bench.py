@@ -9,9 +9,12 @@ from typing import Any
 
 from bot.evaluation.bench import format_bench
 from bot.evaluation.bench_inputs import copy_sample, derive_questions
+from bot.evaluation.bench_scale import format_scale
 from bot.rag.ingest.chunking import chunk_document
 from bot.rag.models import Chunk
+from bot.rag.service import RagService
 from bot.settings import Settings
+from tests.chroma_server import ChromaServer
 from tests.helpers import run_cli
 
 PAGES = {
@@ -74,6 +77,30 @@ def test_bench_measures_one_folder_and_reuses_its_index(settings: Settings, tmp_
     assert "full_ingest_chunks_per_s" not in again and "baseline_full_ingest_chunks_per_s" not in again
     assert again["chunks"] == corpus["chunks"] and all(again[key] > 0 for key in FIGURES)
     assert "full ingest" not in format_bench({**first, "corpora": [again]})
+
+
+def test_scoped_retrieval_at_scale_on_a_chroma_server(settings: Settings, tmp_path: Path) -> None:
+    """`--scale-to N`: copies of the corpus on a real Chroma server, their vectors replayed
+    from the corpus's index (only each copy's marked first section is embedded)."""
+    sources, index = write_corpus(tmp_path / "docs"), tmp_path / "index"
+    per_copy = len(RagService(settings.model_copy(update={"sources_dir": sources, "vectorstore_dir": index})).start()
+                   .version.chunks)
+    server = ChromaServer(tmp_path / "chroma").start()
+    try:
+        result = run_cli(settings, "bench", "--sources", str(sources), "--index", str(index), "--scale-to",
+                         str(3 * per_copy), "--repeats", "4", "--json",
+                         CHROMA_HOST="127.0.0.1", CHROMA_PORT=str(server.port))
+    finally:
+        server.stop()
+    assert result.returncode == 0, result.stderr
+    scaled = json.loads(result.stdout)
+    assert scaled["copies"] == 3 and scaled["sources"] == 3 * len(PAGES) and scaled["store"].startswith("chroma server")
+    # every chunk's vector is replayed but each copy's marked first section's (sentences are embedded)
+    assert scaled["chunks"] >= 3 * per_copy and scaled["replayed"] >= scaled["chunks"] - 3 * len(PAGES)
+    assert scaled["hidden_copy_chunks"] >= per_copy and scaled["timed"] >= 4
+    for key in ("retrieval_p50_ms", "scoped_sources_p50_ms", "scoped_copy_p50_ms", "scoped_sources_vs_unscoped"):
+        assert scaled[key] > 0, key
+    assert "x unscoped" in format_scale(scaled)
 
 
 def test_questions_and_index_need_sources(settings: Settings, tmp_path: Path) -> None:

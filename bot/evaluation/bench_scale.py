@@ -2,7 +2,7 @@
 and unscoped, on the vector store the settings name (a Chroma server with CHROMA_HOST).
 
 A base of N chunks is made of copies of the corpus (`copy-1/`, `copy-2/`, …), each page with
-a line "Copy n." after its first heading, since a page with the same text as another is
+a line "Copy n." after its first heading (at the end of a text file), since a page with the same text as another is
 skipped as a duplicate. Embedding N chunks on two cores takes hours, so
 the chunks' vectors are replayed from the corpus's built index in `--index`: the first copy
 gets each chunk's stored vector, every later copy that vector moved by a small random
@@ -47,12 +47,13 @@ class ReplayedEmbeddings(MiniLMEmbeddings):
     def __init__(self, model: MiniLMEmbeddings, known: dict[str, np.ndarray], seed: int = 11) -> None:
         self.__dict__.update(model.__dict__)
         self._known, self._seen, self._rng = known, Counter[str](), np.random.default_rng(seed)
-        self.embedded_for_real = 0
+        self.embedded_for_real = self.replayed = 0
 
     def encode(self, texts: list[str]) -> np.ndarray:
         unknown = [t for t in texts if t not in self._known]
         fresh = dict(zip(unknown, super().encode(unknown))) if unknown else {}
         self.embedded_for_real += len(unknown)
+        self.replayed += len(texts) - len(unknown)
         rows = []
         for text in texts:
             if text in fresh:
@@ -90,7 +91,11 @@ def write_copies(sources: Path, folder: Path, copies: int) -> None:
 
 
 def _marked_copy(src: Path, dst: Path, n: int) -> None:
-    if src.suffix.lower() not in (".html", ".htm"):
+    suffix = src.suffix.lower()
+    if suffix in (".txt", ".md", ".rst"):
+        dst.write_bytes(src.read_bytes() + f"\n\nCopy {n}.\n".encode())
+        return
+    if suffix not in (".html", ".htm"):  # a PDF or office file is copied as it is (and skipped as a duplicate)
         shutil.copy2(src, dst)
         return
     page = src.read_bytes()
@@ -150,7 +155,7 @@ def run_scale_bench(settings: Settings, chunks_wanted: int, questions_file: Path
         if settings.uses_chroma_server else f"embedded chroma in {scaled.vectorstore_dir}",
         "copies": copies, "chunks": len(big.version.chunks), "sources": len(names),
         "index_status": "built" if report.rebuilt else "reused", "build_s": build_s,
-        "embedded_for_real": replayed.embedded_for_real, "timed": len(asked),
+        "embedded_for_real": replayed.embedded_for_real, "replayed": replayed.replayed, "timed": len(asked),
         "hidden_sources": len(hidden["sources"]),
         "hidden_copy_chunks": sum(len(big.version.chunk_ids_of_source(n)) for n in hidden["copy"]),
         "retrieval_p50_ms": plain, "retrieval_p95_ms": _ms(seconds["none"], 95),
