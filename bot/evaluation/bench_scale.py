@@ -138,7 +138,9 @@ def run_scale_bench(settings: Settings, chunks_wanted: int, questions_file: Path
     scaled_dir = settings.vectorstore_dir.with_name(f"{settings.vectorstore_dir.name}-x{copies}")
     write_copies(settings.sources_dir, scaled_dir / "sources", copies)
     replayed = ReplayedEmbeddings(model, stored_vectors(live))
-    scaled = settings.model_copy(update={"sources_dir": scaled_dir / "sources", "vectorstore_dir": scaled_dir / "index"})
+    scaled = settings.model_copy(update={  # the bench's own base: its size limit is what was asked for
+        "sources_dir": scaled_dir / "sources", "vectorstore_dir": scaled_dir / "index",
+        "max_chunks_per_base": max(settings.max_chunks_per_base, 2 * copies * per_copy)})
     service = RagService(scaled, components=bench_components(scaled, replayed))
     build_s, report = timed(lambda: _ingest_with_progress(service, f"building {copies} copies"))
     big = service.start()
