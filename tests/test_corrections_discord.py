@@ -13,7 +13,6 @@ import io
 import json
 import time
 from collections import Counter
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -25,30 +24,16 @@ from bot.discord_bot.cogs.corrections import CORRECT, NOT_AN_ANSWER, NOT_OWN_REP
 from bot.discord_bot.corrections import ANSWER_FIELD_ID, QUESTION_FIELD_ID, QUEUE_SELECT_ID, SOURCES_FIELD_ID
 from bot.discord_bot.feedback import DOWN_ID, REASON_FIELD_ID, UP_ID
 from bot.rag.curated import CURATED, MODERATORS
-from bot.rag.embeddings import MiniLMEmbeddings
 from bot.rag.service import RagService
-from bot.settings import Settings
 from bot.state.models import AnswerRecord, VoteRecord, utcnow
 from tests.discord_emulator import MANAGE_GUILD, DiscordEmulator, Interaction, Member
 from tests.helpers import StartBot, eventually, pings_nobody, run_cli
-from tests.test_conversation_store import FERRY, LIGHTHOUSE
 
 pytestmark = pytest.mark.asyncio
 QUESTION = "Can I bring my dog on the island ferry?"
 PARAPHRASE = "Are pets allowed on the island ferry?"
 RIGHT = "Dogs ride the island ferry free of charge if they stay on a lead on the open deck."
 REFUSED = "How do I register a blueprint in Flask?"
-
-
-@pytest.fixture
-def stories(make_settings: Callable[..., Settings], tmp_path: Path, embeddings: MiniLMEmbeddings) -> RagService:
-    folder = tmp_path / "stories"
-    folder.mkdir()
-    (folder / "lighthouse.md").write_text(LIGHTHOUSE, encoding="utf-8")
-    (folder / "ferry.md").write_text(FERRY, encoding="utf-8")
-    service = RagService(make_settings(sources_dir=folder), embeddings=embeddings)
-    service.start()
-    return service
 
 
 async def ask(emulator: DiscordEmulator, who: Member, text: str, channel: str | None = None) -> dict:
@@ -89,8 +74,8 @@ def moderators_citation(reply: dict) -> dict:
 
 
 async def test_a_moderators_correction_answers_the_question_and_a_paraphrase_next_time(
-        emulator: DiscordEmulator, start_bot: StartBot, stories: RagService, member: Member, moderator: Member) -> None:
-    bot = await start_bot(stories)
+        emulator: DiscordEmulator, start_bot: StartBot, stories_service: RagService, member: Member, moderator: Member) -> None:
+    bot = await start_bot(stories_service)
     assert emulator.message_commands[CORRECT]["default_member_permissions"] in (MANAGE_GUILD, str(MANAGE_GUILD))
     wrong = await ask(emulator, member, QUESTION)
     assert RIGHT not in wrong["content"] and await bot.until_idle(10)  # answered and recorded
@@ -111,8 +96,8 @@ async def test_a_moderators_correction_answers_the_question_and_a_paraphrase_nex
 
 
 async def test_a_member_cannot_correct_and_only_answers_can_be_corrected(
-        emulator: DiscordEmulator, start_bot: StartBot, stories: RagService, member: Member, moderator: Member) -> None:
-    bot = await start_bot(stories)
+        emulator: DiscordEmulator, start_bot: StartBot, stories_service: RagService, member: Member, moderator: Member) -> None:
+    bot = await start_bot(stories_service)
     answer = await ask(emulator, member, QUESTION)
     assert await bot.until_idle(10)
     with pytest.raises(PermissionError):  # Discord does not offer a member the moderators' menu
@@ -132,8 +117,8 @@ async def test_a_member_cannot_correct_and_only_answers_can_be_corrected(
 
 
 async def test_teach_the_bot_with_a_moderators_reply_then_list_and_remove_it(
-        emulator: DiscordEmulator, start_bot: StartBot, stories: RagService, member: Member, moderator: Member) -> None:
-    bot = await start_bot(stories, answer_in_thread=True)
+        emulator: DiscordEmulator, start_bot: StartBot, stories_service: RagService, member: Member, moderator: Member) -> None:
+    bot = await start_bot(stories_service, answer_in_thread=True)
     question = await emulator.inject_message(member, QUESTION, mention_bot=True)
     thread = await eventually(lambda: emulator.threads.get(question["id"]), timeout=30)
     await eventually(lambda: emulator.messages_in(thread["id"], from_bot=True), timeout=30)
@@ -164,9 +149,9 @@ async def test_teach_the_bot_with_a_moderators_reply_then_list_and_remove_it(
 
 
 async def test_the_queue_and_chart_equal_a_scripted_run_and_a_correction_resolves_its_topic(
-        emulator: DiscordEmulator, start_bot: StartBot, stories: RagService, member: Member, moderator: Member,
+        emulator: DiscordEmulator, start_bot: StartBot, stories_service: RagService, member: Member, moderator: Member,
         tmp_path: Path) -> None:
-    bot = await start_bot(stories)
+    bot = await start_bot(stories_service)
     bob, carol = emulator.member("bob"), emulator.member("carol")
     # (day offset, who, question, votes: (voter, 👍/👎, reason))
     script = [
@@ -190,7 +175,7 @@ async def test_the_queue_and_chart_equal_a_scripted_run_and_a_correction_resolve
                 await emulator.wait_for_response(click)
         assert await bot.until_idle(10)
     now = utcnow()
-    with stories.components.database.session() as session:  # the script ran over three days
+    with stories_service.components.database.session() as session:  # the script ran over three days
         for (days, *_), reply in zip(script, replies):
             answer_id = session.query(AnswerRecord.id).filter(AnswerRecord.message_id == reply["id"]).scalar()
             at = now - timedelta(days=days)
@@ -227,7 +212,7 @@ async def test_the_queue_and_chart_equal_a_scripted_run_and_a_correction_resolve
 
     # The host's view is the same (and writes the same chart).
     chart = tmp_path / "chart.png"
-    done = await asyncio.to_thread(run_cli, stories.settings, "stats", "--guild", emulator.guild_id, "--period", "all",
+    done = await asyncio.to_thread(run_cli, stories_service.settings, "stats", "--guild", emulator.guild_id, "--period", "all",
                                    "--json", "--chart", str(chart))
     assert done.returncode == 0, done.stderr
     printed = json.loads(done.stdout)

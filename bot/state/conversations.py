@@ -23,8 +23,8 @@ from sqlalchemy.exc import IntegrityError
 
 from bot.rag.errors import RagError
 from bot.rag.models import Answer
-from bot.state.db import Database
 from bot.state.corrections import DayCounts, QueueTopic, feedback
+from bot.state.db import Database
 from bot.state.models import AnswerPlace, AnswerRecord, ConversationRecord, StateValue, VoteRecord, utcnow
 
 TOP_QUESTIONS = 5
