@@ -48,8 +48,9 @@ def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
             print(f"error: cannot write the chart to {args.chart}: {exc.strerror}", file=sys.stderr)
             return 2
     if args.json:
-        data = asdict(report)
-        print(json.dumps({"guild": args.guild, "period": args.period, **data}, ensure_ascii=False, default=str))
+        data = asdict(report)  # times and days as ISO 8601
+        print(json.dumps({"guild": args.guild, "period": args.period, **data}, ensure_ascii=False,
+                         default=lambda value: value.isoformat()))
         return 0
     scope = f"server {args.guild}" if args.guild else "every server"
     print(f"{scope}, {args.period}: {report.questions} question(s), {report.answered} answered, {report.refused} refused; "

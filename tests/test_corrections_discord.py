@@ -221,6 +221,9 @@ async def test_the_queue_and_chart_equal_a_scripted_run_and_a_correction_resolve
         (d.questions, d.refused, d.up, d.down) for d in report.daily]
     with Image.open(chart) as image:
         assert image.format == "PNG"
+    assert printed["daily"][0]["day"] == report.daily[0].day.isoformat()
+    text = (await asyncio.to_thread(run_cli, stories_service.settings, "stats", "--period", "all")).stdout
+    assert f"  {report.queue[0].topic} (2)" in text and "👎 2\tWho commanded the island ferry?\t— it should say" in text
 
     # Correcting the first topic from /stats resolves both of its questions; the others stay.
     stored = emulator.interactions[interaction.token].original
