@@ -147,6 +147,11 @@ class Settings(BaseSettings):
     retention_days: int = Field(
         30, ge=1, description="Question, answer and feedback texts are deleted after this many days."
     )
+    # moderators' corrections (bot.rag.curated)
+    curated_match_threshold: float = Field(
+        0.8, ge=0.0, le=1.0,
+        description="A question this similar (embedding cosine) to a curated question gets the moderators' answer.",
+    )
     catch_up_minutes: int = Field(
         30, ge=0, le=24 * 60,
         description="On start, answer questions addressed to the bot in the last this many minutes that it missed "

@@ -1,13 +1,17 @@
-"""`python -m bot stats [--guild ID] [--period 24h|7d|all] [--json]`: the host's view of what
-/stats shows a server's moderators — questions, answered and refused, votes, latency, the
-most-cited sources and the questions the sources fail (every server, or one)."""
+"""`python -m bot stats [--guild ID] [--period 24h|7d|all] [--json] [--chart FILE.png]`: the host's
+view of what /stats shows a server's moderators — questions, answered and refused, votes,
+latency, the most-cited sources, the questions the sources fail, the 👎 queue by topic (each
+item with the command that corrects it) and the chart of questions and votes per day (every
+server, or one)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import asdict
 from datetime import timedelta
+from pathlib import Path
 
 from bot.settings import Settings
 
@@ -19,6 +23,7 @@ def add_stats_command(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
     stats.add_argument("--guild", type=int, help="one server's figures (default: every server)")
     stats.add_argument("--period", choices=list(PERIODS), default="7d", help="over this period (default 7d)")
     stats.add_argument("--json", action="store_true", help="print JSON instead of text")
+    stats.add_argument("--chart", type=Path, metavar="FILE.png", help="also write the chart of questions and votes per day")
     stats.set_defaults(func=cmd_stats, needs_service=False)
 
 
@@ -34,10 +39,18 @@ def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
         report = ConversationLog(db).stats(args.guild, utcnow() - span if span is not None else None)
     finally:
         db.dispose()
+    if args.chart is not None:
+        from bot.stats_chart import chart_png
+
+        try:
+            args.chart.write_bytes(chart_png(report.daily))
+        except OSError as exc:
+            print(f"error: cannot write the chart to {args.chart}: {exc.strerror}", file=sys.stderr)
+            return 2
     if args.json:
-        data = asdict(report)
-        data["since"] = report.since.isoformat() if report.since else None
-        print(json.dumps({"guild": args.guild, "period": args.period, **data}, ensure_ascii=False))
+        data = asdict(report)  # times and days as ISO 8601
+        print(json.dumps({"guild": args.guild, "period": args.period, **data}, ensure_ascii=False,
+                         default=lambda value: value.isoformat()))
         return 0
     scope = f"server {args.guild}" if args.guild else "every server"
     print(f"{scope}, {args.period}: {report.questions} question(s), {report.answered} answered, {report.refused} refused; "
@@ -50,4 +63,16 @@ def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
             print(f"{title}:")
             for text, n in rows:
                 print(f"  {n}\t{text}")
+    if report.queue:
+        print("to correct (👎 and refused, by topic):")
+    for topic in report.queue:
+        print(f"  {topic.topic} ({len(topic.items)})")
+        for item in topic.items:
+            what = "refused" if item.refused else f"👎 {item.down}"
+            why = "; ".join(item.reasons)
+            print(f"    [{item.answer_id}] {what}\t{' '.join(item.question.split())}" + (f"\t— {why}" if why else ""))
+    if report.queue:
+        print("correct one with the \"Correct this answer\" action on the answer in Discord, or from /stats")
+    if args.chart is not None:
+        print(f"chart: {args.chart}")
     return 0

@@ -63,6 +63,20 @@ def service(settings: Settings, embeddings: MiniLMEmbeddings) -> RagService:
     return RagService(settings, embeddings=embeddings)
 
 
+@pytest.fixture
+def stories_service(make_settings: Callable[..., Settings], tmp_path: Path, embeddings: MiniLMEmbeddings) -> RagService:
+    """A service over two short stories (a lighthouse keeper, a ferry captain), ingested."""
+    from tests.test_conversation_store import FERRY, LIGHTHOUSE
+
+    folder = tmp_path / "stories"
+    folder.mkdir()
+    (folder / "lighthouse.md").write_text(LIGHTHOUSE, encoding="utf-8")
+    (folder / "ferry.md").write_text(FERRY, encoding="utf-8")
+    service = RagService(make_settings(sources_dir=folder), embeddings=embeddings)
+    service.start()
+    return service
+
+
 @pytest.fixture(scope="session")
 def shared_service(tmp_path_factory: pytest.TempPathFactory, embeddings: MiniLMEmbeddings) -> RagService:
     """One ingested service for read-only tests (questions, summaries)."""

@@ -26,6 +26,10 @@ IDENTIFYed with the GUILD_MEMBERS intent. The bot gives and takes roles with PUT
 reads a member with GET /guilds/{g}/members/{u}. `members_intent_enabled = False` is the privileged
 intent switched off in the developer portal: an IDENTIFY asking for it is closed with 4014.
 
+Message context menus (type 3 commands, kept apart from chat commands: `message_commands`):
+`inject_message_command(member, name, message)` delivers one as Discord does (data.type 3,
+target_id, resolved.messages), refused like Discord's client (default member permissions).
+
 Threads, forum posts, message components (buttons, selects) and modals: tests/discord_threads.py
 (mixed into DiscordEmulator), whose docstring lists the routes, rules and helpers. Rate limits
 (429s with Discord's headers) and holds (a REST call kept waiting): tests/discord_traffic.py.
@@ -166,6 +170,7 @@ class DiscordEmulator(ThreadsAndComponents):
         self.holds: list[Hold] = []  # requests kept waiting (hold())
         self._commands: dict[str | None, dict[str, dict[str, Any]]] = {}  # scope (None: global) -> name -> command
         self._command_ids: dict[tuple[str | None, str], str] = {}
+        self._menus: dict[str | None, dict[tuple[int, str], dict[str, Any]]] = {}  # scope -> (type, name) -> context menu
         self._users: dict[str, dict[str, Any]] = {self.app_id: self.bot_user}
         self._dms: dict[str, str] = {}  # user id -> DM channel id
         self._sent: list[dict[str, Any]] = []  # every dispatched frame, all sessions (each keeps its own too)
@@ -827,16 +832,20 @@ class DiscordEmulator(ThreadsAndComponents):
             problem = P.check_commands(body)
             if problem:
                 return error(400, 50035, f"Invalid Form Body: {problem}")
-            self._commands[guild] = {}
+            self._commands[guild], self._menus[guild] = {}, {}
             for command in body:
-                key = (guild, command["name"])
+                kind = command.get("type", 1)
+                key = (guild, command["name"] if kind == 1 else f"{kind}:{command['name']}")
                 self._command_ids.setdefault(key, snowflake())  # Discord keeps ids of re-synced names
-                self._commands[guild][command["name"]] = {
-                    "type": 1, **command, "id": self._command_ids[key], "application_id": self.app_id, "version": "1",
-                    **({"guild_id": guild} if guild else {})}
+                stored = {"type": 1, "description": "", **command, "id": self._command_ids[key], "application_id": self.app_id,
+                          "version": "1", **({"guild_id": guild} if guild else {})}
+                if kind == 1:
+                    self._commands[guild][command["name"]] = stored
+                else:
+                    self._menus[guild][(kind, command["name"])] = stored
         elif method != "GET":
             return error(405, 0, "405: Method Not Allowed")
-        return json_response(list(self._commands.get(guild, {}).values()))
+        return json_response(list(self._commands.get(guild, {}).values()) + list(self._menus.get(guild, {}).values()))
 
     @property
     def commands(self) -> dict[str, dict[str, Any]]:
@@ -846,6 +855,48 @@ class DiscordEmulator(ThreadsAndComponents):
     @commands.setter
     def commands(self, value: dict[str, dict[str, Any]]) -> None:
         self._commands = {self.guild_id: dict(value)}
+
+    # --- message context menus (Apps → "Correct this answer") ---------------------------------
+    @property
+    def message_commands(self) -> dict[str, dict[str, Any]]:
+        """Synced message context-menu commands (type 3) a member of the default guild sees, by name."""
+        return {name: cmd for scope in (None, self.guild_id) for (kind, name), cmd in self._menus.get(scope, {}).items()
+                if kind == 3}
+
+    async def inject_message_command(self, member: Member, name: str, message: dict[str, Any] | str) -> Interaction:
+        """The member right-clicks a message → Apps → `name`: INTERACTION_CREATE type 2 with
+        data.type 3, `target_id` and the message in `resolved.messages`, in the message's channel,
+        as Discord sends it. Raises LookupError for a menu that is not synced (or a message that
+        does not exist), PermissionError where Discord's client does not offer it (the command's
+        default member permissions, a channel the member cannot see) and ValueError for an
+        ephemeral message (it has no context menu)."""
+        mid = str(message["id"] if isinstance(message, dict) else message)
+        stored, owner = self._find_message(mid)
+        if owner is not None:
+            raise ValueError(f"message {mid} is ephemeral: Discord offers no apps on it")
+        gid, cid = stored.get("guild_id"), stored["channel_id"]
+        command = self._menus.get(gid, {}).get((3, name)) or self._menus.get(None, {}).get((3, name))
+        if command is None:
+            raise LookupError(f"message command {name!r} is not synced")
+        if gid is not None:
+            if command.get("contexts") is not None and 0 not in command["contexts"]:
+                raise LookupError(f"message command {name!r} is not available in guilds")
+            required = command.get("default_member_permissions")
+            if required is not None and int(required) & self.permissions(member) != int(required):
+                raise PermissionError(f"{name!r} needs permissions {required}")
+            if not self.permissions(member, cid) & P.VIEW_CHANNEL:
+                raise PermissionError(f"{member.user['username']} cannot see channel {cid}")
+        elif command.get("dm_permission") is False or (command.get("contexts") is not None and 1 not in command["contexts"]):
+            raise LookupError(f"message command {name!r} is not available in DMs")
+        token, interaction_id = f"itoken-{snowflake()}", snowflake()
+        self.interactions[token] = Interaction(interaction_id, token, time.monotonic(), name, kind=2, guild_id=gid,
+                                               channel_id=cid, user_id=member.id)
+        data: dict[str, Any] = {"id": command["id"], "name": name, "type": 3, "target_id": mid,
+                                "resolved": {"messages": {mid: copy.deepcopy(stored)}}}
+        if command.get("guild_id"):
+            data["guild_id"] = command["guild_id"]
+        await self.dispatch("INTERACTION_CREATE", self._interaction_payload(2, member, gid, cid, token, interaction_id, data))
+        return self.interactions[token]
 
     def guild_commands(self, guild: str | None) -> dict[str, dict[str, Any]]:
         """Commands synced for one guild (None: the global ones)."""

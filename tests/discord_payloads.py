@@ -556,9 +556,26 @@ def check_commands(commands: list[dict[str, Any]]) -> str | None:
         if (kind, cmd["name"]) in seen:
             return f"Application command names must be unique ({cmd['name']})"
         seen.add((kind, cmd["name"]))
-        problem = _check_options(cmd, top=True) if kind == 1 else None
+        problem = _check_options(cmd, top=True) if kind == 1 else _check_context_menu(cmd)
         if problem:
             return problem
+    for kind, what in ((2, "user"), (3, "message")):  # Discord: at most 5 of each context-menu kind
+        if sum(cmd.get("type", 1) == kind for cmd in commands) > 5:
+            return f"Maximum number of {what} commands reached (5)"
+    return None
+
+
+def _check_context_menu(cmd: dict[str, Any]) -> str | None:
+    """A user (type 2) or message (type 3) command: a name of 1-32 characters (spaces and
+    capitals allowed), no description, no options."""
+    if cmd.get("type") not in (2, 3):
+        return f"{cmd['name']}.type: Value must be one of (1, 2, 3)."
+    if not 1 <= len(cmd["name"]) <= 32:
+        return f"{cmd['name']}: Must be between 1 and 32 in length."
+    if cmd.get("description"):
+        return f"{cmd['name']}.description: Context menu commands cannot have description"
+    if cmd.get("options"):
+        return f"{cmd['name']}.options: Context menu commands cannot have options"
     return None
 
 

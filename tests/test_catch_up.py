@@ -23,7 +23,7 @@ from bot.settings import PROJECT_ROOT, Settings
 from tests.discord_emulator import DiscordEmulator, Member
 from tests.helpers import StartBot
 from tests.test_conversation_store import FERRY, FIRST, FOLLOW_UP, LIGHTHOUSE
-from tests.test_conversations import bot_messages, stories_service, thread_on  # noqa: F401  (a fixture)
+from tests.test_conversations import bot_messages, thread_on
 
 pytestmark = pytest.mark.asyncio
 

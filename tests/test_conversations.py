@@ -8,34 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
 from bot.discord_bot.feedback import DOWN_ID, REASON_FIELD_ID, UP_ID
 from bot.rag.service import RagService
-from bot.settings import Settings
 from bot.state import Database
 from bot.state.conversations import ConversationLog
 from bot.state.server_config import ServerConfig
 from tests.discord_emulator import DiscordEmulator, Member
 from tests.discord_payloads import CREATE_PUBLIC_THREADS
 from tests.helpers import StartBot, pings_nobody
-from tests.test_conversation_store import FERRY, FIRST, FOLLOW_UP, LIGHTHOUSE
+from tests.test_conversation_store import FIRST, FOLLOW_UP
 
 pytestmark = pytest.mark.asyncio
-
-
-@pytest.fixture
-def stories_service(make_settings: Callable[..., Settings], tmp_path: Path, embeddings) -> RagService:  # type: ignore[no-untyped-def]
-    folder = tmp_path / "stories"
-    folder.mkdir()
-    (folder / "lighthouse.md").write_text(LIGHTHOUSE, encoding="utf-8")
-    (folder / "ferry.md").write_text(FERRY, encoding="utf-8")
-    service = RagService(make_settings(sources_dir=folder), embeddings=embeddings)
-    service.start()
-    return service
 
 
 async def bot_messages(emulator: DiscordEmulator, channel: str, count: int, timeout: float = 20.0) -> list[dict]:

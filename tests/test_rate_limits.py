@@ -15,7 +15,7 @@ from tests.discord_emulator import DiscordEmulator
 from tests.discord_traffic import RateLimits, route_of
 from tests.helpers import StartBot
 from tests.test_conversation_store import FIRST, FOLLOW_UP
-from tests.test_conversations import bot_messages, stories_service, thread_on  # noqa: F401  (a fixture)
+from tests.test_conversations import bot_messages, thread_on
 
 
 def test_routes_are_bucketed_by_their_major_parameter() -> None:

@@ -36,6 +36,7 @@ EXTENSIONS = (
     "bot.discord_bot.cogs.sources",  # /source: each server's own sources
     "bot.discord_bot.cogs.conversations",  # /config, /stats, /forget-me, the retention purge
     "bot.discord_bot.cogs.catch_up",  # on start: the questions missed while the bot was down
+    "bot.discord_bot.cogs.corrections",  # moderators correct answers: "Correct this answer", "Teach the bot"
 )
 
 

@@ -11,6 +11,7 @@ from bot.rag.errors import ModelError, RagError
 from bot.rag.models import Answer, Citation, IngestReport, SourceInfo, Summary
 from bot.rag.text import is_code_block
 from bot.state.conversations import StatsReport
+from bot.state.corrections import QueueTopic
 
 AUTOCOMPLETE_LIMIT = 25  # Discord shows at most 25 choices
 MESSAGE_LIMIT = 2000
@@ -206,6 +207,32 @@ def render_report(report: StatsReport, period: str, provider: str) -> str:
     if report.top_down:
         lines += ["**Marked 👎:**", *_quoted(report.top_down)]
     return trim("\n".join(lines), MESSAGE_LIMIT)
+
+
+def render_queue(topics: list[QueueTopic]) -> discord.Embed | None:
+    """/stats' 👎 queue: one field per topic (the first 25), each question with its refusal or
+    👎 votes and the reasons members gave. The select menu under it opens the correction form."""
+    if not topics:
+        return None
+    embed = discord.Embed(title="To correct — voted 👎 or refused, by topic", colour=EMBED_COLOUR)
+    total = len(embed.title or "")
+    for n, topic in enumerate(topics[:EMBED_FIELD_LIMIT], start=1):
+        lines = []
+        for item in topic.items[:5]:
+            what = "refused" if item.refused and not item.down else f"👎 {item.down}"
+            why = "; ".join(trim(r, 80) for r in item.reasons[:2])
+            lines.append(f"• “{discord.utils.escape_markdown(trim(item.question, 120))}” — {what}"
+                         + (f": {discord.utils.escape_markdown(why)}" if why else ""))
+        if len(topic.items) > 5:
+            lines.append(f"…and {len(topic.items) - 5} more")
+        name = trim(f"{n}. {topic.topic} ({len(topic.items)})", EMBED_FIELD_NAME_LIMIT)
+        value = "\n".join(lines)[:EMBED_FIELD_VALUE_LIMIT]
+        if total + len(name) + len(value) > EMBED_TOTAL_LIMIT - FOOTER_RESERVE:
+            embed.set_footer(text=f"…and {len(topics) - n + 1} more topic(s)")
+            break
+        embed.add_field(name=name, value=value, inline=False)
+        total += len(name) + len(value)
+    return embed
 
 
 def describe_error(error: BaseException) -> str:

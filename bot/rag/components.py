@@ -14,6 +14,7 @@ from chromadb.config import Settings as ChromaSettings
 
 from bot.rag.answer.base import Answerer
 from bot.rag.answer.followup import FollowUps, HistoryBudget
+from bot.rag.curated import CuratedMatcher
 from bot.rag.embeddings import EmbeddingModel, VectorCache, build_embeddings
 from bot.rag.errors import IndexUnavailableError
 from bot.rag.ingest.chunking import chunk_document
@@ -107,6 +108,11 @@ class Components:
 
             return FollowUps.with_model(self.prompts.condense, build_chat_model(self.settings), budget)
         return FollowUps(None, budget)
+
+    @cached_property
+    def curated(self) -> CuratedMatcher:
+        """Matches questions to the moderators' curated ones (the embedding model's cosine)."""
+        return CuratedMatcher(self.embeddings, self.settings.curated_match_threshold)
 
     @cached_property
     def extractive(self) -> Answerer:

@@ -16,6 +16,7 @@ import builtins
 from typing import Any
 
 from bot.rag.access import Visibility
+from bot.rag.curated import ANSWER_LIMIT, CURATED, MODERATORS, QUESTION_LIMIT, SOURCES_LIMIT, Correction
 from bot.rag.errors import SourceError, UnknownSourceError
 from bot.rag.holdings import holdings
 from bot.rag.index.registry import SHARED
@@ -107,6 +108,34 @@ class SourceLibrary(LibrarySteps):
                 options = visibility.with_options(options or {})
             return self._commit(base, "add", target, kind, url, files, {**fields, "options": options}, actor, index,
                                 progress, notes)
+
+    def add_curated(self, base: str, correction: Correction, *, actor_id: str | int, actor_name: str | None,
+                    visibility: Visibility, progress: Progress | None = None) -> SourceChange:
+        """Store a moderators' correction as a curated source (`bot.rag.curated`) and re-index:
+        one markdown document named after its question, cited as "answered by the moderators"
+        with the correction's link, with the given visibility. A correction of a question
+        already curated (the same name) replaces that one."""
+        actor = (actor_id, actor_name)
+        with self._failure_audited(base, "curate", correction.question, actor):
+            if guild_of(base) is None:
+                raise SourceError("Only a server's knowledge base holds the moderators' answers.")
+            question, answer = " ".join(correction.question.split()), correction.answer.strip()
+            if not question or not answer:
+                raise SourceError("A correction needs the question and the right answer.")
+            if len(question) > QUESTION_LIMIT or len(answer) > ANSWER_LIMIT or len(correction.sources) > SOURCES_LIMIT:
+                raise SourceError(f"A correction holds at most {QUESTION_LIMIT} characters of question, "
+                                  f"{ANSWER_LIMIT} of answer and {SOURCES_LIMIT} of sources.")
+            correction = Correction(question, answer, correction.sources.strip(), correction.link)
+            target = source_name(f"curated - {question}", ".md")
+            existing = self.registry.get(base, target)
+            if existing is not None and existing.kind != CURATED:
+                raise SourceExistsError(target)
+            files: Files = {target: (correction.document(), {"title": MODERATORS, "url": correction.link})}
+            fields = {"content_hash": sha256(correction.document()),
+                      "options": correction.with_options(visibility.with_options({}))}
+            action = "replace" if existing is not None else "add"
+            return self._commit(base, action, target, CURATED, correction.link or "moderators", files, fields, actor,
+                                True, progress)
 
     def set_visibility(self, base: str, name: str, visibility: Visibility, *, actor_id: str | int,
                        actor_name: str | None) -> SourceRow:

@@ -21,6 +21,7 @@ from bot.rag.access import EVERYONE, UNREGISTERED, Audience, hidden_sources
 from bot.rag.answer.base import Answerer, AnswerEvent
 from bot.rag.answer.followup import Turn
 from bot.rag.components import Components
+from bot.rag.curated import CURATED, Correction, CuratedEntry, CuratedFirst
 from bot.rag.embeddings import EmbeddingModel
 from bot.rag.errors import QuestionError, RagError, UnknownSourceError
 from bot.rag.holdings import Holding, holdings
@@ -33,7 +34,7 @@ from bot.rag.models import Answer, Chunk, IngestReport, SourceInfo, Summary
 from bot.rag.stats import QuestionStats
 from bot.rag.text import clean_invisible
 from bot.settings import Settings
-from bot.state import SourceRegistry
+from bot.state import SourceRegistry, SourceRow
 
 log = logging.getLogger(__name__)
 SUMMARY_CACHE_SIZE = 64
@@ -115,30 +116,40 @@ class RagService:
         shared base alone in DMs, or while the server has added no sources), without the
         server's sources the reply's readers (`audience`) may not see."""
         shared = self.start()
-        own, hidden = self._own(guild_id, audience)
+        own, hidden, rows = self._own_rows(guild_id, audience)
         if own is None:
             return shared.chain
-        return scoped_chain([own, shared], self.components.answerer, self.settings.top_k, [hidden])
+        chain = scoped_chain([own, shared], self.components.answerer, self.settings.top_k, [hidden])
+        curated = [CuratedEntry(row.name, correction) for row in rows if row.kind == CURATED
+                   and row.name in own.version.source_names and row.name not in hidden
+                   and (correction := Correction.of(row.options)) is not None]
+        return CuratedFirst(chain, curated, self.components.curated, own) if curated else chain
 
     def _own(self, guild_id: int | None, audience: Audience) -> tuple[LiveIndex | None, frozenset[str]]:
         """The server's own live index (None: none, or nothing in it the readers may see) and
         the sources of it they may not see. Visibilities that cannot be read hide it all."""
+        own, hidden, _ = self._own_rows(guild_id, audience)
+        return own, hidden
+
+    def _own_rows(self, guild_id: int | None,
+                  audience: Audience) -> tuple[LiveIndex | None, frozenset[str], list[SourceRow]]:
+        """`_own`, with the base's registry rows (the curated answers are among them)."""
         if guild_id is None:
-            return None, frozenset()
+            return None, frozenset(), []
         base = guild_base_name(guild_id)
         own = self.bases.get(base).live_if_built()
         if own is None or not own.version.chunks:  # nothing added yet, or every source removed
-            return None, frozenset()
+            return None, frozenset(), []
         try:
             registry = self._registry()
             rows = registry.list(base) if registry is not None else []
         except Exception as exc:  # noqa: BLE001 - visibilities unknown: the server's sources stay out
             log.warning("visibilities of %s could not be read; answering from the shared sources: %s",
                         base, type(exc).__name__)
-            return None, frozenset()
+            return None, frozenset(), []
         # Without a state database nothing was ever registered: the host put the files there.
         hidden = hidden_sources(rows, own.version.source_names, audience, UNREGISTERED if registry else None)
-        return (None, hidden) if hidden >= own.version.source_names else (own, hidden)
+        return (None, hidden, rows) if hidden >= own.version.source_names else (own, hidden, rows)
 
     def _registry(self) -> SourceRegistry | None:
         """The state database's source registry; None while nothing was ever registered."""

@@ -23,8 +23,9 @@ from sqlalchemy.exc import IntegrityError
 
 from bot.rag.errors import RagError
 from bot.rag.models import Answer
+from bot.state.corrections import DayCounts, QueueTopic, feedback
 from bot.state.db import Database
-from bot.state.models import AnswerRecord, ConversationRecord, StateValue, VoteRecord, utcnow
+from bot.state.models import AnswerPlace, AnswerRecord, ConversationRecord, StateValue, VoteRecord, utcnow
 
 TOP_QUESTIONS = 5
 
@@ -64,6 +65,8 @@ class StatsReport:
     top_sources: list[tuple[str, int]] = field(default_factory=list)
     top_refused: list[tuple[str, int]] = field(default_factory=list)  # what the sources are missing
     top_down: list[tuple[str, int]] = field(default_factory=list)
+    queue: list[QueueTopic] = field(default_factory=list)  # 👎 and refused, not yet resolved, by topic
+    daily: list[DayCounts] = field(default_factory=list)  # what the /stats chart draws
 
 
 def _percentile(values: Sequence[int], q: float) -> float | None:
@@ -136,9 +139,11 @@ class ConversationLog:
 
     # --- answers and votes ------------------------------------------------------------------
     def record_answer(self, answer: Answer, *, user_id: int | str, guild_id: int | str | None,
-                      thread_id: int | str | None, message_id: int | str | None, latency_ms: float) -> int:
-        """Keep one answer; recording the same reply message again (a replayed event) keeps the
-        first record and returns its id."""
+                      thread_id: int | str | None, message_id: int | str | None, latency_ms: float,
+                      channel_id: int | str | None = None, private: bool = False) -> int:
+        """Keep one answer (and where it was posted: `channel_id`, `private` for a reply only the
+        asker sees); recording the same reply message again (a replayed event) keeps the first
+        record and returns its id."""
         cited = list(dict.fromkeys(c.source for c in answer.citations))
         if message_id is not None:
             with self.db.session() as session:
@@ -146,7 +151,8 @@ class ConversationLog:
             if found is not None:
                 return found
         try:
-            return self._insert_answer(answer, cited, user_id, guild_id, thread_id, message_id, latency_ms)
+            return self._insert_answer(answer, cited, user_id, guild_id, thread_id, message_id, latency_ms,
+                                       channel_id, private)
         except IntegrityError:  # recorded by someone else between the lookup and the insert
             with self.db.session() as session:
                 found = session.scalar(select(AnswerRecord.id).where(AnswerRecord.message_id == str(message_id)))
@@ -155,7 +161,8 @@ class ConversationLog:
             return found
 
     def _insert_answer(self, answer: Answer, cited: list[str], user_id: int | str, guild_id: int | str | None,
-                       thread_id: int | str | None, message_id: int | str | None, latency_ms: float) -> int:
+                       thread_id: int | str | None, message_id: int | str | None, latency_ms: float,
+                       channel_id: int | str | None, private: bool) -> int:
         with self.db.session() as session:
             record = AnswerRecord(
                 guild_id=_id(guild_id), thread_id=_id(thread_id), message_id=_id(message_id),
@@ -165,6 +172,8 @@ class ConversationLog:
             )
             session.add(record)
             session.flush()
+            if channel_id is not None:
+                session.add(AnswerPlace(answer_id=record.id, channel_id=str(channel_id), private=private))
             return record.id
 
     def vote(self, message_id: int | str, user_id: int | str, value: int, reason: str | None = None) -> bool:
@@ -201,17 +210,20 @@ class ConversationLog:
                 query = query.where(AnswerRecord.asked_at >= since)
             rows = session.scalars(query).all()
             ids = [r.id for r in rows]
-            votes = session.execute(select(VoteRecord.answer_id, VoteRecord.value).where(VoteRecord.answer_id.in_(ids))).all() if ids else []
-            down_ids = {a for a, v in votes if v < 0}
+            votes = session.execute(select(VoteRecord.answer_id, VoteRecord.value, VoteRecord.reason, VoteRecord.at)
+                                    .where(VoteRecord.answer_id.in_(ids))).all() if ids else []
+            down_ids = {a for a, v, _, _ in votes if v < 0}
             latencies = sorted(r.latency_ms for r in rows)
             sources = Counter(s for r in rows for s in (r.sources or {}).get("cited", []))
+            queue = feedback(session, rows, [tuple(v) for v in votes], since)  # type: ignore[misc]
             return StatsReport(
                 since=since, questions=len(rows), answered=sum(r.answered for r in rows),
-                refused=sum(not r.answered for r in rows), up=sum(v > 0 for _, v in votes),
-                down=sum(v < 0 for _, v in votes), p50_ms=_percentile(latencies, 50), p95_ms=_percentile(latencies, 95),
+                refused=sum(not r.answered for r in rows), up=sum(v > 0 for _, v, _, _ in votes),
+                down=sum(v < 0 for _, v, _, _ in votes), p50_ms=_percentile(latencies, 50), p95_ms=_percentile(latencies, 95),
                 top_sources=sources.most_common(TOP_QUESTIONS),
                 top_refused=_top([r.question for r in rows if not r.answered]),
                 top_down=_top([r.question for r in rows if r.id in down_ids]),
+                queue=queue.queue, daily=queue.daily,
             )
 
     # --- forgetting -------------------------------------------------------------------------

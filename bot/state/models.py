@@ -24,7 +24,7 @@ from sqlalchemy.types import TypeDecorator
 SCHEMA_VERSION = 2  # 2: answers, votes, conversations, state values
 """Bump together with a migration step in `Database.create_schema` when the schema changes."""
 
-SOURCE_KINDS = frozenset({"file", "url", "crawl", "folder"})
+SOURCE_KINDS = frozenset({"file", "url", "crawl", "folder", "curated"})  # curated: a moderators' correction
 SOURCE_STATUSES = frozenset({"ready", "failed", "pending"})
 AUDIT_RESULTS = frozenset({"ok", "failed", "unchanged", "pending"})  # pending: an add under way
 
@@ -240,6 +240,33 @@ class VoteRecord(Base):
     reason: Mapped[str | None] = mapped_column(Text)  # "what was wrong?", cleared with the texts
     at: Mapped[datetime] = mapped_column(default=utcnow)
     answer: Mapped[AnswerRecord] = relationship(back_populates="votes")
+
+
+# --- moderators' corrections and the 👎 queue (bot.state.corrections) -------------------------
+
+
+class AnswerPlace(Base):
+    """Where an answer was posted: its channel or thread, and whether only the asker saw it
+    (an ephemeral reply). A correction made from the queue takes its visibility from there."""
+
+    __tablename__ = "answer_places"
+
+    answer_id: Mapped[int] = mapped_column(ForeignKey("answers.id", ondelete="CASCADE"), primary_key=True)
+    channel_id: Mapped[str | None] = mapped_column(String(32))
+    private: Mapped[bool] = mapped_column(default=False)
+
+
+class ResolvedAnswer(Base):
+    """An answer voted 👎 or a refused question that a moderator's correction resolved: it
+    leaves the queue. `source_name` is the curated source the correction became."""
+
+    __tablename__ = "resolved_answers"
+
+    answer_id: Mapped[int] = mapped_column(ForeignKey("answers.id", ondelete="CASCADE"), primary_key=True)
+    guild_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    source_name: Mapped[str] = mapped_column(String(300))
+    resolved_by: Mapped[str | None] = mapped_column(String(64))
+    resolved_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 # --- detached snapshots handed to callers (never live ORM objects) ---------------------------

@@ -1,12 +1,14 @@
 """Conversations, feedback and privacy: `/config` (moderators: answer in threads, auto-answer
 channels and forums), `/stats` (moderators: this server's questions, answers, votes,
-latency, most-cited sources and the docs-gap report), `/forget-me` (anyone: delete what is
+latency, most-cited sources and the docs-gap report, the 👎 queue by topic with its
+correct-answer menu, and a chart of questions and votes per day), `/forget-me` (anyone: delete what is
 stored about them), and the hourly purge of texts older than RETENTION_DAYS (and of the
 record of handled messages older than a day, or the catch-up window if longer)."""
 
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -16,15 +18,17 @@ from discord import app_commands
 from discord.ext import commands, tasks
 
 from bot.discord_bot.checks import moderator_only
-from bot.discord_bot.render import NO_MENTIONS, render_report
+from bot.discord_bot.render import NO_MENTIONS, render_queue, render_report
 from bot.rag.errors import RagError
 from bot.state.models import utcnow
+from bot.stats_chart import chart_png
 
 if TYPE_CHECKING:
     from bot.discord_bot.app import SourceBot
 
 log = logging.getLogger(__name__)
 PERIODS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "all": None}
+CHART_FILE = "stats.png"
 NOT_AVAILABLE = "The bot's database is unavailable right now, so that cannot be done; please try again later."
 
 
@@ -101,7 +105,14 @@ class ConversationsCog(commands.Cog):
             log.warning("/stats unavailable: %s", exc)
             await interaction.response.send_message(NOT_AVAILABLE, ephemeral=True, allowed_mentions=NO_MENTIONS)
             return
+        # The 👎 queue with its correct-answer menu, and the chart of questions and votes per day.
+        chart = await asyncio.to_thread(chart_png, report.daily)
+        corrections = self.bot.get_cog("CorrectionsCog")
+        view = corrections.queue_view(report.queue) if corrections is not None else None  # type: ignore[attr-defined]
+        queue = render_queue(report.queue)
         await interaction.response.send_message(render_report(report, period, self.bot.service.provider),
+                                                embed=queue or discord.utils.MISSING, view=view or discord.utils.MISSING,
+                                                file=discord.File(io.BytesIO(chart), filename=CHART_FILE),
                                                 ephemeral=True, allowed_mentions=NO_MENTIONS)
 
     @app_commands.command(name="forget-me", description="Delete the questions and votes the bot stored about you")

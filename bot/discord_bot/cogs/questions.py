@@ -234,17 +234,18 @@ class QuestionsCog(commands.Cog):
             await where.send(reply)
         if answer is not None and sent is not None:
             await self.record(answer, question, message.author.id, message.guild and message.guild.id,
-                              place.thread and place.thread.id, sent.id, started)
+                              place.thread and place.thread.id, sent.id, started, channel_id=sent.channel.id)
 
     async def record(self, answer: Answer, question: str, user: int, guild_id: int | None, thread_id: int | None,
-                     message_id: int, started: float) -> None:
+                     message_id: int, started: float, *, channel_id: int | None = None, private: bool = False) -> None:
         """Keep the answer for the conversation, the votes and /stats (the member's own words
-        as the question, not the standalone form it was asked in)."""
+        as the question, not the standalone form it was asked in), and where it was posted."""
         kept = replace(answer, question=question)
         try:
             await asyncio.to_thread(
                 self.bot.conversations.record_answer, kept, user_id=user, guild_id=guild_id, thread_id=thread_id,
-                message_id=message_id, latency_ms=1000 * (time.perf_counter() - started),
+                message_id=message_id, latency_ms=1000 * (time.perf_counter() - started), channel_id=channel_id,
+                private=private,
             )
         except RagError as exc:
             log.warning("answer %s not recorded: %s", message_id, exc)
@@ -291,7 +292,8 @@ class QuestionsCog(commands.Cog):
             await interaction.followup.send(reply.content, embed=reply.embed or discord.utils.MISSING,
                                             allowed_mentions=NO_MENTIONS, ephemeral=private)
         if answer is not None:
-            await self.record(answer, question, interaction.user.id, interaction.guild_id, None, sent.id, started)
+            await self.record(answer, question, interaction.user.id, interaction.guild_id, None, sent.id, started,
+                              channel_id=interaction.channel_id, private=private)
 
 
 async def setup(bot: SourceBot) -> None:
