@@ -13,6 +13,7 @@ from bot.rag.answer.sentences import sentence_texts
 from bot.rag.embeddings import MiniLMEmbeddings
 from bot.rag.errors import RagError
 from bot.rag.index.lexical import LEXICAL_FORMAT, LexicalIndex
+from bot.rag.models import Chunk
 from bot.rag.service import RagService
 from bot.settings import Settings
 from tests.helpers import CountingEmbeddings, counting_chunks
@@ -129,3 +130,20 @@ def test_a_resumed_build_gives_the_chunks_it_already_held_their_new_title(
     chunks = service.start().version.chunks
     titles = {c.source: c.title for c in chunks.values() if c.source.startswith("harbour-")}
     assert titles == {f"harbour-{n:02d}.txt": f"Harbour notes {n}" for n in range(30)}
+
+
+def _chunk(n: int, text: str) -> Chunk:
+    return Chunk(id=f"c{n}", source=f"page-{n}.md", index=0, start=0, end=len(text), text=text, source_hash="h")
+
+
+def test_bm25_leaves_excluded_chunks_out_even_when_they_fill_the_deeper_ranking() -> None:
+    """Excluded chunks are dropped from a deeper ranking; when they fill all of it, the
+    ranking is made again without them, so a visible match is still found."""
+    hidden = [_chunk(n, "The ferry timetable for the harbour ferry and the ferry fares.") for n in range(40)]
+    visible = [_chunk(40, "Ferry tickets are sold at the pier."), _chunk(41, "Bicycles ride free.")]
+    lexical = LexicalIndex.build(hidden + visible)
+    excluded = {c.id for c in hidden}
+    assert {cid for cid, _ in lexical.search("ferry timetable", 4)} <= excluded  # the hidden ones rank first
+    assert [cid for cid, _ in lexical.search("ferry timetable", 4, excluded)] == ["c40"]  # past 4 + 3 x 4 hidden ones
+    few = excluded - {"c0", "c1"}
+    assert {cid for cid, _ in lexical.search("ferry timetable", 3, few)} == {"c0", "c1", "c40"}

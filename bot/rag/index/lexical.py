@@ -35,6 +35,8 @@ _EMPTY = "\x00"  # the one token of a chunk without content words
 _IDS_FILE = "chunk_ids.json"
 LEXICAL_FORMAT = "snowball-names"  # part of a saved index's folder name: a change of format rebuilds it
 _NAMES_FILE = "section_names.json"
+# A ranking that must leave some chunks out reads up to this many times deeper and drops them.
+EXCLUDED_OVERFETCH = 3
 
 
 class Vocabulary:
@@ -145,15 +147,26 @@ class LexicalIndex:
             return self._by_chunk
 
     def search(self, query: str, k: int, excluded: Collection[str] = ()) -> list[tuple[str, float]]:
-        """The top `k` chunks by BM25, never one of `excluded` (chunk ids)."""
+        """The top `k` chunks by BM25, never one of `excluded` (chunk ids). They are dropped
+        from a deeper ranking (BM25's weight mask scores every chunk: 7x slower at 150k
+        chunks); only when they fill all of it is the ranking made again with the mask."""
         terms = content_terms(query)
         if not terms or self._bm25 is None:
             return []
-        mask = None
-        if excluded:
-            mask = np.ones(len(self.ids), dtype=np.float32)
-            mask[[self._position[c] for c in excluded if c in self._position]] = 0.0
-        docs, scores = self._bm25.retrieve([terms], k=min(k, len(self.ids)), show_progress=False, weight_mask=mask)
+        k = min(k, len(self.ids))
+        if not excluded:
+            return self._top(terms, k)
+        deeper = min(len(self.ids), k + min(len(excluded), EXCLUDED_OVERFETCH * k))
+        ranked = self._top(terms, deeper)
+        kept = [(chunk_id, score) for chunk_id, score in ranked if chunk_id not in excluded]
+        if len(kept) >= k or len(ranked) < deeper:  # enough, or every matching chunk was read
+            return kept[:k]
+        mask = np.ones(len(self.ids), dtype=np.float32)
+        mask[[self._position[c] for c in excluded if c in self._position]] = 0.0
+        return self._top(terms, k, mask)
+
+    def _top(self, terms: list[str], k: int, mask: np.ndarray | None = None) -> list[tuple[str, float]]:
+        docs, scores = self._bm25.retrieve([terms], k=k, show_progress=False, weight_mask=mask)  # type: ignore[union-attr]
         return [(self.ids[int(d)], float(s)) for d, s in zip(docs[0], scores[0]) if s > 0]
 
     @functools.cached_property

@@ -15,7 +15,7 @@ from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
 from bot.rag.errors import IndexUnavailableError, RagError
-from bot.rag.index.lexical import LexicalIndex
+from bot.rag.index.lexical import EXCLUDED_OVERFETCH, LexicalIndex
 from bot.rag.index.version import IndexVersion
 from bot.rag.models import Chunk
 
@@ -27,7 +27,6 @@ NAME_WEIGHT = 2.0
 # A chunk's closest sentence to the question is a surer sign than the whole chunk's vector,
 # which its other sentences dilute. The top 2k fused chunks are ranked again by it.
 SENTENCE_WEIGHT = 2.0
-HIDDEN_OVERFETCH = 3  # a reply with hidden sources reads up to this many times deeper into the dense ranking
 
 
 class HybridRetriever(BaseRetriever):
@@ -78,10 +77,10 @@ class HybridRetriever(BaseRetriever):
             return []
         fetch = min(n, max(self.k * 3, 10))
         vector = np.asarray(self.query_vector(query), dtype=np.float32)
-        hidden_chunks = {cid for source in self.hidden for cid in self.version.chunk_ids_of_source(source)}
+        hidden_chunks = self.version.chunk_ids_of_sources(self.hidden)
         # Hidden chunks are dropped from a deeper dense ranking: a metadata filter would make
         # Chroma scan every record's metadata (6x slower on the Python docs, worse at scale).
-        deeper = min(n, fetch + min(len(hidden_chunks), HIDDEN_OVERFETCH * fetch))
+        deeper = min(n, fetch + min(len(hidden_chunks), EXCLUDED_OVERFETCH * fetch))
         # Only ids and distances: the chunks are read from the catalogue, so Chroma sends no text.
         found = self.version.collection.query(query_embeddings=[vector], n_results=deeper, include=["distances"])
         distances = found["distances"][0] if found["distances"] else []

@@ -183,6 +183,7 @@ class IndexVersion:
         self.chunks = ChunkMap(self.collection, self.catalogue)
         self._texts: LRUCache[str, str] = LRUCache(maxsize=32)  # source texts rebuilt lately
         self._texts_lock = threading.Lock()
+        self._hidden: LRUCache[frozenset[str], frozenset[str]] = LRUCache(maxsize=32)  # chunk ids of source sets
 
     @cached_property
     def sources(self) -> dict[str, SourceInfo]:
@@ -198,6 +199,19 @@ class IndexVersion:
     def chunk_ids_of_source(self, source: str) -> list[str]:
         entry = self.catalogue.sources.get(source)
         return [c.id for c in entry.chunks] if entry else []
+
+    def chunk_ids_of_sources(self, sources: frozenset[str]) -> frozenset[str]:
+        """The chunk ids of several sources (kept for the sets asked lately: the sources a
+        reply's readers may not see repeat from one question to the next)."""
+        if not sources:
+            return frozenset()
+        with self._texts_lock:
+            found = self._hidden.get(sources)
+        if found is None:
+            found = frozenset(cid for source in sources for cid in self.chunk_ids_of_source(source))
+            with self._texts_lock:
+                self._hidden[sources] = found
+        return found
 
     def chunks_of_source(self, source: str) -> list[Chunk]:
         return self.chunks.get_many(self.chunk_ids_of_source(source))
