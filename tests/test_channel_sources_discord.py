@@ -98,7 +98,7 @@ class Club(World):
 @pytest.fixture
 async def club(emulator: DiscordEmulator, start_bot: StartBot, make_settings: Callable[..., Settings],
                embeddings: MiniLMEmbeddings, tmp_path: Path) -> Club:
-    settings = make_settings(data_dir=tmp_path / "data", channel_sync_delay=0.2)
+    settings = make_settings(data_dir=tmp_path / "data", channel_sync_delay=0.2, channel_source_limit=2)
     service = RagService(settings, embeddings=embeddings)
     bot = await start_bot(service, discord_guild_id=None)
     club = Club(emulator, bot, service)
@@ -204,6 +204,25 @@ async def test_pinned_messages_never_quote_the_asker_and_forget_me_removes_their
     library = club.bot.get_cog("ChannelSourcesCog")
     assert await library.sync(guild_base_name(club.a), "faq") is None  # type: ignore[union-attr]  # stays out
     assert "logbook" not in json.dumps(await club.ask(club.bob, asked, club.general))
+
+
+async def test_all_messages_takes_the_newest_and_new_ones_as_they_come(club: Club) -> None:
+    emulator = club.emulator
+    await emulator.inject_message(club.member_a, CANOE, channel=club.faq)  # past the limit of 2 newest
+    await emulator.inject_message(club.bob, KAYAK, channel=club.faq)
+    await emulator.inject_message(club.carol, "The clubhouse kitchen closes at ten in the evening on weekdays.",
+                                  channel=club.faq)
+    await emulator.inject_message(club.carol, "ok thanks!", channel=club.faq)  # too short to be a source
+    await emulator.inject_message(club.sam, "Where do members borrow the club canoe on weekends?", mention_bot=True,
+                                  channel=club.faq)  # a question to the bot: never a source
+    added = await club.run(club.mod_a, "source add", channel=club.faq, take="all", name="club faq")
+    assert reply(added).startswith("✅ Added `club faq` (discord, "), reply(added)
+    assert "harbour office" in (await club.ask(club.sam, "Where are the club kayaks stored?", club.general))["content"]
+    asked = "When can members borrow the club canoe?"
+    assert "logbook" not in json.dumps(await club.ask(club.sam, asked, club.general))
+    await emulator.inject_message(club.carol, CANOE.replace("weekends", "Saturdays"), channel=club.faq)
+    text = await club.until_reply(club.sam, asked, club.general, lambda t: "Saturdays" in t)
+    assert "carol" not in text
 
 
 async def test_a_private_channel_answers_only_inside_it(club: Club) -> None:

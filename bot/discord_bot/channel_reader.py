@@ -3,7 +3,8 @@
 
 What is taken (`take`):
 - "pinned": the channel's pinned messages, one document each;
-- "all": its newest messages (at most CHANNEL_SOURCE_LIMIT), one document each;
+- "all": its newest messages (the newest CHANNEL_SOURCE_LIMIT that are taken, of at most
+  READ_FACTOR times as many read), one document each;
 - "solved": a forum's posts carrying the tag the moderator named (e.g. "solved"), each one
   document: its opening message (the question) and title as its headings, its accepted
   answer as its text.
@@ -11,8 +12,9 @@ What is taken (`take`):
   replies by members other than the post's author, the one with the most reactions; a tie goes
   to a moderator's reply, then to the latest. A post with no such reply is not taken.
 
-Never taken: messages of bots and webhooks, system messages (pins, joins), messages under
-MIN_CHARS characters ("thanks!"), and messages of members who ran /forget-me (`left_out`);
+Never taken: messages of bots and webhooks, messages that mention a bot (questions to it),
+system messages (pins, joins), messages under MIN_CHARS characters ("thanks!"), and messages
+of members who ran /forget-me (`left_out`);
 a forum post whose question is theirs is left out whole. Member mentions become "@member".
 Authors are not named, except a moderator, in the document's title ("answered by NAME,
 moderator"). Each document's link is its message's jump link (the answer's, for a post).
@@ -37,6 +39,7 @@ from bot.state import SourceRow
 TAKES = ("pinned", "all", "solved")
 MIN_CHARS = 20
 THREAD_MESSAGES = 100  # the messages of a forum post read to find its answer
+READ_FACTOR = 5  # a channel's newest limit x this many messages are read at most, to find `limit` to keep
 QUESTION_CHARS = 300  # of a post's question, kept in its heading
 _MENTION = re.compile(r"<@!?\d+>")
 _ROLE_MENTION = re.compile(r"<@&\d+>")
@@ -108,6 +111,7 @@ def _clean(text: str) -> str:
 
 def _usable(message: discord.Message, left_out: LeftOut) -> bool:
     return (message.type in _TEXT_TYPES and not message.author.bot and message.webhook_id is None
+            and not any(user.bot for user in message.mentions)  # a question to a bot, not an answer
             and not left_out(message.author.id) and len(_clean(message.content)) >= MIN_CHARS)
 
 
@@ -134,11 +138,14 @@ class ChannelReader:
             return await self._solved(channel, spec.solved_tag, left_out)
         if not isinstance(channel, discord.TextChannel | discord.VoiceChannel | discord.StageChannel):
             raise SourceError("that channel cannot be read as a source.")
-        if spec.take == "pinned":
-            messages = [m async for m in channel.pins(limit=self.limit)]
-        else:
-            messages = [m async for m in channel.history(limit=self.limit)]
-        return [self._message(channel, m) for m in messages if _usable(m, left_out)]
+        documents: list[ChannelDocument] = []
+        read = channel.pins if spec.take == "pinned" else channel.history
+        async for message in read(limit=self.limit * READ_FACTOR):  # newest first
+            if _usable(message, left_out):
+                documents.append(self._message(channel, message))
+                if len(documents) == self.limit:
+                    break
+        return documents
 
     def _message(self, channel: discord.abc.GuildChannel, message: discord.Message) -> ChannelDocument:
         text = _clean(message.content)
