@@ -248,6 +248,9 @@ async def test_a_private_channel_answers_only_inside_it(club: Club) -> None:
     emulator.set_overwrite(club.staff_notes, club.a, allow=VIEW_CHANNEL)  # the channel opens to everyone
     await eventually(lambda: Visibility.of(registry_row(club, "staff-notes")) == Visibility.everyone(), timeout=10)
     assert "blue safe" in (await club.ask(club.member_a, asked, club.general))["content"]
+    emulator.set_overwrite(club.staff_notes, club.a, deny=VIEW_CHANNEL)  # and closes again: at once, no debounce
+    await eventually(lambda: Visibility.of(registry_row(club, "staff-notes")) != Visibility.everyone(), timeout=2)
+    assert "blue safe" not in json.dumps(await club.ask(club.member_a, asked, club.general))
 
 
 async def test_only_moderators_add_channels_and_bad_input_changes_nothing(club: Club) -> None:

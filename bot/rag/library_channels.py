@@ -75,17 +75,21 @@ class ChannelSources(LibrarySteps):
     def channel_sources(self, base: str) -> list[SourceRow]:
         return [row for row in self.registry.list(base) if row.kind == KIND and row.error != IN_FLIGHT]
 
-    def sync_channel(self, base: str, name: str, documents: list[ChannelDocument],
+    def sync_channel(self, base: str, name: str, documents: list[ChannelDocument] | None,
                      visibility: Visibility) -> SourceChange | None:
         """Bring a channel source in step with what its channel holds now: new and edited
-        messages written, deleted ones removed, the visibility the channel's now. None: nothing
-        changed (or the source is gone)."""
+        messages written, deleted ones removed, the visibility the channel's now (`documents`
+        None: the visibility only). None: nothing changed (or the source is gone)."""
         with self._locked(base):
             row = self.registry.get(base, name)
             if row is None or row.kind != KIND or row.error == IN_FLIGHT:
                 return None
-            files = self._changed_files(base, row, documents)
-            final = visibility.with_options({**row.options, AUTHORS_OPTION: _authors(documents)})
+            if documents is None:
+                files: Files = {}
+                final = visibility.with_options(row.options)
+            else:
+                files = self._changed_files(base, row, documents)
+                final = visibility.with_options({**row.options, AUTHORS_OPTION: _authors(documents)})
             if not files and final == row.options:
                 return None
             # Privacy first: the new visibility, and the authors of both versions, hold while it is indexed.
@@ -94,7 +98,7 @@ class ChannelSources(LibrarySteps):
             report, chunks = self._apply_files(base, row, files)
             self.registry.set_options(base, row.name, final)
             if report is not None:
-                self._save(self.registry.get(base, row.name) or row, chunks=chunks, pages=len(documents),
+                self._save(self.registry.get(base, row.name) or row, chunks=chunks, pages=len(documents or ()),
                            status="ready", error=None)
         gone = sum(1 for item in files.values() if item is None)
         detail = f"{len(files) - gone} message(s) new or edited, {gone} removed"

@@ -117,7 +117,12 @@ class ChannelSourcesCog(commands.Cog):
 
     @commands.Cog.listener()
     async def on_guild_channel_update(self, before: discord.abc.GuildChannel, after: discord.abc.GuildChannel) -> None:
-        self._touched(after.id)  # its permissions: the source's visibility
+        """Its permissions may have changed: the source's visibility follows at once (privacy does
+        not wait for the debounce), then the channel is read again."""
+        if (found := self.watched.get(after.id)) is not None:
+            with contextlib.suppress(RagError):
+                await asyncio.to_thread(self.library.sync_channel, *found[0], None, channel_visibility(after))
+        self._touched(after.id)
 
     @commands.Cog.listener()
     async def on_guild_channel_delete(self, channel: discord.abc.GuildChannel) -> None:
@@ -132,7 +137,7 @@ class ChannelSourcesCog(commands.Cog):
     async def on_member_forgotten(self, user_id: int) -> None:
         """/forget-me: the member's messages leave every channel source now and stay out."""
         try:
-            await asyncio.to_thread(self.forgotten.forget, self.bot.conversations.user_hash(user_id))
+            await asyncio.to_thread(lambda: self.forgotten.forget(self.bot.conversations.user_hash(user_id)))
             changed = await asyncio.to_thread(self.library.forget_author, user_id)
         except RagError as exc:
             log.warning("forget-me: channel sources not updated: %s", exc)
@@ -159,7 +164,7 @@ class ChannelSourcesCog(commands.Cog):
         while True:
             await asyncio.sleep(self.bot.settings.channel_sync_delay)
             self._again.discard(key)
-            await self.sync(*key)
+            await self._sync_logged(*key)
             if key not in self._again:
                 return
 
@@ -191,6 +196,13 @@ class ChannelSourcesCog(commands.Cog):
             log.info("%s: %s", base, change.result)
         return change
 
+    async def _sync_logged(self, base: str, name: str) -> None:
+        """`sync`, with anything unexpected logged: one source's bug stops neither the sweep nor the others."""
+        try:
+            await self.sync(base, name)
+        except Exception:  # noqa: BLE001 - logged with its traceback
+            log.exception("%s: channel source %s: the sync failed", base, name)
+
     # --- the sweep ----------------------------------------------------------------------------
     @tasks.loop(minutes=30)
     async def sweep(self) -> None:
@@ -198,8 +210,7 @@ class ChannelSourcesCog(commands.Cog):
         for guild in list(self.bot.guilds):
             base = guild_base_name(guild.id)
             for name in await self._watch(base):
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self.sync(base, name)
+                await self._sync_logged(base, name)
 
     @sweep.before_loop
     async def _ready(self) -> None:
