@@ -162,6 +162,20 @@ class Settings(BaseSettings):
         description="At most this many missed questions are answered on start; later ones are asked to ask again.",
     )
 
+    # --- Discord channels as sources (issue 21) ---
+    channel_source_limit: int = Field(
+        200, ge=1, le=5000,
+        description="A channel source taking all messages keeps the newest this many (a forum: this many solved posts).",
+    )
+    channel_sync_delay: float = Field(
+        5.0, ge=0, le=50,
+        description="Seconds a channel source waits after an edit, deletion, pin or tag change before it is re-read "
+                    "(changes in that time are read together).",
+    )
+    channel_sweep_minutes: float = Field(
+        30.0, gt=0, description="Every channel source is read again this often (and on start), for what events missed.",
+    )
+
     log_level: str = "INFO"
 
     @field_validator("allowed_channel_ids", "moderator_role_ids", "owner_ids", mode="before")

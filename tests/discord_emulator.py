@@ -31,7 +31,8 @@ Message context menus (type 3 commands, kept apart from chat commands: `message_
 target_id, resolved.messages), refused like Discord's client (default member permissions).
 
 Threads, forum posts, message components (buttons, selects) and modals: tests/discord_threads.py
-(mixed into DiscordEmulator), whose docstring lists the routes, rules and helpers. Rate limits
+(mixed into DiscordEmulator), whose docstring lists the routes, rules and helpers. Pins, members'
+edits and deletions, forum tags, reactions and archived threads: tests/discord_content.py. Rate limits
 (429s with Discord's headers) and holds (a REST call kept waiting): tests/discord_traffic.py.
 """
 
@@ -53,6 +54,7 @@ import yarl
 from aiohttp import WSMsgType, web
 
 from tests import discord_payloads as P
+from tests.discord_content import ChannelContent
 from tests.discord_payloads import (  # noqa: F401  (re-exported: tests import them from here)
     ADMINISTRATOR,
     ALL_PERMISSIONS,
@@ -138,7 +140,7 @@ class GatewaySession:
         return [f["d"] for f in self.sent if event is None or f["t"] == event]
 
 
-class DiscordEmulator(ThreadsAndComponents):
+class DiscordEmulator(ThreadsAndComponents, ChannelContent):
     def __init__(self) -> None:
         self.app_id = snowflake()
         self.bot_user = self.user("sourcebot", bot=True, user_id=self.app_id)
@@ -182,6 +184,7 @@ class DiscordEmulator(ThreadsAndComponents):
         self._changed = asyncio.Condition()
         self.port = 0
         self._setup_threads()
+        self._setup_content()  # pins, edits, tags, reactions: tests/discord_content.py
         self.guild_id = self.add_guild("Test Server", channel="questions")
         self.channel_id = self.guilds[self.guild_id].default_channel
         self.moderator_role_id = self.add_role(self.guild_id, "Moderators", EVERYONE_PERMISSIONS)
@@ -794,6 +797,8 @@ class DiscordEmulator(ThreadsAndComponents):
             return self._create_thread_route(m.group(1), body)
         if m := re.fullmatch(r"/channels/(\d+)/thread-members(?:/(@me|\d+))?", path):
             return self._thread_member_route(method, m.group(1), m.group(2), query)
+        if (content := self._content_route(method, path, query)) is not None:  # pins, archived threads
+            return content
         if m := re.fullmatch(r"/channels/(\d+)(/typing|/messages(?:/(\d+))?)?", path):
             return self._channel_route(method, m.group(1), m.group(2) or "", m.group(3), body, query)
         if method == "POST" and (m := re.fullmatch(r"/interactions/(\d+)/([\w-]+)/callback", path)):

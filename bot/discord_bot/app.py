@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import sys
@@ -35,6 +36,7 @@ EXTENSIONS = (
     "bot.discord_bot.cogs.knowledge",  # /summary, /sources, /reload
     "bot.discord_bot.cogs.sources",  # /source: each server's own sources
     "bot.discord_bot.cogs.conversations",  # /config, /stats, /forget-me, the retention purge
+    "bot.discord_bot.cogs.channel_sources",  # Discord channels as sources: kept in step with edits
     "bot.discord_bot.cogs.catch_up",  # on start: the questions missed while the bot was down
     "bot.discord_bot.cogs.corrections",  # moderators correct answers: "Correct this answer", "Teach the bot"
 )
@@ -81,7 +83,8 @@ class SourceBot(commands.Bot):
     async def readers(self, place: discord.abc.Messageable | None, asker: discord.Member | discord.User,
                       ephemeral: bool = False) -> Readers:
         """Who will read a reply posted in `place`, or by the asker alone: what it may draw on."""
-        return await reply_audience(place, asker, ephemeral=ephemeral, moderator_role_ids=self.settings.moderator_role_ids)
+        readers = await reply_audience(place, asker, ephemeral=ephemeral, moderator_role_ids=self.settings.moderator_role_ids)
+        return dataclasses.replace(readers, asker_id=asker.id)  # never quoted their own messages
 
     @contextlib.asynccontextmanager
     async def tracked(self) -> AsyncIterator[None]:

@@ -102,12 +102,15 @@ class Readers:
     post, its parent. `public`: a member holding no role can read it. `reader_roles`: the
     kinds of the other readers, moderators aside: the role ids every reader of one kind holds
     (who views a channel thanks to role R holds R). A source visible to some roles is allowed
-    when every kind holds one of them."""
+    when every kind holds one of them. `asker_id`: the member the reply answers; documents of a
+    Discord channel source holding their own messages are left out of it (nobody is quoted to
+    themselves)."""
 
     guild_id: int | None
     channel_ids: frozenset[int] = frozenset()
     public: bool = False
     reader_roles: tuple[frozenset[int], ...] = ()
+    asker_id: int | None = None  # whose own messages (in channel sources) the reply leaves out
 
     @classmethod
     def dm(cls) -> Readers:
@@ -139,14 +142,27 @@ def hidden_sources(rows: Iterable[SourceRow], indexed: Iterable[str], audience: 
     names = list(indexed)
     hidden: set[str] = set()
     covered: set[str] = set()
+    asker = getattr(audience, "asker_id", None)
     for row in rows:
         mine = set(covered_names(row, names))
         covered |= mine
         if not audience.allows(Visibility.of(row)):
             hidden |= mine
+        elif asker is not None:
+            hidden |= mine & authored_by(row, asker)
     if unregistered is not None and not audience.allows(unregistered):
         hidden.update(n for n in names if n not in covered)
     return frozenset(hidden)
+
+
+AUTHORS_OPTION = "authors"  # a Discord channel source's {file in its folder: [author ids]}
+
+
+def authored_by(row: SourceRow, user_id: int) -> set[str]:
+    """The indexed names of `row`'s documents holding a message `user_id` wrote (channel sources)."""
+    authors = row.options.get(AUTHORS_OPTION) or {}
+    wanted = str(user_id)
+    return {f"{row.name}/{file}" for file, ids in authors.items() if wanted in {str(i) for i in ids}}
 
 
 # A server's indexed source with no registry row (an add undone mid-way, a file put in its

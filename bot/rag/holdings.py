@@ -21,6 +21,7 @@ from bot.rag.models import SourceInfo
 from bot.state import SourceRegistry, SourceRow
 
 log = logging.getLogger(__name__)
+FOLDER_KINDS = frozenset({"crawl", "discord"})  # sources kept as a folder of files, one per page or message
 HOST = "host"  # who "added" a file found in the folder and indexed, with no registry row
 
 
@@ -34,8 +35,9 @@ class Holding:
 
 
 def covered_names(row: SourceRow, indexed: Iterable[str]) -> list[str]:
-    """The indexed source names a registered source stands for: its own, or a crawl's pages."""
-    return [n for n in indexed if n == row.name or (row.kind == "crawl" and n.startswith(f"{row.name}/"))]
+    """The indexed source names a registered source stands for: its own, or the files of its
+    folder (a crawl's pages, a Discord channel's messages)."""
+    return [n for n in indexed if n == row.name or (row.kind in FOLDER_KINDS and n.startswith(f"{row.name}/"))]
 
 
 def merge(base: str, rows: list[SourceRow], indexed: Mapping[str, SourceInfo] | None) -> list[Holding]:

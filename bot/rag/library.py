@@ -24,14 +24,15 @@ from bot.rag.ingest.convert import convert, detect_suffix
 from bot.rag.ingest.sources import SIDECAR_SUFFIX
 from bot.rag.ingest.url_safety import check_url
 from bot.rag.ingest.web import WebFetcher
+from bot.rag.library_channels import ChannelSources
 from bot.rag.library_files import Files, FolderChange, Progress, fetch_web, say, sha256, source_name
-from bot.rag.library_steps import LibrarySteps, SourceChange, _chunks_of, guild_of
+from bot.rag.library_steps import SourceChange, _chunks_of, guild_of
 from bot.state import SourceExistsError, SourceRow
 
 __all__ = ["SHARED", "SourceChange", "SourceExistsError", "SourceLibrary", "guild_of"]
 
 
-class SourceLibrary(LibrarySteps):
+class SourceLibrary(ChannelSources):  # Discord channel sources: bot.rag.library_channels
     """Source changes of knowledge bases, over settings, the bases' indexes and the state database."""
 
     def list(self, base: str) -> builtins.list[SourceRow]:

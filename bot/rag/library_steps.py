@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.rag.errors import RagError, ReloadInProgressError, SourceError
+from bot.rag.holdings import FOLDER_KINDS
 from bot.rag.index.registry import SHARED, KnowledgeBases
 from bot.rag.index.store import SENTENCES
 from bot.rag.ingest.sources import SIDECAR_SUFFIX
@@ -275,4 +276,4 @@ class LibrarySteps:
 
 
 def _chunks_of(counts: dict[str, int], name: str, kind: str) -> int:
-    return sum(c for n, c in counts.items() if n.startswith(f"{name}/")) if kind == "crawl" else counts.get(name, 0)
+    return sum(c for n, c in counts.items() if n.startswith(f"{name}/")) if kind in FOLDER_KINDS else counts.get(name, 0)

@@ -24,7 +24,8 @@ from sqlalchemy.types import TypeDecorator
 SCHEMA_VERSION = 2  # 2: answers, votes, conversations, state values
 """Bump together with a migration step in `Database.create_schema` when the schema changes."""
 
-SOURCE_KINDS = frozenset({"file", "url", "crawl", "folder", "curated"})  # curated: a moderators' correction
+# curated: a moderators' correction; discord: a channel's or forum's messages
+SOURCE_KINDS = frozenset({"file", "url", "crawl", "folder", "curated", "discord"})
 SOURCE_STATUSES = frozenset({"ready", "failed", "pending"})
 AUDIT_RESULTS = frozenset({"ok", "failed", "unchanged", "pending"})  # pending: an add under way
 
@@ -267,6 +268,17 @@ class ResolvedAnswer(Base):
     source_name: Mapped[str] = mapped_column(String(300))
     resolved_by: Mapped[str | None] = mapped_column(String(64))
     resolved_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- Discord channels as sources (issue 21) ---------------------------------------------------
+class ForgottenAuthor(Base):
+    """A member who ran /forget-me: their messages are never taken into a channel source again.
+    Kept as the same salted hash of the user id as the answers' `user_hash`."""
+
+    __tablename__ = "forgotten_authors"
+
+    user_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    forgotten_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 # --- detached snapshots handed to callers (never live ORM objects) ---------------------------

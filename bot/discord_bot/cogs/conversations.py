@@ -124,9 +124,11 @@ class ConversationsCog(commands.Cog):
             await interaction.response.send_message(NOT_AVAILABLE, ephemeral=True, allowed_mentions=NO_MENTIONS)
             return
         log.info("forget-me: deleted %d question(s) and %d vote(s) of a member", questions, votes)
+        self.bot.dispatch("member_forgotten", interaction.user.id)  # channel sources: bot.discord_bot.cogs.channel_sources
         await interaction.response.send_message(
             f"Done: I deleted {questions} question{'' if questions == 1 else 's'} and {votes} vote{'' if votes == 1 else 's'} "
-            "stored about you. (Messages in the channels are Discord's; delete those yourself.)",
+            "stored about you, and I'm removing your messages from the channels this server's sources are read from "
+            "(I won't take them again). (Messages in the channels are Discord's; delete those yourself.)",
             ephemeral=True, allowed_mentions=NO_MENTIONS,
         )
 

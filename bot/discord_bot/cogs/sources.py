@@ -1,4 +1,5 @@
-"""The moderators' `/source` commands: add (a file, a web page or a crawl of a site's folder),
+"""The moderators' `/source` commands: add (a file, a web page or a crawl of a site's folder; a
+Discord channel or forum is handed to `bot.discord_bot.cogs.channel_sources`),
 remove, list and reload the sources of this server's own knowledge base (`guild-<id>`), and
 choose the channel where changes are announced.
 
@@ -20,6 +21,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.discord_bot.channel_reader import TAKES
 from bot.discord_bot.checks import is_moderator, moderator_only
 from bot.discord_bot.render import AUTOCOMPLETE_LIMIT, MESSAGE_LIMIT, NO_MENTIONS
 from bot.discord_bot.source_replies import (
@@ -76,18 +78,28 @@ class SourcesCog(commands.GroupCog, group_name="source", group_description="This
         name="The source's name (default: the file name, or the first page's title)",
         replace="Put the file in the place of the source of that name (the old one serves until it is indexed)",
         visible_to="Who may see it: everyone (default), #channels or @roles",
+        channel="A channel or forum whose messages become sources (seen where the channel is)",
+        take="From a channel: pinned (default) or all messages; from a forum: solved posts",
+        solved_tag="The forum tag that marks a post solved",
     )
-    @app_commands.rename(visible_to="visible-to")
+    @app_commands.rename(visible_to="visible-to", solved_tag="solved-tag")
+    @app_commands.choices(take=[app_commands.Choice(name=t, value=t) for t in TAKES])
     @moderator_only()
     async def add(self, interaction: discord.Interaction, attachment: discord.Attachment | None = None,
                   url: str | None = None, crawl: bool = False,
                   max_pages: app_commands.Range[int, 1, MAX_PAGES_LIMIT] | None = None,
                   name: app_commands.Range[str, 1, 100] | None = None, replace: bool = False,
-                  visible_to: str | None = None) -> None:
+                  visible_to: str | None = None,
+                  channel: discord.TextChannel | discord.ForumChannel | None = None, take: str | None = None,
+                  solved_tag: app_commands.Range[str, 1, 20] | None = None) -> None:
+        if channel is not None or take is not None or solved_tag is not None:  # Discord channels as sources
+            others = bool(attachment or url or crawl or max_pages or replace or visible_to)
+            await self._add_channel(interaction, channel, take, solved_tag, name, others)
+            return
         base, limit = self._base(interaction), self.bot.settings.max_source_bytes
         problem = None
         if (attachment is None) == (url is None):
-            problem = "Give exactly one of `attachment` (a file) or `url` (a web page)."
+            problem = "Give exactly one of `attachment` (a file), `url` (a web page) or `channel`."
         elif attachment is not None and (crawl or max_pages is not None):
             problem = "`crawl` and `max_pages` go with a `url`, not with a file."
         elif url is not None and replace:
@@ -124,6 +136,21 @@ class SourcesCog(commands.GroupCog, group_name="source", group_description="This
                                                  **self._actor(interaction))
         except USER_ERRORS as exc:
             await self._failed(interaction, progress, f"Couldn't add that source: {exc}")
+            return
+        await self._done(interaction, progress, change)
+
+    async def _add_channel(self, interaction: discord.Interaction, channel: discord.TextChannel | discord.ForumChannel | None,
+                           take: str | None, solved_tag: str | None, name: str | None, others: bool) -> None:
+        """`/source add channel:`: checking, reading and keeping it are the channel sources cog's."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        progress, keeper = ProgressEdits(interaction), self.bot.get_cog("ChannelSourcesCog")
+        try:
+            if keeper is None:
+                raise SourceError("channel sources are unavailable right now.")
+            change = await keeper.add(channel, take, solved_tag, name, interaction.user, progress,  # type: ignore[attr-defined]
+                                      others=others)
+        except (*USER_ERRORS, discord.HTTPException) as exc:
+            await self._failed(interaction, progress, f"Couldn't add that channel: {exc}")
             return
         await self._done(interaction, progress, change)
 
@@ -216,6 +243,7 @@ class SourcesCog(commands.GroupCog, group_name="source", group_description="This
                                                   allowed_mentions=NO_MENTIONS)
 
     async def _done(self, interaction: discord.Interaction, progress: ProgressEdits, change: SourceChange) -> None:
+        self.bot.dispatch("sources_changed", change.base)  # e.g. the channel sources watched
         problem = await self._announce(interaction, change)
         await progress.settle()
         await interaction.edit_original_response(content=report_text(change, problem), allowed_mentions=NO_MENTIONS)

@@ -1,0 +1,254 @@
+"""Discord channels as sources, kept in step: a channel source (added with `/source add
+channel:`) is read again a few seconds (CHANNEL_SYNC_DELAY) after anything that may change what
+it takes — a message posted, edited or deleted, a pin, a forum post's tags or title, the
+channel's permissions (its visibility) — with the changes of that time read together, and every
+CHANNEL_SWEEP_MINUTES (and on start) for what the bot missed while it was offline. `/forget-me`
+removes the member's messages from every channel source and keeps them out from then on.
+
+Owns the watching (which channel ids belong to which source), the debounce and the sweep;
+reading Discord is `ChannelReader`'s, storing and indexing `SourceLibrary`'s (in a thread).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord.ext import commands, tasks
+
+from bot.discord_bot.channel_reader import (
+    ChannelReader,
+    ChannelSpec,
+    LeftOut,
+    channel_visibility,
+    check_take,
+    jump_link,
+)
+from bot.rag.access import Visibility
+from bot.rag.errors import RagError, SourceError
+from bot.rag.index.registry import guild_base_name
+from bot.rag.library import SourceChange, SourceLibrary
+from bot.rag.library_files import Progress
+from bot.state.forgotten import ForgottenAuthors
+
+if TYPE_CHECKING:
+    from bot.discord_bot.app import SourceBot
+
+log = logging.getLogger(__name__)
+Key = tuple[str, str]  # (base, source name)
+
+
+class ChannelSourcesCog(commands.Cog):
+    """Keeps every channel source of the servers this process serves in step with its channel."""
+
+    def __init__(self, bot: SourceBot, library: SourceLibrary) -> None:
+        self.bot, self.library = bot, library
+        self.forgotten = ForgottenAuthors(library.db)
+        self.reader = ChannelReader(bot.settings.channel_source_limit, bot.settings.moderator_role_ids)
+        self.watched: dict[int, tuple[Key, str]] = {}  # channel id -> its source, and what it takes
+        self._pending: dict[Key, asyncio.Task[None]] = {}
+        self._again: set[Key] = set()
+
+    async def cog_load(self) -> None:
+        self.sweep.change_interval(minutes=self.bot.settings.channel_sweep_minutes)
+        self.sweep.start()
+
+    async def cog_unload(self) -> None:
+        self.sweep.cancel()
+        for task in self._pending.values():
+            task.cancel()
+
+    # --- adding one (called by /source add channel:) --------------------------------------------
+    async def add(self, channel: discord.abc.GuildChannel | None, take: str | None, solved_tag: str | None,
+                  name: str | None, actor: discord.abc.User, progress: Progress, *, others: bool = False) -> SourceChange:
+        """Read a channel and store it as a new source of its server (SourceError: why not).
+        `others`: the command also gave options of a file or web source."""
+        if channel is None:
+            raise SourceError("`take` and `solved-tag` go with a `channel`.")
+        if others:
+            raise SourceError("a `channel` is a source on its own: no attachment, url, crawl, replace or visible-to "
+                              "(it is seen where the channel is seen).")
+        take, solved_tag = check_take(channel, take, solved_tag)
+        spec = ChannelSpec(channel.guild.id, channel.id, take, solved_tag)
+        progress(f"Reading {channel.mention}…")
+        documents = await self.reader.read(channel, spec, await self._left_out())
+        base = guild_base_name(channel.guild.id)
+        change = await asyncio.to_thread(
+            self.library.add_channel, base, name=name or channel.name, origin=jump_link(channel.guild.id, channel.id),
+            channel=spec.option(), documents=documents, visibility=channel_visibility(channel), actor_id=str(actor.id),
+            actor_name=str(actor), progress=progress)
+        self.watched[channel.id] = ((base, change.name), take)
+        return change
+
+    # --- gateway events: what may change a source ------------------------------------------------
+    @commands.Cog.listener()
+    async def on_message(self, message: discord.Message) -> None:
+        if not message.author.bot:  # the bot's own answers are never sources; a pin has its own event
+            self._touched(message.channel.id, new_message=True)
+
+    @commands.Cog.listener()
+    async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
+        author: dict[str, Any] = payload.data.get("author") or {}
+        if not author.get("bot"):  # the bot editing its streamed answers changes no source
+            self._touched(payload.channel_id)
+
+    @commands.Cog.listener()
+    async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
+        self._touched(payload.channel_id)
+
+    @commands.Cog.listener()
+    async def on_raw_bulk_message_delete(self, payload: discord.RawBulkMessageDeleteEvent) -> None:
+        self._touched(payload.channel_id)
+
+    @commands.Cog.listener()
+    async def on_guild_channel_pins_update(self, channel: discord.abc.GuildChannel | discord.Thread, _: Any) -> None:
+        self._touched(channel.id)
+
+    @commands.Cog.listener()
+    async def on_raw_thread_update(self, payload: discord.RawThreadUpdateEvent) -> None:  # tags, title, archived
+        self._touched(payload.thread_id, payload.parent_id)
+
+    @commands.Cog.listener()
+    async def on_raw_thread_delete(self, payload: discord.RawThreadDeleteEvent) -> None:
+        self._touched(payload.thread_id, payload.parent_id)
+
+    @commands.Cog.listener()
+    async def on_guild_channel_update(self, before: discord.abc.GuildChannel, after: discord.abc.GuildChannel) -> None:
+        """Its permissions may have changed: the source's visibility follows at once (privacy does
+        not wait for the debounce), then the channel is read again."""
+        if (found := self.watched.get(after.id)) is not None:
+            with contextlib.suppress(RagError):
+                await asyncio.to_thread(self.library.sync_channel, *found[0], None, channel_visibility(after))
+        self._touched(after.id)
+
+    @commands.Cog.listener()
+    async def on_guild_channel_delete(self, channel: discord.abc.GuildChannel) -> None:
+        self._touched(channel.id)
+
+    @commands.Cog.listener()
+    async def on_sources_changed(self, base: str) -> None:
+        """A /source change in this process: which channels are watched may have changed."""
+        await self._watch(base)
+
+    @commands.Cog.listener()
+    async def on_member_forgotten(self, user_id: int) -> None:
+        """/forget-me: the member's messages leave every channel source now and stay out."""
+        try:
+            await asyncio.to_thread(lambda: self.forgotten.forget(self.bot.conversations.user_hash(user_id)))
+            changed = await asyncio.to_thread(self.library.forget_author, user_id)
+        except RagError as exc:
+            log.warning("forget-me: channel sources not updated: %s", exc)
+            return
+        if changed:
+            log.info("forget-me: a member's messages were removed from %d channel source(s)", len(changed))
+
+    def _touched(self, channel_id: int, parent_id: int | None = None, *, new_message: bool = False) -> None:
+        if parent_id is None and (channel := self.bot.get_channel(channel_id)) is not None:
+            parent_id = getattr(channel, "parent_id", None)
+        found = self.watched.get(channel_id) or (self.watched.get(parent_id) if parent_id else None)
+        if found is not None and not (new_message and found[1] == "pinned"):  # a new message is not pinned yet
+            self._schedule(found[0])
+
+    # --- debounced syncs ----------------------------------------------------------------------
+    def _schedule(self, key: Key) -> None:
+        task = self._pending.get(key)
+        if task is not None and not task.done():
+            self._again.add(key)  # read once more when the pending read is over
+            return
+        self._pending[key] = asyncio.create_task(self._sync_soon(key))
+
+    async def _sync_soon(self, key: Key) -> None:
+        while True:
+            await asyncio.sleep(self.bot.settings.channel_sync_delay)
+            self._again.discard(key)
+            await self._sync_logged(*key)
+            if key not in self._again:
+                return
+
+    async def sync(self, base: str, name: str) -> SourceChange | None:
+        """Read one channel source again and store what changed (None: nothing did, or it could not be read)."""
+        try:
+            row = await asyncio.to_thread(self.library.registry.get, base, name)
+            if row is None or row.kind != "discord":
+                return None
+            try:
+                spec = ChannelSpec.of(row)
+            except (KeyError, TypeError, ValueError):
+                log.warning("%s: channel source %s does not say which channel it reads", base, name)
+                return None
+            guild = self.bot.get_guild(spec.guild_id)
+            if guild is None:
+                return None  # another process (shard) serves that server
+            channel = guild.get_channel(spec.channel_id)
+            if channel is None:  # deleted: so are its messages; no one reads it any more
+                documents, visibility = [], Visibility.channels([spec.channel_id])
+            else:
+                documents = await self.reader.read(channel, spec, await self._left_out())
+                visibility = channel_visibility(channel)
+            change = await asyncio.to_thread(self.library.sync_channel, base, name, documents, visibility)
+        except (discord.HTTPException, RagError) as exc:
+            log.warning("%s: channel source %s not synced (it keeps serving as it was): %s", base, name, exc)
+            return None
+        if change is not None:
+            log.info("%s: %s", base, change.result)
+        return change
+
+    async def _sync_logged(self, base: str, name: str) -> None:
+        """`sync`, with anything unexpected logged: one source's bug stops neither the sweep nor the others."""
+        try:
+            await self.sync(base, name)
+        except Exception:  # noqa: BLE001 - logged with its traceback
+            log.exception("%s: channel source %s: the sync failed", base, name)
+
+    # --- the sweep ----------------------------------------------------------------------------
+    @tasks.loop(minutes=30)
+    async def sweep(self) -> None:
+        """Every channel source of the servers this process serves, read again (and on start)."""
+        for guild in list(self.bot.guilds):
+            base = guild_base_name(guild.id)
+            for name in await self._watch(base):
+                await self._sync_logged(base, name)
+
+    @sweep.before_loop
+    async def _ready(self) -> None:
+        await self.bot.wait_until_ready()
+
+    async def _watch(self, base: str) -> list[str]:
+        """Watch the channels of `base`'s channel sources; their names."""
+        try:
+            rows = await asyncio.to_thread(self.library.channel_sources, base)
+        except RagError as exc:
+            log.warning("%s: channel sources not read: %s", base, exc)
+            return []
+        for channel_id, ((watched_base, _), _) in list(self.watched.items()):
+            if watched_base == base:
+                del self.watched[channel_id]
+        for row in rows:
+            with contextlib.suppress(KeyError, TypeError, ValueError):
+                spec = ChannelSpec.of(row)
+                self.watched[spec.channel_id] = ((base, row.name), spec.take)
+        return [row.name for row in rows]
+
+    async def _left_out(self) -> LeftOut:
+        """Whether an author asked to be forgotten (their messages are never taken)."""
+        hashes = await asyncio.to_thread(self.forgotten.hashes)
+        if not hashes:
+            return lambda _: False
+        user_hash = self.bot.conversations.user_hash
+        await asyncio.to_thread(user_hash, 0)  # reads the salt once, off the event loop
+        return lambda user_id: user_hash(user_id) in hashes
+
+
+async def setup(bot: SourceBot) -> None:
+    """Over the source library the /source cog built; without it (no state database) there are
+    no channel sources to keep."""
+    sources = bot.get_cog("SourcesCog")
+    library = getattr(sources, "library", None)
+    if not isinstance(library, SourceLibrary):
+        log.error("channel sources are not kept in step: /source is unavailable")
+        return
+    await bot.add_cog(ChannelSourcesCog(bot, library))
+
