@@ -56,7 +56,9 @@ def test_a_correction_answers_the_question_and_a_paraphrase_first(world: tuple[R
         assert service.bases.get(base).live_if_built().source_text(change.name)[cited.start:cited.end] == RIGHT
     other = service.ask(UNRELATED, guild_id=GUILD)  # not a curated question: the sources answer it
     assert "south pier" in other.answer and other.citations[0].source == "faq.md"
-    assert [e[-1] for e in [list(service.stream(PARAPHRASE, guild_id=GUILD))]][0].answer.startswith(RIGHT)
+    streamed = list(service.stream(PARAPHRASE, guild_id=GUILD))[-1].answer
+    assert streamed.startswith(RIGHT) and streamed.endswith(f"similar question: “{QUESTION}”*")  # what it answers
+    assert "similar question" not in service.ask(QUESTION.lower(), guild_id=GUILD).answer
 
     row, = [r for r in library.list(base) if r.kind == CURATED]
     assert row.name == change.name and row.origin == LINK and row.added_by == "42"

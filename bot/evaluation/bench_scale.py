@@ -107,15 +107,16 @@ def _marked_copy(src: Path, dst: Path, n: int) -> None:
 
 def time_scopes(retriever: HybridRetriever, questions: Sequence[str],
                 hidden: dict[str, frozenset[str]]) -> dict[str, list[float]]:
-    """Seconds per retrieval, unscoped ("none") and with each hidden set, asked in turns, each
-    question in a form no question-vector cache has seen."""
+    """Seconds per retrieval, unscoped ("none") and with each hidden set, asked in turns (each
+    scope first in turn), each question in a form no question-vector cache has seen."""
     forms = [str.title, str.swapcase, str.upper, str.lower, lambda q: q + " ?", lambda q: "? " + q]
     scopes = {"none": retriever} | {name: retriever.hiding(h) for name, h in hidden.items()}
     if len(scopes) > len(forms):
         raise ValueError("more scopes than question forms")
     seconds: dict[str, list[float]] = {name: [] for name in scopes}
-    for q in questions:
-        for form, (name, scoped) in zip(forms, scopes.items()):
+    turns = list(zip(forms, scopes.items()))
+    for i, q in enumerate(questions):
+        for form, (name, scoped) in turns[i % len(turns):] + turns[:i % len(turns)]:  # each goes first in turn
             phrased = form(q)
             seconds[name].append(timed(lambda p=phrased, r=scoped: r.invoke(p))[0])
     return seconds

@@ -8,8 +8,10 @@ indexed, listed, removable and audited like any source, and has a visibility lik
 
 On the answer side `CuratedFirst` wraps a base's answering chain: a question whose embedding is
 at least `threshold` (cosine) from a curated question the reply's readers may see is answered
-with that curated answer, cited as "answered by the moderators" with its link; any other
-question goes down the chain as before, where a curated document retrieved like any passage is
+with that curated answer, cited as "answered by the moderators" with its link. When the words
+differ, the curated question is shown under it: MiniLM rates "How do I enable debug mode?"
+and "… disable …" at 0.95, paraphrases at 0.83–0.93, so the member must see what it answers.
+Any other question goes down the chain as before, where a curated document retrieved like any passage is
 cited under the same label. Nothing here knows about Discord.
 """
 
@@ -29,6 +31,7 @@ from bot.rag.answer.base import AnswerEvent
 from bot.rag.embeddings import EmbeddingModel
 from bot.rag.index.live import LiveIndex
 from bot.rag.models import Answer, Citation
+from bot.rag.text import content_terms
 
 CURATED = "curated"  # the source kind
 MODERATORS = "answered by the moderators"  # how a curated source is cited
@@ -133,7 +136,11 @@ class CuratedFirst(Runnable[str, Answer]):
         start, end, quote = (at, at + len(answer), answer) if at >= 0 else (chunk.start, chunk.end, chunk.text)
         citation = Citation(n=1, source=entry.name, chunk_id=chunk.id, start=start, end=end, quote=quote,
                             label=MODERATORS, link=entry.correction.link)
-        return Answer(question=question, answer=f"{answer} [1]", answerable=True, citations=[citation], provider=PROVIDER)
+        text = f"{answer} [1]"
+        if set(content_terms(question)) != set(content_terms(entry.correction.question)):
+            # A bi-encoder rates "enable …" and "disable …" alike: the member sees which question it answers.
+            text += f"\n\n*The moderators' answer to a similar question: “{entry.correction.question.strip()}”*"
+        return Answer(question=question, answer=text, answerable=True, citations=[citation], provider=PROVIDER)
 
     def _labelled(self, event: AnswerEvent) -> AnswerEvent:
         if not isinstance(event, Answer) or not any(c.source in self._by_name for c in event.citations):
