@@ -36,6 +36,7 @@ BASE = "guild-1"
 ACTOR: dict[str, Any] = {"actor_id": 42, "actor_name": "mod"}
 DAY = timedelta(hours=24)
 MINUTE = timedelta(minutes=1)
+LOOPBACK = {"ALLOW_PRIVATE_URLS": "true"}  # the test site is on 127.0.0.1
 HARBOUR = {
     "/kb/tides.html": page("Tides", body="High tide at Kestrel Harbour is at 6 am on weekdays."),
     "/kb/moorings.html": page("Moorings", body="Visiting yachts moor at the north pontoon for eight pounds a night."),
@@ -305,14 +306,14 @@ def test_the_cli_sets_intervals_and_refreshes(ref_settings: Settings, tmp_path: 
     with WebSite() as site:
         harbour_site(site)
         added = run_cli(ref_settings, "source", "add", site.url("/kb/tides.html"), "--base", "1", "--name", "tides.html",
-                        "--refresh", "6h")
+                        "--refresh", "6h", **LOOPBACK)
         assert added.returncode == 0, added.stderr
         assert "`tides.html` is refreshed every 6 hours; next refresh" in added.stdout
-        bad = run_cli(ref_settings, "source", "refresh", "tides.html", "--base", "1", "--every", "sometimes")
+        bad = run_cli(ref_settings, "source", "refresh", "tides.html", "--base", "1", "--every", "sometimes", **LOOPBACK)
         assert bad.returncode == 2 and "not a refresh interval" in bad.stderr
         site.set_page("/kb/tides.html", page("Tides", body="High tide at Kestrel Harbour is at 4 am on weekdays."))
-        now = run_cli(ref_settings, "source", "refresh", "tides.html", "--base", "1")
+        now = run_cli(ref_settings, "source", "refresh", "tides.html", "--base", "1", **LOOPBACK)
         assert now.returncode == 0, now.stderr
         assert "refreshed `tides.html`: 1 page updated" in now.stdout and site.statuses["/kb/tides.html"] == [200, 200]
-        never = run_cli(ref_settings, "source", "refresh", "tides.html", "--base", "1", "--every", "never")
+        never = run_cli(ref_settings, "source", "refresh", "tides.html", "--base", "1", "--every", "never", **LOOPBACK)
         assert never.returncode == 0 and "`tides.html` is never refreshed" in never.stdout

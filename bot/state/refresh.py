@@ -15,14 +15,17 @@ import builtins
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy import and_, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot.state.db import Database
 from bot.state.models import SourceRecord, SourceRefreshRecord
 
 WEB_KINDS = ("url", "crawl")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,15 @@ class RefreshSchedule:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+
+    def _retrying(self, work: Callable[[Session], T]) -> T:
+        """Run `work` in a transaction; once more if another process created the same row first."""
+        try:
+            with self.db.session() as session:
+                return work(session)
+        except IntegrityError:
+            with self.db.session() as session:
+                return work(session)
 
     @staticmethod
     def _row(record: SourceRefreshRecord, source: SourceRecord) -> RefreshRow:
@@ -67,20 +79,24 @@ class RefreshSchedule:
 
     def set_interval(self, source_id: int, minutes: int | None, next_due: datetime) -> None:
         """A source's own interval (None: the default), counted from `next_due`'s choice of now."""
-        with self.db.session() as session:
+        def work(session: Session) -> None:
             record = self._record(session, source_id, next_due)
             record.interval_minutes, record.next_due = minutes, next_due
+
+        self._retrying(work)
 
     def adopt(self, due: Callable[[datetime], datetime]) -> int:
         """Give every web source without a schedule one on the default interval, due `due(last
         change of the source)`: sources added before scheduling existed, or by the command line."""
-        with self.db.session() as session:
+        def work(session: Session) -> int:
             orphans = session.execute(
                 select(SourceRecord.id, SourceRecord.updated_at).outerjoin(SourceRefreshRecord)
                 .where(SourceRecord.kind.in_(WEB_KINDS), SourceRefreshRecord.source_id.is_(None))).all()
             for source_id, updated_at in orphans:
                 session.add(SourceRefreshRecord(source_id=source_id, next_due=due(updated_at), failures=0))
             return len(orphans)
+
+        return self._retrying(work)  # another process adopting at once: its rows stand
 
     def due(self, now: datetime, default_minutes: int, limit: int = 20) -> builtins.list[RefreshRow]:
         """Web sources due at `now` (oldest first) that no live claim holds and whose interval is not "never"."""
@@ -115,7 +131,7 @@ class RefreshSchedule:
     def succeeded(self, source_id: int, now: datetime, next_due: datetime, run_id: str | None = None) -> int:
         """A refresh worked: due again at `next_due`, failures cleared (returns how many there
         were), and `run_id`'s claim ended."""
-        with self.db.session() as session:
+        def work(session: Session) -> int:
             record = self._record(session, source_id, next_due)
             failed_before = record.failures or 0
             record.next_due, record.last_ok, record.last_error, record.failures = next_due, now, None, 0
@@ -123,11 +139,13 @@ class RefreshSchedule:
                 record.claimed_by, record.claimed_until = None, None
             return failed_before
 
+        return self._retrying(work)
+
     def failed(self, source_id: int, now: datetime, error: str, backoff: Callable[[int], timedelta],
                run_id: str | None = None) -> RefreshRow | None:
         """A refresh failed: one more failure in a row, next try after `backoff(failures)`, and
         `run_id`'s claim ended. None when the source is gone."""
-        with self.db.session() as session:
+        def work(session: Session) -> RefreshRow | None:
             source = session.get(SourceRecord, source_id)
             if source is None:
                 return None
@@ -138,3 +156,5 @@ class RefreshSchedule:
                 record.claimed_by, record.claimed_until = None, None
             session.flush()
             return self._row(record, source)
+
+        return self._retrying(work)
