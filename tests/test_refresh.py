@@ -218,6 +218,9 @@ def test_intervals_never_and_a_refresh_now(refresher: SourceRefresher, ref_servi
             refresher.refresh_now(BASE, "notes.md", **ACTOR)
         with pytest.raises(UnknownSourceError, match="no source called"):
             refresher.refresh_now(BASE, "nothing", **ACTOR)
+        library.remove(BASE, "moorings.html", **ACTOR)
+        assert refresher.schedule.get(BASE, "moorings.html") is None  # its schedule went with it
+        assert [d.name for d in refresher.run_due(t0 + 30 * DAY)] == []
 
 
 WORKER = """

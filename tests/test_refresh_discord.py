@@ -12,7 +12,8 @@ from bot.rag.index.registry import guild_base_name as guild_base
 from bot.state.models import utcnow
 from tests.helpers import pings_nobody
 from tests.test_refresh import harbour_site
-from tests.test_sources_discord import World, reply, world  # noqa: F401  (world: a fixture)
+from tests.test_sources_discord import World, reply
+from tests.test_sources_discord import world as world  # the fixture: two guilds and the bot (re-exported)
 from tests.web_site import WebSite, page
 
 

@@ -250,13 +250,13 @@ class PageChanges:
         return bool(self.added or self.updated or self.removed)
 
     def __str__(self) -> str:
-        parts = [f"{n} {what}" for n, what in ((self.updated, "updated"), (self.added, "added"),
-                                                (self.removed, "removed")) if n]
-        if not parts:
+        """ "3 pages updated, 1 added, 1 removed" (only the figures that are not 0)."""
+        figures = [(n, what) for n, what in ((self.updated, "updated"), (self.added, "added"),
+                                             (self.removed, "removed")) if n]
+        if not figures:
             return "no page changed"
-        first = parts[0].split(" ", 1)
-        parts[0] = f"{first[0]} page{'' if first[0] == '1' else 's'} {first[1]}"
-        return ", ".join(parts)
+        (n, what), rest = figures[0], figures[1:]
+        return ", ".join([f"{n} page{'' if n == 1 else 's'} {what}", *(f"{m} {w}" for m, w in rest)])
 
 
 class FolderChange:

@@ -15,17 +15,14 @@ import builtins
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TypeVar
 
 from sqlalchemy import and_, or_, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot.state.db import Database
 from bot.state.models import SourceRecord, SourceRefreshRecord
 
 WEB_KINDS = ("url", "crawl")
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -47,15 +44,6 @@ class RefreshSchedule:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-
-    def _retrying(self, work: Callable[[Session], T]) -> T:
-        """Run `work` in a transaction; once more if another process created the same row first."""
-        try:
-            with self.db.session() as session:
-                return work(session)
-        except IntegrityError:
-            with self.db.session() as session:
-                return work(session)
 
     @staticmethod
     def _row(record: SourceRefreshRecord, source: SourceRecord) -> RefreshRow:
@@ -83,7 +71,7 @@ class RefreshSchedule:
             record = self._record(session, source_id, next_due)
             record.interval_minutes, record.next_due = minutes, next_due
 
-        self._retrying(work)
+        self.db.retrying(work)
 
     def adopt(self, due: Callable[[datetime], datetime]) -> int:
         """Give every web source without a schedule one on the default interval, due `due(last
@@ -96,7 +84,7 @@ class RefreshSchedule:
                 session.add(SourceRefreshRecord(source_id=source_id, next_due=due(updated_at), failures=0))
             return len(orphans)
 
-        return self._retrying(work)  # another process adopting at once: its rows stand
+        return self.db.retrying(work)  # another process adopting at once: its rows stand
 
     def due(self, now: datetime, default_minutes: int, limit: int = 20) -> builtins.list[RefreshRow]:
         """Web sources due at `now` (oldest first) that no live claim holds and whose interval is not "never"."""
@@ -139,7 +127,7 @@ class RefreshSchedule:
                 record.claimed_by, record.claimed_until = None, None
             return failed_before
 
-        return self._retrying(work)
+        return self.db.retrying(work)
 
     def failed(self, source_id: int, now: datetime, error: str, backoff: Callable[[int], timedelta],
                run_id: str | None = None) -> RefreshRow | None:
@@ -157,4 +145,4 @@ class RefreshSchedule:
             session.flush()
             return self._row(record, source)
 
-        return self._retrying(work)
+        return self.db.retrying(work)

@@ -1,6 +1,6 @@
 """The moderators' `/source` commands: add (a file, a web page or a crawl of a site's folder),
-remove, list, reload and refresh (one web source now, or how often) the sources of this server's own knowledge base (`guild-<id>`), and
-choose the channel where changes are announced.
+remove, list, reload and refresh (one web source now, or how often) the sources of this
+server's own knowledge base (`guild-<id>`), and choose the channel where changes are announced.
 
 Owns the Discord side of source changes: option checks, the deferred private reply edited with
 progress while a source is fetched and indexed, the final report, and the one-line audit post
