@@ -20,10 +20,9 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from bot.rag.errors import RagError, SourceError, UnknownSourceError
+from bot.rag.errors import RagError, ReloadInProgressError, SourceError, UnknownSourceError
 from bot.rag.library import SourceChange, SourceLibrary
 from bot.rag.library_files import Progress
-from bot.state.locks import LockTimeoutError
 from bot.state.models import utcnow
 from bot.state.refresh import RefreshRow, RefreshSchedule
 
@@ -166,8 +165,8 @@ class SourceRefresher:
             change = self.library.refresh(due.base, due.name, actor_id=SCHEDULER[0], actor_name=SCHEDULER[1])
         except UnknownSourceError:
             return None  # removed meanwhile: its schedule went with it
-        except LockTimeoutError:
-            self.schedule.release(due.source_id, self.run_id)  # the base is busy: the next tick tries again
+        except ReloadInProgressError:  # the base stayed busy (its lock, or a reload of this process)
+            self.schedule.release(due.source_id, self.run_id)  # the next tick tries again; no failure counted
             return None
         except Exception as exc:  # noqa: BLE001 - whatever failed, the stored copy serves and the try backs off
             if not isinstance(exc, RagError):

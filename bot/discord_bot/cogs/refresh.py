@@ -57,6 +57,9 @@ class RefreshCog(commands.Cog):
         except RagError as exc:  # the state database is down: the next tick tries again
             log.warning("scheduled refresh skipped: %s", exc)
             return []
+        except Exception:  # an unexpected error must not stop the loop
+            log.exception("scheduled refresh failed")
+            return []
         for item in done:
             if item.report is not None and item.log_channel_id is not None:
                 await self._post(item)
