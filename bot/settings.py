@@ -60,6 +60,13 @@ class Settings(BaseSettings):
     crawl_max_pages: int = Field(50, ge=1, le=5000, description="Default page limit of a crawl.")
     crawl_max_depth: int = Field(3, ge=0, le=20, description="Default link depth of a crawl.")
     crawl_timeout: float = Field(300.0, gt=0, description="Seconds a whole crawl may take.")
+    refresh_interval_hours: float = Field(
+        24.0, ge=0.0, description="How often a web source or crawl is fetched again, unless it was given its own "
+        "interval (`refresh:`); 0: never.")
+    refresh_retry_minutes: float = Field(
+        15.0, gt=0.0, description="After a failed refresh the next try waits this long, doubling with each failure "
+        "in a row, up to REFRESH_MAX_BACKOFF_HOURS.")
+    refresh_max_backoff_hours: float = Field(24.0, gt=0.0, description="The longest wait between failed refreshes.")
 
     # --- Chroma server mode ---------------------------------------------------------------
     chroma_host: str | None = None

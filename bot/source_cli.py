@@ -1,5 +1,6 @@
-"""The `source` sub-commands of the command line: `source add PATH|DIR|URL [--replace]`,
-`source remove NAME` and `source list`, each for one knowledge base (`--base`).
+"""The `source` sub-commands of the command line: `source add PATH|DIR|URL [--replace] [--refresh]`,
+`source remove NAME`, `source refresh NAME [--every]` and `source list`, each for one knowledge
+base (`--base`).
 
 Owns the host's side of source changes. `--base shared` (the default) is the sources folder:
 a file, page or crawl is validated and stored there (registered as pending) and indexed by the
@@ -47,7 +48,15 @@ def add_source_commands(subparsers: argparse._SubParsersAction[argparse.Argument
     add.add_argument("--name", help="the source's name (default: the file name, or the first page's title)")
     add.add_argument("--replace", action="store_true",
                      help="a file: put it in the place of the source of that name (the old one serves until the new one is indexed)")
+    add.add_argument("--refresh", metavar="INTERVAL",
+                     help="a URL: how often it is fetched again (daily, 6h, 2d, never; default REFRESH_INTERVAL_HOURS)")
     add.set_defaults(func=cmd_source_add, needs_service=False)
+
+    refresh = actions.add_parser("refresh", help="fetch a web source again now (or, with --every, set how often)")
+    refresh.add_argument("name", help="the source's name, as `source list` shows it")
+    refresh.add_argument("--base", default=SHARED, help=BASE_HELP)
+    refresh.add_argument("--every", metavar="INTERVAL", help="set its interval instead (daily, 6h, 2d, never, default)")
+    refresh.set_defaults(func=cmd_source_refresh, needs_service=False)
 
     remove = actions.add_parser("remove", help="remove a source (its files, then re-index)")
     remove.add_argument("name", help="the source's name, as `source list` shows it")
@@ -145,13 +154,16 @@ def cmd_source_add(settings: Settings, args: argparse.Namespace) -> int:
         if _URL.match(args.target):
             if args.replace:
                 raise SourceError("--replace goes with a file; a web source is fetched again by a reload.")
+            interval = _interval(args.refresh)
             change = library.add_url(base, args.target, crawl=args.crawl, max_pages=args.max_pages,
                                      max_depth=args.max_depth, name=args.name, index=base != SHARED,
                                      progress=progress, **_actor())
             _print_change(change)
+            if args.refresh is not None:
+                _print_schedule(_refresher(library).set_interval(base, change.name, interval), settings)
             return 0
-        if args.crawl or args.max_pages or args.max_depth:
-            raise SourceError("--crawl, --max-pages and --max-depth go with a URL, not a file.")
+        if args.crawl or args.max_pages or args.max_depth or args.refresh:
+            raise SourceError("--crawl, --max-pages, --max-depth and --refresh go with a URL, not a file.")
         target = Path(args.target).expanduser()
         files, failed = _files_of(target, args.name), 0
         for path in files:
@@ -195,6 +207,41 @@ def cmd_source_remove(settings: Settings, args: argparse.Namespace) -> int:
     base = base_name(args.base)
     with _library(settings) as library:
         change = library.remove(base, args.name, index=base != SHARED, **_actor())
+    _print_change(change)
+    return 0
+
+
+# --- scheduled refresh (issue 21) -----------------------------------------------------------
+def _interval(text: str | None) -> int | None:
+    from bot.rag.refresh import parse_interval
+
+    return parse_interval(text)
+
+
+def _refresher(library: SourceLibrary) -> Any:
+    from bot.rag.refresh import SourceRefresher
+
+    return SourceRefresher(library)
+
+
+def _print_schedule(row: Any, settings: Settings) -> None:
+    from bot.rag.refresh import describe_interval
+
+    minutes = round(settings.refresh_interval_hours * 60) if row.interval_minutes is None else row.interval_minutes
+    every = describe_interval(minutes) + (" (the default)" if row.interval_minutes is None else "")
+    when = "" if not minutes else f"; next refresh {row.next_due:%Y-%m-%d %H:%M} UTC"
+    print(f"{row.base}: `{row.name}` is {every}{when}")
+
+
+def cmd_source_refresh(settings: Settings, args: argparse.Namespace) -> int:
+    """Fetch one web source again now (a shared one is stored and indexed by the next ingest), or set its interval."""
+    base = base_name(args.base)
+    with _library(settings) as library:
+        refresher = _refresher(library)
+        if args.every is not None:
+            _print_schedule(refresher.set_interval(base, args.name, _interval(args.every)), settings)
+            return 0
+        change = refresher.refresh_now(base, args.name, index=base != SHARED, **_actor())
     _print_change(change)
     return 0
 

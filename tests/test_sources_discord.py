@@ -69,7 +69,7 @@ async def test_moderator_adds_a_file_with_progress_then_the_report(world: World)
     emulator = world.emulator
     command = emulator.commands["source"]
     assert command["default_member_permissions"] in (MANAGE_GUILD, str(MANAGE_GUILD))
-    assert {o["name"] for o in command["options"]} == {"add", "remove", "list", "reload", "log-channel", "visibility"}
+    assert {o["name"] for o in command["options"]} == {"add", "remove", "list", "reload", "log-channel", "visibility", "refresh"}
     interaction = await world.run(world.mod_a, "source add", attachment=emulator.attachment("guide.md", GUIDE))
     assert interaction.response is not None and interaction.response["type"] == 5 and interaction.ephemeral
     edits = [edit["content"] for edit in emulator.original_edits(interaction.token)]

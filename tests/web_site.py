@@ -3,7 +3,9 @@
 It serves /docs/ pages that link to each other and off-site, a robots.txt that disallows
 /private/ and /docs/secret.html, an optional sitemap (at /sitemap.xml, or announced in
 robots.txt as a sitemap index), ETag/Last-Modified validators with 304 answers, a crawl trap,
-slow, failing, oversized and redirecting pages. It counts requests per path (with query) and
+slow, failing, oversized and redirecting pages. A test may edit, add and remove pages
+(`set_page`, `remove_page`: a removed page answers 404, or `gone_status`) and make the whole
+site fail (`down_status`: every request answers it). It counts requests per path (with query) and
 records the headers of each, so tests can assert what was and was not fetched. Only the
 loopback address is ever bound or linked to be fetched; off-site links are never followed.
 """
@@ -68,6 +70,9 @@ class WebSite:
         self.trap_delay = 0.0
         self.big_size = 20_000
         self.versions: Counter[str] = Counter()  # bump to change a page (new body and ETag)
+        self.pages: dict[str, bytes] = dict(PAGES)  # this site's own copy: `set_page`/`remove_page` edit it
+        self.gone_status = 404        # what a removed page answers (410: gone for good)
+        self.down_status: int | None = None  # set (e.g. 500): every request answers it, as a broken server does
         self.requests: Counter[str] = Counter()
         self.statuses: dict[str, list[int]] = {}
         self.headers: dict[str, list[dict[str, str]]] = {}
@@ -91,6 +96,18 @@ class WebSite:
         self._server.shutdown()
         self._server.server_close()
 
+    def set_page(self, path: str, body: bytes) -> None:
+        """Add a page, or edit one (its ETag changes with it)."""
+        with self._lock:
+            self.pages[path] = body
+            self.versions[path] += 1
+
+    def remove_page(self, path: str) -> None:
+        """The page is gone: it answers `gone_status` from now on."""
+        with self._lock:
+            self.pages.pop(path, None)
+            self.versions[path] += 1
+
     def count(self, prefix: str) -> int:
         """Requests whose path starts with `prefix`."""
         return sum(n for path, n in self.requests.items() if path.startswith(prefix))
@@ -108,6 +125,8 @@ class WebSite:
 
     def _answer(self, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes | None]:
         """(status, headers, body) for a GET of `path`; a body of None means "stream big-stream.html"."""
+        if self.down_status is not None:
+            return self.down_status, {"Content-Type": "text/html"}, b"<html>server error</html>"
         if path == "/robots.txt":
             if self.robots_status != 200:
                 return self.robots_status, {"Content-Type": "text/plain"}, b"unavailable"
@@ -129,7 +148,7 @@ class WebSite:
             return 200, {"Content-Type": "image/png"}, b"\x89PNG\r\n\x1a\n"
         if path == "/docs/manual.pdf":
             return 200, {"Content-Type": "application/pdf"}, b"%PDF-1.4\n% a tiny manual\n%%EOF\n"
-        body = PAGES.get(path.split("?")[0])
+        body = self.pages.get(path.split("?")[0])
         if path == "/docs/slow.html":
             body = page("Slow")
         if path == "/docs/b.html":
@@ -141,7 +160,8 @@ class WebSite:
             n = int(path.rsplit("/", 1)[1].split(".")[0])
             body = page(f"Trap {n}", f"{n + 1}.html")
         if body is None:
-            return 404, {"Content-Type": "text/html"}, b"<html>not found</html>"
+            status = self.gone_status if self.versions[path] else 404  # a page `remove_page` took away
+            return status, {"Content-Type": "text/html"}, b"<html>not found</html>"
         etag = f'"{zlib.crc32(path.encode()):08x}-v{self.versions[path]}"'
         validators = {"ETag": etag, "Last-Modified": LAST_MODIFIED}
         sent = headers.get("If-None-Match")

@@ -35,6 +35,7 @@ EXTENSIONS = (
     "bot.discord_bot.cogs.questions",  # mentions, replies, /ask
     "bot.discord_bot.cogs.knowledge",  # /summary, /sources, /reload
     "bot.discord_bot.cogs.sources",  # /source: each server's own sources
+    "bot.discord_bot.cogs.refresh",  # web sources fetched again on their schedule (after sources: its refresher)
     "bot.discord_bot.cogs.conversations",  # /config, /stats, /forget-me, the retention purge
     "bot.discord_bot.cogs.channel_sources",  # Discord channels as sources: kept in step with edits
     "bot.discord_bot.cogs.catch_up",  # on start: the questions missed while the bot was down

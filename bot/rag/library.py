@@ -13,6 +13,9 @@ of another base. Methods block: call them in a thread from a loop.
 from __future__ import annotations
 
 import builtins
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from bot.rag.access import Visibility
@@ -25,11 +28,30 @@ from bot.rag.ingest.sources import SIDECAR_SUFFIX
 from bot.rag.ingest.url_safety import check_url
 from bot.rag.ingest.web import WebFetcher
 from bot.rag.library_channels import ChannelSources
-from bot.rag.library_files import Files, FolderChange, Progress, fetch_web, say, sha256, source_name
+from bot.rag.library_files import (
+    Files,
+    FolderChange,
+    PageChanges,
+    Progress,
+    fetch_web,
+    say,
+    sha256,
+    source_name,
+)
 from bot.rag.library_steps import SourceChange, _chunks_of, guild_of
+from bot.rag.models import IngestReport
 from bot.state import SourceExistsError, SourceRow
 
 __all__ = ["SHARED", "SourceChange", "SourceExistsError", "SourceLibrary", "guild_of"]
+
+
+@dataclass
+class Refetch:
+    """Web sources being fetched again: the folder change, the fetcher, the index once rebuilt."""
+
+    change: FolderChange
+    fetcher: WebFetcher
+    report: IngestReport | None = None
 
 
 class SourceLibrary(ChannelSources):  # Discord channel sources: bot.rag.library_channels
@@ -168,33 +190,85 @@ class SourceLibrary(ChannelSources):  # Discord channel sources: bot.rag.library
         with self._failure_audited(base, "reload", None, actor), self._locked(base):
             if not self.registry.list(base) and not self.folder(base).is_dir():
                 raise SourceError("This knowledge base has no sources yet; add one first.")
-            change, fetcher, report = FolderChange(self._staging()), WebFetcher(self.settings), None
-            try:
+            with self._refetching(base) as work:
                 for row in [r for r in self.registry.list(base) if r.kind in ("url", "crawl")]:
-                    say(progress, f"Checking {row.name} for changes…")
-                    try:
-                        known = self.registry.crawl_pages(row.id) if row.kind == "crawl" else None
-                        _, files, updates[row.name], more = fetch_web(
-                            fetcher, row.kind, row.origin, self.folder(base), options=row.options, row=row,
-                            known=known, max_bytes=self.settings.max_source_bytes, progress=progress)
-                        change.apply(self.folder(base), files)
-                    except SourceError as exc:  # e.g. the site is down: the stored copy keeps serving
-                        more, updates[row.name] = [f"{exc} (the stored copy keeps serving)"], {"status": "failed",
-                                                                                               "error": str(exc)}
+                    updates[row.name], more, _ = self._refetch(row, work, progress)
                     notes += [f"{row.name}: {note}" for note in more]
-                report = self._ingest(base, progress)
-                counts = {info.name: info.chunks for info in self.bases.get(base).sources()}
-                for row in self.registry.list(base):
-                    fields = {"status": "ready", "error": None, **updates.get(row.name, {})}
-                    if pages := fields.pop("crawl_pages", None):
-                        self.registry.set_crawl_pages(row.id, pages)
-                    self._save(row, chunks=_chunks_of(counts, row.name, row.kind), **fields)
-            except BaseException:
-                self._roll_back(base, change, indexed=report is not None)
-                raise
-            finally:
-                fetcher.close()
-            change.commit()
+                work.report = report = self._ingest(base, progress)
+                self._record(base, self.registry.list(base), updates)
         self._audit(base, "reload", None, actor, "ok" if report.rebuilt else "unchanged", "\n".join(notes) or None, report)
         result = f"reloaded the sources — index: {report}" + (f" ({len(notes)} problem(s))" if notes else "")
         return SourceChange("reload", base, "", None, result, report, self.log_channel(base), notes=tuple(notes))
+
+    def refresh(self, base: str, name: str, *, actor_id: str | int, actor_name: str | None,
+                progress: Progress | None = None, index: bool = True) -> SourceChange:
+        """Re-fetch one web source now, as `reload` does every one: conditional requests (a page
+        answering 304 is not downloaded; one whose bytes are the same is neither converted nor
+        embedded again), a crawl's pages that are gone (404/410, or no longer linked) retired,
+        then re-index (`index=False`: store only). A source that cannot be fetched keeps its
+        stored copy serving, and SourceError says why. The change's `pages` say what changed."""
+        actor = (actor_id, actor_name)
+        with self._failure_audited(base, "refresh", name, actor), self._locked(base):
+            if (row := self.registry.get(base, name)) is None:
+                raise UnknownSourceError(f"There is no source called '{name}' in this knowledge base.")
+            if row.kind not in ("url", "crawl"):
+                raise SourceError(f"`{row.name}` is a {row.kind} source: only web pages and crawls are fetched again.")
+            with self._refetching(base) as work:
+                fields, notes, pages = self._refetch(row, work, progress)
+                if fields.get("status") == "failed":
+                    self._save(row, **fields)
+                    raise SourceError(f"{fields['error'].rstrip('.')}. The stored copy keeps serving.")
+                work.report = report = self._ingest(base, progress) if index else None
+                self._record(base, [row], {row.name: fields}, indexed=index)
+        chunks = self.registry.get(base, row.name).chunks if index else 0  # type: ignore[union-attr]
+        detail = "\n".join([str(pages), *notes])
+        self._audit(base, "refresh", row.name, actor, "ok" if pages else "unchanged", detail, report)
+        result = f"refreshed `{row.name}`: {pages}" + (f" — index: {report}" if report is not None else "")
+        result += f" ({len(notes)} problem(s))" if notes else ""
+        return SourceChange("refresh", base, row.name, row.kind, result, report, self.log_channel(base), chunks,
+                            tuple(notes), pages)
+
+    @contextlib.contextmanager
+    def _refetching(self, base: str) -> Iterator[Refetch]:
+        """Web sources fetched again into one change of the base's folder: committed when the
+        block ends, rolled back (the index read again if it was rebuilt) when it raises."""
+        work = Refetch(FolderChange(self._staging()), WebFetcher(self.settings))
+        try:
+            yield work
+        except BaseException:
+            self._roll_back(base, work.change, indexed=work.report is not None)
+            raise
+        finally:
+            work.fetcher.close()
+        work.change.commit()
+
+    def _refetch(self, row: SourceRow, work: Refetch,
+                 progress: Progress | None) -> tuple[dict[str, Any], builtins.list[str], PageChanges]:
+        """Fetch one web source again into `work`'s folder change (conditional requests): the
+        registry fields to record, notes on pages that failed, and what changed. A source that
+        cannot be fetched changes nothing: its fields say it failed, its stored copy serves."""
+        say(progress, f"Checking {row.name} for changes…")
+        folder = self.folder(row.base)
+        try:
+            known = self.registry.crawl_pages(row.id) if row.kind == "crawl" else None
+            _, files, fields, notes = fetch_web(work.fetcher, row.kind, row.origin, folder, options=row.options,
+                                                row=row, known=known, max_bytes=self.settings.max_source_bytes,
+                                                progress=progress)
+            pages = PageChanges.of(folder, files)
+            work.change.apply(folder, files)
+        except SourceError as exc:  # e.g. the site is down: the stored copy keeps serving
+            return {"status": "failed", "error": str(exc)}, [f"{exc} (the stored copy keeps serving)"], PageChanges()
+        return fields, notes, pages
+
+    def _record(self, base: str, rows: builtins.list[SourceRow], updates: dict[str, dict[str, Any]],
+                indexed: bool = True) -> None:
+        """Each row's new fields (`updates`), with, after an ingest, its chunks as served and status."""
+        counts = {info.name: info.chunks for info in self.bases.get(base).sources()} if indexed else {}
+        for row in rows:
+            fields = {"status": "ready", "error": None} if indexed else {}
+            fields.update(updates.get(row.name, {}))
+            if pages := fields.pop("crawl_pages", None):
+                self.registry.set_crawl_pages(row.id, pages)
+            if indexed:
+                fields["chunks"] = _chunks_of(counts, row.name, row.kind)
+            self._save(row, **fields)

@@ -157,7 +157,9 @@ def fetch_web(fetcher: WebFetcher, kind: str, url: str, folder: Path, *, max_byt
     and a crawl's pages that are gone are deleted (a page that failed to fetch keeps its copy)."""
     shown, options = display_url(url), options or {}
     notes: list[str] = []
+    hint: list[str] = []  # why nothing was stored, when the notes do not say
     failed: set[str] = set()
+    stored = stored_pages(folder / row.name) if kind == "crawl" and row is not None else {}
     if kind == "url":
         say(progress, f"Fetching {shown}…")
         pages = [fetcher.fetch(url, etag=row.etag if row else None, last_modified=row.last_modified if row else None)]
@@ -165,7 +167,8 @@ def fetch_web(fetcher: WebFetcher, kind: str, url: str, folder: Path, *, max_byt
     else:
         result = fetcher.crawl(
             url, max_pages=options.get("max_pages"), max_depth=options.get("max_depth"), known=known,
-            progress=lambda done, total: say(progress, f"Crawling {shown}: {done}/{total} page(s)…"))
+            progress=lambda done, total: say(progress, f"Crawling {shown}: {done}/{total} page(s)…"),
+            stored=(lambda link: stored_copy(stored.get(link))) if row is not None else None)
         pages = result.pages
         # A stored page is deleted only when the site says it is gone (404/410), or when a
         # crawl that ran to the end never met it; one that failed or was cut off keeps its copy.
@@ -176,10 +179,10 @@ def fetch_web(fetcher: WebFetcher, kind: str, url: str, folder: Path, *, max_byt
         target = row.name if row else source_name(name or url_slug(url))
         notes = [f"failed: {display_url(link)}: {why}" for link, why in result.failed]
         notes += [f"stopped early: {result.stopped}"] if result.stopped else []
-    stored = stored_pages(folder / target) if kind == "crawl" and row is not None else {}
+        hint = [f"{display_url(link)}: {why}" for link, why in result.skipped[:1]]
     out = page_files(target, pages, crawl=kind == "crawl", stored=stored, max_bytes=max_bytes)
     if not out.files and not out.kept:
-        raise SourceError(f"{shown}: no page could be stored. " + " ".join(out.notes + notes))
+        raise SourceError(" ".join([f"{shown}: no page could be stored.", *(out.notes + notes or hint)]))
     if row is None and name is None:  # named after the first page that has a title, else the URL
         title = next((meta.get("title") for item in out.files.values() if item and (meta := item[1])
                       and meta.get("title")), None)
@@ -205,6 +208,55 @@ def stored_pages(folder: Path) -> dict[str, Path]:
             url = json.loads(sidecar.read_text(encoding="utf-8")).get("url")
             pages[url] = sidecar.with_name(sidecar.name.removesuffix(SIDECAR_SUFFIX))
     return pages
+
+
+def stored_copy(path: Path | None) -> bytes | None:
+    """The stored copy of a crawl's page, for the links of a page that answered 304: its HTML,
+    b"" for a page of another type (no links), None when there is none (its links are unknown)."""
+    if path is None:
+        return None
+    if path.suffix.lower() not in (".html", ".htm", ".xhtml"):
+        return b""
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+@dataclass(frozen=True)
+class PageChanges:
+    """What a refresh changed in a source's stored pages: the change report's figures."""
+
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+
+    @classmethod
+    def of(cls, folder: Path, files: Files) -> PageChanges:
+        """Count `files` (about to be applied under `folder`) against what the folder holds:
+        a new file is added, a different one updated, a deleted one removed; same bytes: nothing."""
+        added = updated = removed = 0
+        for name, item in files.items():
+            path = folder / name
+            if item is None:
+                removed += path.is_file()
+            elif not path.is_file():
+                added += 1
+            else:
+                updated += path.read_bytes() != item[0]
+        return cls(added, updated, removed)
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.updated or self.removed)
+
+    def __str__(self) -> str:
+        """ "3 pages updated, 1 added, 1 removed" (only the figures that are not 0)."""
+        figures = [(n, what) for n, what in ((self.updated, "updated"), (self.added, "added"),
+                                             (self.removed, "removed")) if n]
+        if not figures:
+            return "no page changed"
+        (n, what), rest = figures[0], figures[1:]
+        return ", ".join([f"{n} page{'' if n == 1 else 's'} {what}", *(f"{m} {w}" for m, w in rest)])
 
 
 class FolderChange:

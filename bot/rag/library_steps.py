@@ -26,7 +26,7 @@ from bot.rag.holdings import FOLDER_KINDS
 from bot.rag.index.registry import SHARED, KnowledgeBases
 from bot.rag.index.store import SENTENCES
 from bot.rag.ingest.sources import SIDECAR_SUFFIX
-from bot.rag.library_files import Files, FolderChange, Progress, say
+from bot.rag.library_files import Files, FolderChange, PageChanges, Progress, say
 from bot.rag.models import IngestReport
 from bot.settings import Settings
 from bot.state import Database, SourceExistsError, SourceRegistry, SourceRow, ingest_lock
@@ -46,7 +46,7 @@ def guild_of(base: str) -> str | None:
 class SourceChange:
     """What one change did: shown to the moderator and posted to the server's log channel."""
 
-    action: str  # "add" | "replace" | "remove" | "reload"
+    action: str  # "add" | "replace" | "remove" | "reload" | "refresh"
     base: str
     name: str  # the source ("" for a reload of the whole base)
     kind: str | None
@@ -55,6 +55,7 @@ class SourceChange:
     log_channel_id: str | None
     chunks: int = 0
     notes: tuple[str, ...] = ()  # pages or sources that failed or were left out
+    pages: PageChanges | None = None  # a refresh: what changed in the source's pages
 
 
 class LibrarySteps:

@@ -8,10 +8,10 @@ user and never contains the database password.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, func, insert, inspect, select, text, update
 from sqlalchemy.engine import URL, make_url
@@ -36,6 +36,8 @@ _SCHEMA_LOCK_KEY = 0x736F_7572_6365_0001  # "source" + 1: serialises create_sche
 
 class StateUnavailableError(RagError):
     """The state database cannot be reached, opened or used (message never holds a password)."""
+
+T = TypeVar("T")
 
 
 def normalise_url(url: str) -> str:
@@ -153,6 +155,16 @@ class Database:
             raise
         finally:
             session.close()
+
+    def retrying(self, work: Callable[[Session], T]) -> T:
+        """Run `work` in a transaction; once more if a concurrent insert won a unique-key race
+        (another process created the same row first: the second run finds it)."""
+        try:
+            with self.session() as session:
+                return work(session)
+        except IntegrityError:
+            with self.session() as session:
+                return work(session)
 
     @staticmethod
     def _quiet_rollback(session: Session) -> None:

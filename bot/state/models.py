@@ -281,6 +281,26 @@ class ForgottenAuthor(Base):
     forgotten_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+# --- scheduled refresh of web sources (issue 21) ----------------------------------------------
+
+
+class SourceRefreshRecord(Base):
+    """When a web source or crawl is fetched again: its interval, when it is next due, which
+    process has claimed the refresh (until when), and how the last tries went."""
+
+    __tablename__ = "source_refresh"
+    __table_args__ = (Index("ix_source_refresh_next_due", "next_due"),)
+
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"), primary_key=True)
+    interval_minutes: Mapped[int | None] = mapped_column(Integer)  # None: REFRESH_INTERVAL_HOURS; 0: never
+    next_due: Mapped[datetime] = mapped_column()
+    claimed_by: Mapped[str | None] = mapped_column(String(64))  # the process refreshing it now
+    claimed_until: Mapped[datetime | None] = mapped_column()  # its claim passes on after this (a dead process)
+    last_ok: Mapped[datetime | None] = mapped_column()
+    last_error: Mapped[str | None] = mapped_column(Text)
+    failures: Mapped[int] = mapped_column(Integer, default=0)  # failed tries in a row
+
+
 # --- detached snapshots handed to callers (never live ORM objects) ---------------------------
 
 

@@ -63,12 +63,7 @@ class SourceRegistry:
 
     def _retrying(self, work: Callable[[Session], T]) -> T:
         """Run `work` in a transaction; once more if a concurrent insert won a unique-key race."""
-        try:
-            with self.db.session() as session:
-                return work(session)
-        except IntegrityError:
-            with self.db.session() as session:
-                return work(session)
+        return self.db.retrying(work)
 
     @staticmethod
     def _find(session: Session, base: str, name: str) -> SourceRecord | None:

@@ -1,7 +1,7 @@
 """The moderators' `/source` commands: add (a file, a web page or a crawl of a site's folder; a
-Discord channel or forum is handed to `bot.discord_bot.cogs.channel_sources`),
-remove, list and reload the sources of this server's own knowledge base (`guild-<id>`), and
-choose the channel where changes are announced.
+Discord channel or forum is handed to `bot.discord_bot.cogs.channel_sources`), remove, list,
+reload and refresh (one web source now, or how often) the sources of this server's own
+knowledge base (`guild-<id>`), and choose the channel where changes are announced.
 
 Owns the Discord side of source changes: option checks, the deferred private reply edited with
 progress while a source is fetched and indexed, the final report, and the one-line audit post
@@ -36,6 +36,7 @@ from bot.rag.access import Visibility
 from bot.rag.errors import ReloadInProgressError, SourceError, UnknownSourceError
 from bot.rag.index.registry import guild_base_name
 from bot.rag.library import SourceChange, SourceExistsError, SourceLibrary
+from bot.rag.refresh import SourceRefresher, describe_interval, parse_interval
 from bot.state import Database, StateUnavailableError, database_url
 
 if TYPE_CHECKING:
@@ -50,10 +51,11 @@ USER_ERRORS = (SourceError, SourceExistsError, UnknownSourceError, ReloadInProgr
 @app_commands.guild_only()
 @app_commands.default_permissions(manage_guild=True)
 class SourcesCog(commands.GroupCog, group_name="source", group_description="This server's own sources (moderators)"):
-    """`/source add|remove|list|reload|log-channel`, for moderators of the server they run in."""
+    """`/source add|remove|list|reload|refresh|log-channel`, for moderators of the server they run in."""
 
     def __init__(self, bot: SourceBot, library: SourceLibrary) -> None:
         self.bot, self.library = bot, library
+        self.refresher = SourceRefresher(library)  # the refresh schedule: /source refresh, and the refresh cog's loop
         super().__init__()
 
     async def cog_unload(self) -> None:
@@ -81,6 +83,7 @@ class SourcesCog(commands.GroupCog, group_name="source", group_description="This
         channel="A channel or forum whose messages become sources (seen where the channel is)",
         take="From a channel: pinned (default) or all messages; from a forum: solved posts",
         solved_tag="The forum tag that marks a post solved",
+        refresh="A URL: how often it is fetched again: daily (default), hourly, weekly, 6h, 2d or never",
     )
     @app_commands.rename(visible_to="visible-to", solved_tag="solved-tag")
     @app_commands.choices(take=[app_commands.Choice(name=t, value=t) for t in TAKES])
@@ -89,11 +92,11 @@ class SourcesCog(commands.GroupCog, group_name="source", group_description="This
                   url: str | None = None, crawl: bool = False,
                   max_pages: app_commands.Range[int, 1, MAX_PAGES_LIMIT] | None = None,
                   name: app_commands.Range[str, 1, 100] | None = None, replace: bool = False,
-                  visible_to: str | None = None,
+                  visible_to: str | None = None, refresh: str | None = None,
                   channel: discord.TextChannel | discord.ForumChannel | None = None, take: str | None = None,
                   solved_tag: app_commands.Range[str, 1, 20] | None = None) -> None:
         if channel is not None or take is not None or solved_tag is not None:  # Discord channels as sources
-            others = bool(attachment or url or crawl or max_pages or replace or visible_to)
+            others = bool(attachment or url or crawl or max_pages or replace or visible_to or refresh)
             await self._add_channel(interaction, channel, take, solved_tag, name, others)
             return
         base, limit = self._base(interaction), self.bot.settings.max_source_bytes
@@ -106,8 +109,11 @@ class SourcesCog(commands.GroupCog, group_name="source", group_description="This
             problem = "`replace` goes with a file; `/source reload` fetches web sources again."
         elif attachment is not None and attachment.size > limit:
             problem = f"{attachment.filename} is {attachment.size:,} bytes; the limit is {limit:,}."
-        visibility = None
+        elif attachment is not None and refresh is not None:
+            problem = "`refresh` goes with a `url`: a file is not fetched again."
+        visibility, interval = None, None
         try:
+            interval = parse_interval(refresh) if problem is None else None
             if problem is None and visible_to is not None and interaction.guild is not None:
                 visibility = parse_visible_to(visible_to, interaction.guild)
         except SourceError as exc:
@@ -134,6 +140,8 @@ class SourcesCog(commands.GroupCog, group_name="source", group_description="This
                 change = await asyncio.to_thread(self.library.add_url, base, url.strip(), crawl=crawl, max_pages=max_pages,
                                                  name=name, progress=progress, visibility=visibility,
                                                  **self._actor(interaction))
+                if refresh is not None:  # its own refresh interval (else the default)
+                    await asyncio.to_thread(self.refresher.set_interval, base, change.name, interval)
         except USER_ERRORS as exc:
             await self._failed(interaction, progress, f"Couldn't add that source: {exc}")
             return
@@ -206,6 +214,40 @@ class SourcesCog(commands.GroupCog, group_name="source", group_description="This
     @moderator_only()
     async def reload(self, interaction: discord.Interaction) -> None:
         await self._change(interaction, "Reload failed", self.library.reload, with_progress=True)
+
+    # --- scheduled refresh (issue 21) ------------------------------------------------------------
+    @app_commands.command(name="refresh", description="Fetch a web source again now (or set how often it is)")
+    @app_commands.describe(name="The web page or crawl", every="Set how often instead: daily, hourly, weekly, 6h, 2d, "
+                           "never or default")
+    @moderator_only()
+    async def refresh(self, interaction: discord.Interaction, name: str, every: str | None = None) -> None:
+        base = self._base(interaction)
+        if every is not None:
+            try:
+                row = await asyncio.to_thread(self.refresher.set_interval, base, name, parse_interval(every))
+            except USER_ERRORS as exc:
+                text = f"❌ {exc}"
+            else:
+                minutes = self.refresher.interval(row.interval_minutes)
+                when = f"; next {discord.utils.format_dt(row.next_due, 'R')}" if minutes else ""
+                text = f"✅ `{row.name}` is {describe_interval(minutes)}{when}."
+            await interaction.response.send_message(clip(text), ephemeral=True, allowed_mentions=NO_MENTIONS)
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        progress = ProgressEdits(interaction)
+        try:
+            change = await asyncio.to_thread(self.refresher.refresh_now, base, name, progress=progress,
+                                             **self._actor(interaction))
+        except USER_ERRORS as exc:
+            await self._failed(interaction, progress, f"Refresh failed: {exc}")
+            return
+        problem = await self._announce(interaction, change) if change.pages else None  # only a change is announced
+        await progress.settle()
+        await interaction.edit_original_response(content=report_text(change, problem), allowed_mentions=NO_MENTIONS)
+
+    @refresh.autocomplete("name")
+    async def refresh_name(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        return await self.remove_name(interaction, current)
 
     @app_commands.command(name="log-channel", description="Where source changes are announced (no channel: nowhere)")
     @app_commands.describe(channel="The channel (leave empty to stop announcing)")

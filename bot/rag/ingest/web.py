@@ -248,18 +248,25 @@ class WebFetcher:
 
     def crawl(self, url: str, *, max_pages: int | None = None, max_depth: int | None = None,
               known: Mapping[str, tuple[str | None, str | None]] | None = None,
-              progress: Callable[[int, int], None] | None = None) -> CrawlResult:
-        """Fetch the site's pages under the start URL's folder; only a bad start URL raises."""
+              progress: Callable[[int, int], None] | None = None,
+              stored: Callable[[str], bytes | None] | None = None) -> CrawlResult:
+        """Fetch the site's pages under the start URL's folder; only a bad start URL raises.
+        `known`: the last crawl's pages and their validators (conditional requests). `stored`:
+        the stored copy of a page that answered 304 (None: none kept), whose links are followed
+        as if fetched, so a page no longer linked is not reached. Without it, or when a page's
+        links cannot be read (no stored copy, a failure other than 404/410), every known page is
+        offered as linked from the start: none is lost to a passing error."""
         start = checked_url(url, self.settings)
         max_pages = self.settings.crawl_max_pages if max_pages is None else max_pages
         max_depth = self.settings.crawl_max_depth if max_depth is None else max_depth
         deadline = time.monotonic() + self.settings.crawl_timeout
         with request_deadline(deadline):  # robots.txt and sitemaps too: nothing outlasts the crawl
-            return self._crawl(start, max_pages, max_depth, deadline, known, progress)
+            return self._crawl(start, max_pages, max_depth, deadline, known, progress, stored)
 
     def _crawl(self, start: str, max_pages: int, max_depth: int, deadline: float,
                known: Mapping[str, tuple[str | None, str | None]] | None,
-               progress: Callable[[int, int], None] | None) -> CrawlResult:
+               progress: Callable[[int, int], None] | None,
+               stored: Callable[[str], bytes | None] | None) -> CrawlResult:
         validators = {normalise_url(k) or k: v for k, v in (known or {}).items()}
         scope, result = CrawlScope(start, max_depth), CrawlResult(pages=[])
         queue: deque[tuple[str, int]] = deque()
@@ -273,10 +280,17 @@ class WebFetcher:
                 else:
                     queue.append((link, depth))
 
+        def offer_known() -> None:  # pages of the last crawl count as linked from the start
+            for link in validators:
+                if scope.contains(link):
+                    offer(link, 1)
+
         offer(start, 0)
         seeds = self._sitemap_urls(start, scope, deadline)
-        for link in seeds + [k for k in validators if scope.contains(k)]:
-            offer(link, 1)  # pages of the last crawl count as linked from the start: a 304 carries no links
+        for link in seeds:
+            offer(link, 1)
+        if stored is None:
+            offer_known()  # a 304 carries no links, and there is no stored copy to read them from
         done = 0
         while queue:
             if done >= max_pages or time.monotonic() >= deadline:
@@ -296,6 +310,8 @@ class WebFetcher:
                     continue
                 reason = getattr(exc, "reason", str(exc))
                 (result.skipped if getattr(exc, "skip", False) else result.failed).append((link, reason))
+                if not getattr(exc, "skip", False) and getattr(exc, "status", None) not in (404, 410):
+                    offer_known()  # its links are unknown this time: what it linked to must not look gone
             else:
                 if depth == 0 and page.url != start:
                     scope.add(page.url)  # the start redirected: its target's folder is in too
@@ -307,8 +323,11 @@ class WebFetcher:
                     if page.url != link:  # a redirect: its target, if queued, is fetched now
                         queue = deque(item for item in queue if item[0] != page.url)
                     result.pages.append(page)
-                    if not seeds and page.status == "fetched" and page.content_type in HTML_TYPES:
-                        for target in extract_links(page.content, page.url):
+                    body = page.content if page.status == "fetched" else stored(page.url) if stored else None
+                    if body is None:
+                        offer_known()
+                    elif not seeds and (page.status != "fetched" or page.content_type in HTML_TYPES):
+                        for target in extract_links(body, page.url) if body else ():
                             offer(target, depth + 1)
             done += 1
             if progress is not None:
