@@ -1,6 +1,6 @@
 """The replies of the moderators' `/source` commands: the deferred private reply edited with
-progress while a source is fetched and indexed, the final report, the one-line audit post for
-the log channel, the list of a server's sources with who may see each, and the `visible-to`
+progress while a source is fetched and indexed, the final report, the one-line audit post in
+the log channel (and posting it), the list of a server's sources with who may see each, and the `visible-to`
 option read from the channel and role mentions a moderator types."""
 
 from __future__ import annotations
@@ -131,3 +131,28 @@ def parse_visible_to(text: str | None, guild: discord.Guild) -> Visibility:
     if unknown:
         raise SourceError("`visible-to` names a channel or role that is not in this server.")
     return Visibility.channels(channels) if channels else Visibility.roles(roles)
+
+
+def can_post(channel: discord.abc.GuildChannel) -> bool:
+    permissions = channel.permissions_for(channel.guild.me)
+    return permissions.view_channel and permissions.send_messages
+
+
+async def announce(interaction: discord.Interaction, change: SourceChange) -> str | None:
+    """Post the audit line in this server's log channel, if it has one; why not, if it failed."""
+    if change.log_channel_id is None or interaction.guild is None:
+        return None
+    channel = interaction.guild.get_channel(int(change.log_channel_id))
+    problem = None
+    if not isinstance(channel, discord.TextChannel | discord.Thread | discord.VoiceChannel):
+        problem = "the log channel no longer exists; set another with `/source log-channel`."
+    elif not can_post(channel):
+        problem = f"I can't post in the log channel {channel.mention} (missing permission)."
+    else:
+        try:
+            await channel.send(audit_line(interaction.user, change), allowed_mentions=NO_MENTIONS)
+        except discord.HTTPException as exc:
+            problem = f"posting to the log channel failed ({exc.status})."
+    if problem is not None:
+        log.warning("guild %s: source change not announced: %s", interaction.guild_id, problem)
+    return problem

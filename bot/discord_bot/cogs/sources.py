@@ -26,7 +26,8 @@ from bot.discord_bot.checks import is_moderator, moderator_only
 from bot.discord_bot.render import AUTOCOMPLETE_LIMIT, MESSAGE_LIMIT, NO_MENTIONS
 from bot.discord_bot.source_replies import (
     ProgressEdits,
-    audit_line,
+    announce,
+    can_post,
     clip,
     parse_visible_to,
     report_text,
@@ -241,7 +242,7 @@ class SourcesCog(commands.GroupCog, group_name="source", group_description="This
         except USER_ERRORS as exc:
             await self._failed(interaction, progress, f"Refresh failed: {exc}")
             return
-        problem = await self._announce(interaction, change) if change.pages else None  # only a change is announced
+        problem = await announce(interaction, change) if change.pages else None  # only a change is announced
         await progress.settle()
         await interaction.edit_original_response(content=report_text(change, problem), allowed_mentions=NO_MENTIONS)
 
@@ -260,7 +261,7 @@ class SourcesCog(commands.GroupCog, group_name="source", group_description="This
             text = "Source changes are no longer announced in a channel."
         else:
             text = f"Source changes will be announced in {channel.mention}."
-            if not self._can_post(channel):
+            if not can_post(channel):
                 text += " I can't post there yet: give me View Channel and Send Messages in it."
         await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
 
@@ -286,33 +287,9 @@ class SourcesCog(commands.GroupCog, group_name="source", group_description="This
 
     async def _done(self, interaction: discord.Interaction, progress: ProgressEdits, change: SourceChange) -> None:
         self.bot.dispatch("sources_changed", change.base)  # e.g. the channel sources watched
-        problem = await self._announce(interaction, change)
+        problem = await announce(interaction, change)
         await progress.settle()
         await interaction.edit_original_response(content=report_text(change, problem), allowed_mentions=NO_MENTIONS)
-
-    @staticmethod
-    def _can_post(channel: discord.abc.GuildChannel) -> bool:
-        permissions = channel.permissions_for(channel.guild.me)
-        return permissions.view_channel and permissions.send_messages
-
-    async def _announce(self, interaction: discord.Interaction, change: SourceChange) -> str | None:
-        """Post the audit line in this server's log channel, if it has one; why not, if it failed."""
-        if change.log_channel_id is None or interaction.guild is None:
-            return None
-        channel = interaction.guild.get_channel(int(change.log_channel_id))
-        problem = None
-        if not isinstance(channel, discord.TextChannel | discord.Thread | discord.VoiceChannel):
-            problem = "the log channel no longer exists; set another with `/source log-channel`."
-        elif not self._can_post(channel):
-            problem = f"I can't post in the log channel {channel.mention} (missing permission)."
-        else:
-            try:
-                await channel.send(audit_line(interaction.user, change), allowed_mentions=NO_MENTIONS)
-            except discord.HTTPException as exc:
-                problem = f"posting to the log channel failed ({exc.status})."
-        if problem is not None:
-            log.warning("guild %s: source change not announced: %s", interaction.guild_id, problem)
-        return problem
 
 
 async def setup(bot: SourceBot) -> None:
