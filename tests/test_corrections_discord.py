@@ -75,7 +75,11 @@ def moderators_citation(reply: dict) -> dict:
 
 async def test_a_moderators_correction_answers_the_question_and_a_paraphrase_next_time(
         emulator: DiscordEmulator, start_bot: StartBot, stories_service: RagService, member: Member, moderator: Member) -> None:
+    log_channel = emulator.add_channel(emulator.guild_id, "source-log")
     bot = await start_bot(stories_service)
+    library = bot.get_cog("CorrectionsCog").corrector.library  # type: ignore[union-attr]
+    await asyncio.to_thread(library.set_log_channel, f"guild-{emulator.guild_id}", log_channel, actor_id="1",
+                            actor_name="admin")
     assert emulator.message_commands[CORRECT]["default_member_permissions"] in (MANAGE_GUILD, str(MANAGE_GUILD))
     wrong = await ask(emulator, member, QUESTION)
     assert RIGHT not in wrong["content"] and await bot.until_idle(10)  # answered and recorded
@@ -86,6 +90,8 @@ async def test_a_moderators_correction_answers_the_question_and_a_paraphrase_nex
                        if c and c.get("custom_id") == QUESTION_FIELD_ID]
     assert question_field["value"] == QUESTION  # the form opens on the answered question
     assert said.startswith("✅ Saved the curated answer") and "visible to everyone" in said and "1 queue item" in said
+    announced = await emulator.wait_for_call("POST", rf"/channels/{log_channel}/messages")  # as every source change
+    assert said.split("`")[1] in announced.body["content"] and pings_nobody(announced.body)
 
     link = f"https://discord.com/channels/{wrong['guild_id']}/{wrong['channel_id']}/{wrong['id']}"
     for asked in (QUESTION, PARAPHRASE):

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import discord
 
 from bot.discord_bot.render import NO_MENTIONS, trim
+from bot.discord_bot.source_replies import announce
 from bot.rag.access import NO_ROLE, Visibility
 from bot.rag.curated import ANSWER_LIMIT, QUESTION_LIMIT, SOURCES_LIMIT, Correction
 from bot.rag.errors import RagError, SourceError
@@ -96,11 +97,13 @@ class Corrector:
         except RagError as exc:
             log.warning("a correction could not be saved: %s", exc)
             return f"❌ The correction was not saved: {exc}"
+        problem = await announce(interaction, change)  # in the log channel, as every source change
         verb = "Replaced" if change.action == "replace" else "Saved"
         return trim(f"✅ {verb} the curated answer `{change.name}` (visible to {describe(visibility)}). From now on it "
                     f"answers this question and similar ones, cited as answered by the moderators; "
                     f"{resolved} queue item{'' if resolved == 1 else 's'} resolved. "
-                    "`/source visibility` changes who sees it, `/source remove` takes it back.", 2000)
+                    "`/source visibility` changes who sees it, `/source remove` takes it back."
+                    + (f"\n⚠️ Not announced: {problem}" if problem else ""), 2000)
 
 
 class CorrectionModal(discord.ui.Modal, title="Correct this answer"):
