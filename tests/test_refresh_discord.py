@@ -69,6 +69,9 @@ async def test_a_moderator_refreshes_a_source_and_the_log_channel_gets_the_repor
         failed = await world.run(world.mod_a, "source refresh", name="harbour")
         assert reply(failed).startswith("❌ Refresh failed: ") and "The stored copy keeps serving." in reply(failed)
         assert "south quay" in answer(world, "Where do visiting yachts moor?")
+        listed = (await world.run(world.mod_a, "source list")).response["data"]["embeds"][0]["fields"]  # type: ignore[index]
+        harbour = next(f["value"] for f in listed if f["name"] == "harbour")
+        assert "never refreshed · 1 failed try in a row" in harbour and "⚠️ failed" in harbour
     file_source = await world.run(world.mod_a, "source add", attachment=emulator.attachment("notes.md", b"# Notes\n\nx y z.\n"),
                                   refresh="daily")
     assert reply(file_source) == "`refresh` goes with a `url`: a file is not fetched again."

@@ -12,6 +12,7 @@ import math
 import re
 import threading
 import time
+from collections.abc import Mapping
 
 import discord
 
@@ -84,8 +85,9 @@ def report_text(change: SourceChange, problem: str | None = None) -> str:
     return clip("\n".join(lines))
 
 
-def sources_embed(rows: list[SourceRow]) -> discord.Embed:
-    """This server's sources: name, kind, origin, chunks, who added them and when."""
+def sources_embed(rows: list[SourceRow], schedules: Mapping[str, str] | None = None) -> discord.Embed:
+    """This server's sources: name, kind, origin, chunks, who added them and when, and how
+    often a web source is refreshed (`schedules`: name -> in words)."""
     embed = discord.Embed(title="This server's sources", colour=EMBED_COLOUR)
     total = len(embed.title or "")
     for row in rows[:EMBED_FIELD_LIMIT]:
@@ -94,6 +96,7 @@ def sources_embed(rows: list[SourceRow]) -> discord.Embed:
         value = (f"{row.kind} · {row.chunks} chunk{'' if row.chunks == 1 else 's'}"
                  + f" · visible to {Visibility.of(row).describe()}"
                  + (f" · {row.pages} page(s)" if row.kind == "crawl" else "")
+                 + (f" · {schedules[row.name]}" if schedules and row.name in schedules else "")
                  + f" · added by {row.added_by_name or row.added_by or '?'} {when}{status}")
         origin = trim(row.origin, 55) if row.kind == "file" else f"<{trim(row.origin, 53)}>"
         origin = "" if row.origin == row.name else "\n" + origin

@@ -102,6 +102,18 @@ class SourceRefresher:
         self.schedule = RefreshSchedule(library.db)
         self.run_id = run_id or uuid.uuid4().hex[:16]  # this process, in its claims
 
+    def schedules(self, base: str) -> dict[str, str]:
+        """How often each web source of a base is refreshed, in words, with its next refresh
+        or how many tries in a row failed (`/source list`)."""
+        described = {}
+        for name, row in self.schedule.of_base(base).items():
+            minutes = self.interval(row.interval_minutes)
+            text = describe_interval(minutes)
+            if row.failures:
+                text += f" · {row.failures} failed tr{'y' if row.failures == 1 else 'ies'} in a row"
+            described[name] = text
+        return described
+
     def interval(self, minutes: int | None) -> int:
         """A source's interval in minutes: its own, else the default (0: never)."""
         return round(self.settings.refresh_interval_hours * 60) if minutes is None else minutes

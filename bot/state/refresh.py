@@ -65,6 +65,13 @@ class RefreshSchedule:
                 .where(SourceRecord.base == base, SourceRecord.name == name)).first()
             return None if found is None else self._row(*found)
 
+    def of_base(self, base: str) -> dict[str, RefreshRow]:
+        """Every scheduled source of a base, by name."""
+        with self.db.session() as session:
+            found = session.execute(select(SourceRefreshRecord, SourceRecord).join(SourceRecord)
+                                    .where(SourceRecord.base == base)).all()
+            return {source.name: self._row(record, source) for record, source in found}
+
     def set_interval(self, source_id: int, minutes: int | None, next_due: datetime) -> None:
         """A source's own interval (None: the default), counted from `next_due`'s choice of now."""
         def work(session: Session) -> None:

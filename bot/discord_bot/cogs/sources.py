@@ -203,12 +203,13 @@ class SourcesCog(commands.GroupCog, group_name="source", group_description="This
     @moderator_only()
     async def list_sources(self, interaction: discord.Interaction) -> None:
         rows = await asyncio.to_thread(self.library.list, self._base(interaction))
+        schedules = await asyncio.to_thread(self.refresher.schedules, self._base(interaction))
         if not rows:
             await interaction.response.send_message(
                 "This server has no sources of its own yet; add one with `/source add`.", ephemeral=True,
                 allowed_mentions=NO_MENTIONS)
             return
-        await interaction.response.send_message(f"{len(rows)} source(s):", embed=sources_embed(rows), ephemeral=True,
+        await interaction.response.send_message(f"{len(rows)} source(s):", embed=sources_embed(rows, schedules), ephemeral=True,
                                                 allowed_mentions=NO_MENTIONS)
 
     @app_commands.command(name="reload", description="Re-fetch this server's web sources and re-read its files")
