@@ -160,7 +160,8 @@ def cmd_source_add(settings: Settings, args: argparse.Namespace) -> int:
                                      progress=progress, **_actor())
             _print_change(change)
             if args.refresh is not None:
-                _print_schedule(_refresher(library).set_interval(base, change.name, interval), settings)
+                refresher = _refresher(library)
+                _print_schedule(refresher.set_interval(base, change.name, interval), refresher)
             return 0
         if args.crawl or args.max_pages or args.max_depth or args.refresh:
             raise SourceError("--crawl, --max-pages, --max-depth and --refresh go with a URL, not a file.")
@@ -224,10 +225,10 @@ def _refresher(library: SourceLibrary) -> Any:
     return SourceRefresher(library)
 
 
-def _print_schedule(row: Any, settings: Settings) -> None:
+def _print_schedule(row: Any, refresher: Any) -> None:
     from bot.rag.refresh import describe_interval
 
-    minutes = round(settings.refresh_interval_hours * 60) if row.interval_minutes is None else row.interval_minutes
+    minutes = refresher.interval(row.interval_minutes)
     every = describe_interval(minutes) + (" (the default)" if row.interval_minutes is None else "")
     when = "" if not minutes else f"; next refresh {row.next_due:%Y-%m-%d %H:%M} UTC"
     print(f"{row.base}: `{row.name}` is {every}{when}")
@@ -239,7 +240,7 @@ def cmd_source_refresh(settings: Settings, args: argparse.Namespace) -> int:
     with _library(settings) as library:
         refresher = _refresher(library)
         if args.every is not None:
-            _print_schedule(refresher.set_interval(base, args.name, _interval(args.every)), settings)
+            _print_schedule(refresher.set_interval(base, args.name, _interval(args.every)), refresher)
             return 0
         change = refresher.refresh_now(base, args.name, index=base != SHARED, **_actor())
     _print_change(change)

@@ -108,3 +108,16 @@ def test_bad_corrections_are_refused_and_change_nothing(world: tuple[RagService,
     with pytest.raises(SourceError):
         library.add_curated("shared", Correction(QUESTION, RIGHT), visibility=Visibility.everyone(), **ACTOR)
     assert [r.name for r in library.list(base)] == ["faq.md"]
+
+
+def test_questions_whose_names_would_meet_stay_two_corrections(world: tuple[RagService, SourceLibrary]) -> None:
+    """Names are cut and their symbols replaced, so "C++" and "C#" would give one name: the
+    question's digest keeps them apart, and the same question in one place."""
+    _, library = world
+    base = guild_base_name(GUILD)
+    names = [library.add_curated(base, Correction(q, a, "", LINK), visibility=Visibility(), **ACTOR).name
+             for q, a in (("How do I build it with C++?", "Run make with the cpp target."),
+                          ("How do I build it with C#?", "Run dotnet build in the project folder."),
+                          ("How do I build it with  C#?", "Run dotnet build in the solution folder."))]
+    assert names[0] != names[1] and names[1] == names[2]
+    assert len([r for r in library.list(base) if r.kind == CURATED]) == 2

@@ -14,6 +14,7 @@ from bot.rag.access import EVERYONE, Readers, Visibility
 from bot.rag.errors import SourceError, UnknownSourceError
 from bot.rag.index.registry import SHARED, guild_base_name
 from bot.rag.library import SourceLibrary
+from bot.rag.library_channels import ChannelDocument
 from bot.rag.service import RagService
 from bot.settings import Settings
 from bot.state import Database, database_url
@@ -113,6 +114,22 @@ def test_a_follow_up_reads_only_the_turns_its_readers_may_see(world: tuple[RagSe
     assert service.readable_history(history, GUILD, others) == [history[1]]
     follow_up = service.ask("And which host is it on?", guild_id=GUILD, history=history, audience=others)
     assert not _leaks(_shown(follow_up))
+
+
+def test_a_channel_sources_visibility_is_its_channels(world: tuple[RagService, SourceLibrary]) -> None:
+    """A moderator cannot narrow (or widen) a Discord channel source by hand: each sync sets it
+    from the channel's permissions again, so a hand-made choice would silently go."""
+    _, library = world
+    base = guild_base_name(GUILD)
+    pinned = ChannelDocument("m1.md", "# Pinned\n\nThe ferry office opens at eight on weekdays.\n",
+                             f"https://discord.com/channels/{GUILD}/900/1", "Pinned", (5,))
+    library.add_channel(base, name="faq-channel", origin=f"https://discord.com/channels/{GUILD}/900",
+                        channel={"id": 900, "guild_id": GUILD, "take": "pinned"}, documents=[pinned],
+                        visibility=Visibility(), actor_id="mod", actor_name="mod")
+    with pytest.raises(SourceError, match="change who may view the channel"):
+        library.set_visibility(base, "faq-channel", Visibility("roles", frozenset({STAFF_ROLE})),
+                               actor_id="mod", actor_name="mod")
+    assert Visibility.of(library.registry.get(base, "faq-channel")).kind == "everyone"
 
 
 def test_a_change_of_visibility_holds_from_the_next_question_and_is_audited(

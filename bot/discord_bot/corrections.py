@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from bot.discord_bot.app import SourceBot
 
 log = logging.getLogger(__name__)
-MODAL_ID, QUESTION_FIELD_ID = "sourcebot:correct", "sourcebot:correct:question"
+QUESTION_FIELD_ID = "sourcebot:correct:question"
 ANSWER_FIELD_ID, SOURCES_FIELD_ID = "sourcebot:correct:answer", "sourcebot:correct:sources"
 QUEUE_SELECT_ID = "sourcebot:queue:correct"
 MODERATORS_ONLY = Visibility.roles({NO_ROLE})  # a role no member holds: moderators see every source
@@ -119,7 +119,7 @@ class CorrectionModal(discord.ui.Modal, title="Correct this answer"):
 
     def __init__(self, corrector: Corrector, question: str, answer_ids: Sequence[int],
                  place: discord.abc.Messageable | None, link: str | None, private: bool = False) -> None:
-        super().__init__(custom_id=MODAL_ID, timeout=900)
+        super().__init__(timeout=900)  # discord.py gives each form its own id: two moderators' never mix
         self.corrector, self.answer_ids, self.place, self.link, self.private = corrector, list(answer_ids), place, link, private
         self.question.default = " ".join(question.split())[:QUESTION_LIMIT]
 

@@ -27,6 +27,7 @@ from bot.rag.ingest.convert import convert, detect_suffix
 from bot.rag.ingest.sources import SIDECAR_SUFFIX
 from bot.rag.ingest.url_safety import check_url
 from bot.rag.ingest.web import WebFetcher
+from bot.rag.library_channels import KIND as CHANNEL_KIND
 from bot.rag.library_channels import ChannelSources
 from bot.rag.library_files import (
     Files,
@@ -139,7 +140,7 @@ class SourceLibrary(ChannelSources):  # Discord channel sources: bot.rag.library
         with the correction's link, with the given visibility. A correction of a question
         already curated (the same name) replaces that one."""
         actor = (actor_id, actor_name)
-        with self._failure_audited(base, "curate", correction.question, actor):
+        with self._failure_audited(base, "curate", correction.question[:QUESTION_LIMIT], actor):
             if guild_of(base) is None:
                 raise SourceError("Only a server's knowledge base holds the moderators' answers.")
             question, answer = " ".join(correction.question.split()), correction.answer.strip()
@@ -149,7 +150,10 @@ class SourceLibrary(ChannelSources):  # Discord channel sources: bot.rag.library
                 raise SourceError(f"A correction holds at most {QUESTION_LIMIT} characters of question, "
                                   f"{ANSWER_LIMIT} of answer and {SOURCES_LIMIT} of sources.")
             correction = Correction(question, answer, correction.sources.strip(), correction.link)
-            target = source_name(f"curated - {question}", ".md")
+            # Names are cut and their symbols replaced ("C++ build?" and "C# build?" would meet):
+            # a digest of the question keeps two questions apart and the same one in its place.
+            digest = sha256(question.casefold().encode())[:8]
+            target = source_name(f"curated - {question[:60]} {digest}", ".md")
             existing = self.registry.get(base, target)
             if existing is not None and existing.kind != CURATED:
                 raise SourceExistsError(target)
@@ -162,13 +166,16 @@ class SourceLibrary(ChannelSources):  # Discord channel sources: bot.rag.library
 
     def set_visibility(self, base: str, name: str, visibility: Visibility, *, actor_id: str | int,
                        actor_name: str | None) -> SourceRow:
-        """Who may see a source from now on; audited. The shared base's sources stay public."""
+        """Who may see a source from now on; audited. The shared base's sources stay public, and
+        a Discord channel's are seen where the channel is."""
         actor = (actor_id, actor_name)
         with self._failure_audited(base, "visibility", name, actor):
             if guild_of(base) is None and visibility.kind != "everyone":
                 raise SourceError("The shared sources are public; only a server's own sources can be limited.")
             if (row := self.registry.get(base, name)) is None:
                 raise UnknownSourceError(f"There is no source called '{name}' in this knowledge base.")
+            if row.kind == CHANNEL_KIND:  # its channel's permissions decide, at every sync
+                raise SourceError(f"`{row.name}` is seen where its channel is; change who may view the channel instead.")
             row = self.registry.set_options(base, row.name, visibility.with_options(row.options))
         self._audit(base, "visibility", name, actor, "ok", visibility.describe())
         return row

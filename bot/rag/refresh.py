@@ -161,11 +161,12 @@ class SourceRefresher:
 
     def run_due(self, now: datetime | None = None) -> list[Refreshed]:
         """Refresh every source due at `now` that this process claims first; what each did."""
-        now = now or utcnow()
+        now, started = now or utcnow(), utcnow()
         self.schedule.adopt(lambda changed: self._next(None, changed))
         done: list[Refreshed] = []
         for due in self.schedule.due(now, self.interval(None)):
-            if not self.schedule.claim(due.source_id, self.run_id, now, LEASE):
+            # Each claim's lease starts when it is taken: a batch's earlier crawls take minutes.
+            if not self.schedule.claim(due.source_id, self.run_id, now + (utcnow() - started), LEASE):
                 continue  # another process took it
             if (outcome := self._run(due, now)) is not None:
                 done.append(outcome)

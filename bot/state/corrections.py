@@ -58,6 +58,9 @@ class QueueTopic:
         return [item.answer_id for item in self.items]
 
 
+QUEUE_LIMIT = 500  # the newest unresolved items grouped and shown (pairs compared: 125k at most)
+
+
 @dataclass(frozen=True)
 class DayCounts:
     """One day's figures (UTC): what the /stats chart draws."""
@@ -91,7 +94,8 @@ def feedback(session: Session, rows: Sequence[AnswerRecord], votes: Sequence[tup
                        r.guild_id, r.message_id, places[r.id].channel_id if r.id in places else r.thread_id,
                        places[r.id].private if r.id in places else False)
              for r in rows if r.question and r.id not in resolved and (not r.answered or down[r.id])]
-    return Feedback(group_by_topic(items), daily_counts(rows, votes, since))
+    newest = sorted(items, key=lambda it: it.asked_at, reverse=True)[:QUEUE_LIMIT]  # grouping compares pairs
+    return Feedback(group_by_topic(newest), daily_counts(rows, votes, since))
 
 
 def group_by_topic(items: Sequence[QueueItem]) -> list[QueueTopic]:

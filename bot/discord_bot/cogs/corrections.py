@@ -22,7 +22,7 @@ from discord.ext import commands
 from bot.discord_bot.checks import moderator_only
 from bot.discord_bot.corrections import CorrectionModal, Corrector, QueueView
 from bot.discord_bot.render import NO_MENTIONS
-from bot.rag.curated import Correction
+from bot.rag.curated import QUESTION_LIMIT, Correction
 from bot.rag.errors import RagError
 from bot.rag.library import SourceLibrary
 from bot.state import Database, StateUnavailableError, database_url
@@ -85,7 +85,8 @@ class CorrectionsCog(commands.Cog):
             await interaction.response.send_message(NO_QUESTION, ephemeral=True, allowed_mentions=NO_MENTIONS)
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
-        correction = Correction(item.question, message.content, "", message.jump_url)
+        question = " ".join(item.question.split())[:QUESTION_LIMIT]  # a member's question may be longer
+        correction = Correction(question, message.content, "", message.jump_url)
         said = await self.corrector.correct(interaction, correction, [item.answer_id], thread)
         await interaction.edit_original_response(content=said, allowed_mentions=NO_MENTIONS)
 
