@@ -162,6 +162,7 @@ async def test_tagging_a_post_solved_later_adds_it(club: Club) -> None:
     await emulator.inject_message(club.bob, ANSWER, channel=first["id"])
     await emulator.set_tags(club.keeper, first["id"], [club.solved()])
     await club.run(club.mod_a, "source add", channel=club.forum, **{"solved-tag": "solved"})
+    mark = len(emulator.calls)
     later, _ = await emulator.create_forum_post(club.carol, club.forum, "Kayak storage",
                                                 "Where are the club kayaks kept over the winter months?")
     reply_message = await emulator.inject_message(club.keeper, KAYAK, channel=later["id"])
@@ -170,6 +171,9 @@ async def test_tagging_a_post_solved_later_adds_it(club: Club) -> None:
                                   lambda t: "harbour office" in t)
     assert f"/{later['id']}/{reply_message['id']}" in text
     assert "keeper, moderator" in text  # a moderator's answer is credited to them
+    read = [call.path for call in emulator.calls[mark:] if call.method == "GET"]
+    assert f"/channels/{later['id']}/messages" in read and not any(  # only the touched post was read
+        "/threads/archived" in path or path.startswith(f"/channels/{first['id']}/") for path in read), read
     library = club.bot.get_cog("SourcesCog").library  # type: ignore[union-attr]
     log = library.registry.audit_log(guild_base_name(club.a))
     add, sync = (next(e for e in log if e.action == action and e.result == "ok") for action in ("add", "sync"))

@@ -118,6 +118,16 @@ def _tag(forum: discord.ForumChannel, name: str | None, tag_id: int | None) -> d
     return next((t for t in forum.available_tags if t.name.casefold() == wanted), None)
 
 
+def _solved_tag(forum: discord.ForumChannel, spec: ChannelSpec) -> discord.ForumTag:
+    """The source's solved tag; when deleted, SourceError: failing keeps the stored posts serving
+    (not "nothing is solved any more")."""
+    tag = _tag(forum, spec.solved_tag, spec.solved_tag_id)
+    if tag is None:
+        raise SourceError(f"{forum.mention} has no tag `{spec.solved_tag}` any more (deleted?): the posts "
+                          "stored keep serving; add the forum again with the tag that now marks a post solved.")
+    return tag
+
+
 def _votes(message: discord.Message) -> int:
     """The positive reactions on a message (see POSITIVE)."""
     return sum(r.count for r in message.reactions
@@ -191,10 +201,7 @@ class ChannelReader:
                                self._title(f"#{channel.name}", message.author, "written"), (message.author.id,))
 
     async def _solved(self, forum: discord.ForumChannel, spec: ChannelSpec, left_out: LeftOut) -> list[ChannelDocument]:
-        tag = _tag(forum, spec.solved_tag, spec.solved_tag_id)
-        if tag is None:  # deleted: failing keeps the stored posts serving (not "nothing is solved any more")
-            raise SourceError(f"{forum.mention} has no tag `{spec.solved_tag}` any more (deleted?): the posts "
-                              "stored keep serving; add the forum again with the tag that now marks a post solved.")
+        tag = _solved_tag(forum, spec)
         threads = {t.id: t for t in forum.threads}
         async for thread in forum.archived_threads(limit=self.limit):
             threads.setdefault(thread.id, thread)
@@ -202,6 +209,25 @@ class ChannelReader:
         documents = []
         for thread in solved[:self.limit]:
             if (doc := await self._post(forum, thread, left_out)) is not None:
+                documents.append(doc)
+        return documents
+
+    async def read_posts(self, forum: discord.ForumChannel, spec: ChannelSpec, posts: Collection[int],
+                         left_out: LeftOut) -> list[ChannelDocument]:
+        """Only these posts of a forum source (an event touched them): each one's document, or
+        none when it is gone, no longer solved or has no answer. (The sweep's full read keeps the
+        newest `limit`.)"""
+        tag = _solved_tag(forum, spec)
+        documents = []
+        for post in posts:
+            thread = forum.get_thread(post)
+            if thread is None:
+                try:
+                    thread = await forum.guild.fetch_channel(post)
+                except discord.NotFound:
+                    continue  # deleted
+            if (isinstance(thread, discord.Thread) and thread.parent_id == forum.id and tag in thread.applied_tags
+                    and (doc := await self._post(forum, thread, left_out)) is not None):
                 documents.append(doc)
         return documents
 

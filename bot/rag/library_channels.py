@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,11 +90,14 @@ class ChannelSources(LibrarySteps):
         return True
 
     def sync_channel(self, base: str, name: str, documents: list[ChannelDocument],
-                     left_out: Callable[[], Callable[[int], bool]] | None = None) -> SourceChange | None:
+                     left_out: Callable[[], Callable[[int], bool]] | None = None,
+                     posts: Collection[int] | None = None) -> SourceChange | None:
         """Bring a channel source in step with what its channel holds now: new and edited
         messages written, deleted ones removed (its visibility is `set_channel_visibility`'s and
         kept as it is then). `left_out`, asked under the lock: who ran /forget-me by now (their
-        documents are dropped even if read before). None: nothing changed (or the source is gone)."""
+        documents are dropped even if read before). `posts`: only these forum posts were read
+        (their files, named `…-<post id>.md`, are the only ones written or removed). None:
+        nothing changed (or the source is gone)."""
         with self._locked(base):
             row = self.registry.get(base, name)
             if row is None or row.kind != KIND or row.error == IN_FLIGHT:
@@ -102,8 +105,12 @@ class ChannelSources(LibrarySteps):
             if left_out is not None:
                 forgotten = left_out()
                 documents = [doc for doc in documents if not any(forgotten(a) for a in doc.authors)]
-            files = self._changed_files(base, row, documents)
+            files = self._changed_files(base, row, documents, posts)
             authors = _authors(documents)
+            if posts is not None:  # the other posts' authors stay
+                ends = tuple(f"-{post}.md" for post in posts)
+                authors = {**{f: ids for f, ids in (row.options.get(AUTHORS_OPTION) or {}).items()
+                              if not f.endswith(ends)}, **authors}
             if not files and authors == (row.options.get(AUTHORS_OPTION) or {}):
                 return None
             # Privacy first: the authors of both versions hold while it is indexed.
@@ -111,7 +118,7 @@ class ChannelSources(LibrarySteps):
             report, chunks = self._apply_files(base, row, files)
             self._set_authors(base, row.name, authors)
             if report is not None:
-                self._save(self.registry.get(base, row.name) or row, chunks=chunks, pages=len(documents),
+                self._save(self.registry.get(base, row.name) or row, chunks=chunks, pages=len(authors),
                            status="ready", error=None)
         gone = sum(1 for item in files.values() if item is None)
         detail = f"{len(files) - gone} message(s) new or edited, {gone} removed"
@@ -147,8 +154,10 @@ class ChannelSources(LibrarySteps):
         return changed
 
     # --- the folder ---------------------------------------------------------------------------
-    def _changed_files(self, base: str, row: SourceRow, documents: list[ChannelDocument]) -> Files:
-        """The writes (new or changed text or title) and deletions that make the folder hold `documents`."""
+    def _changed_files(self, base: str, row: SourceRow, documents: list[ChannelDocument],
+                       posts: Collection[int] | None = None) -> Files:
+        """The writes (new or changed text or title) and deletions that make the folder hold
+        `documents` (of the files of `posts` only, when given)."""
         folder = self.folder(base) / row.name
         files: Files = {}
         for doc in documents:
@@ -161,6 +170,8 @@ class ChannelSources(LibrarySteps):
                 files[f"{row.name}/{doc.file}"] = (data, meta)
         wanted = {doc.file for doc in documents}
         stored = [p.name for p in folder.glob("*.md")] if folder.is_dir() else []
+        if posts is not None:
+            stored = [name for name in stored if name.endswith(tuple(f"-{post}.md" for post in posts))]
         files.update({f"{row.name}/{name}": None for name in sorted(stored) if name not in wanted})
         return files
 

@@ -1,7 +1,8 @@
 """Discord channels as sources, kept in step: a channel source (added with `/source add
 channel:`) is read again a few seconds (CHANNEL_SYNC_DELAY) after anything that may change what
 it takes — a message posted, edited or deleted, a pin, a forum post's tags or title, the
-channel's permissions (its visibility) — with the changes of that time read together, and every
+channel's permissions (its visibility) — with the changes of that time read together (in a forum,
+only the posts touched; the full read keeps the newest CHANNEL_SOURCE_LIMIT), and every
 CHANNEL_SWEEP_MINUTES (and on start) for what the bot missed while it was offline. `/forget-me`
 removes the member's messages from every channel source and keeps them out from then on.
 
@@ -56,6 +57,7 @@ class ChannelSourcesCog(commands.Cog):
         self.watched: dict[int, tuple[Key, str]] = {}  # channel id -> its source, and what it takes
         self._pending: dict[Key, asyncio.Task[None]] = {}
         self._again: set[Key] = set()
+        self._posts: dict[Key, set[int] | None] = {}  # the forum posts touched since the last read (None: all)
         self._locks: dict[Key, asyncio.Lock] = {}  # one per source: a read and its write go together
 
     async def cog_load(self) -> None:
@@ -171,12 +173,17 @@ class ChannelSourcesCog(commands.Cog):
     def _touched(self, channel_id: int, parent_id: int | None = None, *, new_message: bool = False) -> None:
         if parent_id is None and (channel := self.bot.get_channel(channel_id)) is not None:
             parent_id = getattr(channel, "parent_id", None)
-        found = self.watched.get(channel_id) or (self.watched.get(parent_id) if parent_id else None)
+        found = self.watched.get(channel_id)
+        post = None
+        if found is None and parent_id and (found := self.watched.get(parent_id)) is not None and found[1] == "solved":
+            post = channel_id  # a forum post: only it is read again
         if found is not None and not (new_message and found[1] == "pinned"):  # a new message is not pinned yet
-            self._schedule(found[0])
+            self._schedule(found[0], post)
 
     # --- debounced syncs ----------------------------------------------------------------------
-    def _schedule(self, key: Key) -> None:
+    def _schedule(self, key: Key, post: int | None = None) -> None:
+        posts = self._posts.get(key, set())
+        self._posts[key] = None if post is None or posts is None else {*posts, post}
         task = self._pending.get(key)
         if task is not None and not task.done():
             self._again.add(key)  # read once more when the pending read is over
@@ -187,20 +194,21 @@ class ChannelSourcesCog(commands.Cog):
         while True:
             await asyncio.sleep(self.bot.settings.channel_sync_delay)
             self._again.discard(key)
-            await self._sync_logged(*key)
+            await self._sync_logged(*key, self._posts.pop(key, None))
             if key not in self._again:
                 return
 
     def _lock(self, key: Key) -> asyncio.Lock:
         return self._locks.setdefault(key, asyncio.Lock())
 
-    async def sync(self, base: str, name: str) -> SourceChange | None:
-        """Read one channel source again and store what changed (None: nothing did, or it could
-        not be read), holding the source's lock from the read to the write."""
+    async def sync(self, base: str, name: str, posts: set[int] | None = None) -> SourceChange | None:
+        """Read one channel source again (`posts`: only these posts of a forum) and store what
+        changed (None: nothing did, or it could not be read), holding the source's lock from the
+        read to the write."""
         async with self._lock((base, name)):
-            return await self._sync(base, name)
+            return await self._sync(base, name, posts)
 
-    async def _sync(self, base: str, name: str) -> SourceChange | None:
+    async def _sync(self, base: str, name: str, posts: set[int] | None) -> SourceChange | None:
         try:
             row = await asyncio.to_thread(self.library.registry.get, base, name)
             if row is None or row.kind != "discord":
@@ -220,8 +228,13 @@ class ChannelSourcesCog(commands.Cog):
                                         Visibility.channels([spec.channel_id]))
             else:
                 await self._follow_visibility((base, name), channel)  # missed while offline, say
-                documents = await self.reader.read(channel, spec, await self._left_out())
-            change = await asyncio.to_thread(self.library.sync_channel, base, name, documents, self._forgotten_now)
+                if posts is None or not isinstance(channel, discord.ForumChannel):
+                    posts = None
+                    documents = await self.reader.read(channel, spec, await self._left_out())
+                else:
+                    documents = await self.reader.read_posts(channel, spec, posts, await self._left_out())
+            change = await asyncio.to_thread(self.library.sync_channel, base, name, documents, self._forgotten_now,
+                                             posts)
         except (discord.HTTPException, RagError) as exc:
             log.warning("%s: channel source %s not synced (it keeps serving as it was): %s", base, name, exc)
             return None
@@ -229,10 +242,10 @@ class ChannelSourcesCog(commands.Cog):
             log.info("%s: %s", base, change.result)
         return change
 
-    async def _sync_logged(self, base: str, name: str) -> None:
+    async def _sync_logged(self, base: str, name: str, posts: set[int] | None = None) -> None:
         """`sync`, with anything unexpected logged: one source's bug stops neither the sweep nor the others."""
         try:
-            await self.sync(base, name)
+            await self.sync(base, name, posts)
         except Exception:  # noqa: BLE001 - logged with its traceback
             log.exception("%s: channel source %s: the sync failed", base, name)
 
