@@ -20,6 +20,8 @@ What members do (test helpers), with the events Discord sends:
 - pin(member, message) / unpin(member, message): needs Manage Messages (or Pin Messages) in the
   channel (PermissionError otherwise); MESSAGE_UPDATE (`pinned`), CHANNEL_PINS_UPDATE and, for a
   pin, the system message "pinned a message" (type 6, MESSAGE_CREATE) by the member.
+- set_forum_tags(forum, tags): a moderator renames/deletes a forum's tags, CHANNEL_UPDATE;
+  set_role_permissions(guild, role, permissions): GUILD_ROLE_UPDATE (@everyone: role == guild).
 - set_tags(member, thread, tag_ids): the post's author or a moderator (Manage Threads) sets a
   forum post's applied_tags: THREAD_UPDATE. tag_id(forum, name) finds a tag's id.
 - react(member, message, emoji): one reaction more on a message (the `reactions` of its payload);
@@ -174,6 +176,22 @@ class ChannelContent:
         self._announce("THREAD_UPDATE", lambda: copy.deepcopy(thread))  # type: ignore[attr-defined]
         await self.settle()  # type: ignore[attr-defined]
         return thread
+
+    async def set_forum_tags(self, forum_id: str, tags: list[dict[str, Any]]) -> None:
+        """A moderator edits a forum's tags (renames, adds or deletes one; a tag keeps its id when
+        renamed): CHANNEL_UPDATE."""
+        forum = self.channels[forum_id]  # type: ignore[attr-defined]
+        forum["available_tags"] = copy.deepcopy(tags)
+        self._announce("CHANNEL_UPDATE", lambda: forum)  # type: ignore[attr-defined]
+        await self.settle()  # type: ignore[attr-defined]
+
+    async def set_role_permissions(self, guild: str, role_id: str, permissions: int) -> None:
+        """A moderator changes a role's server permissions (role_id == guild: @everyone):
+        GUILD_ROLE_UPDATE. (Members' permissions here come from their own base, not @everyone's.)"""
+        role = self.guilds[guild].roles[role_id]  # type: ignore[attr-defined]
+        role["permissions"] = str(permissions)
+        self._announce("GUILD_ROLE_UPDATE", lambda: {"guild_id": guild, "role": copy.deepcopy(role)})  # type: ignore[attr-defined]
+        await self.settle()  # type: ignore[attr-defined]
 
     async def react(self, member: Member, message: dict[str, Any], emoji: str = "👍") -> None:
         """A member adds a reaction: the message's `reactions` count it; MESSAGE_REACTION_ADD goes

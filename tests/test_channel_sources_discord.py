@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -120,6 +122,10 @@ async def test_a_solved_forum_post_answers_with_its_jump_link_and_follows_edits_
     for voter in (club.carol, club.sam, club.keeper):
         await emulator.react(voter, spam, "👍")  # the most reactions: still not the answer
     await emulator.react(club.carol, answer, "✅")
+    dud = await emulator.inject_message(club.sam, "Just reinstall the Lantern portal app and the password comes back.",
+                                        channel=post["id"])  # the latest reply, voted down: no vote for it
+    for voter, emoji in ((club.carol, "👎"), (club.keeper, "👎"), (club.bob, "❌")):
+        await emulator.react(voter, dud, emoji)
     unsolved, _ = await emulator.create_forum_post(club.carol, club.forum, "Kayak storage",
                                                    "Where are the club kayaks kept over the winter months?")
     await emulator.inject_message(club.bob, KAYAK, channel=unsolved["id"])  # not tagged solved: not taken
@@ -135,6 +141,7 @@ async def test_a_solved_forum_post_answers_with_its_jump_link_and_follows_edits_
     assert "Reset password" in body["content"] and pings_nobody(body)
     assert f"https://discord.com/channels/{club.a}/{post['id']}/{answer['id']}" in text  # the answer's jump link
     assert "quartz" not in text.lower() and "bob" not in text and "alice" not in text  # no bot, no author named
+    assert "reinstall" not in text
     kayak = json.dumps(await club.ask(club.carol, "Where are the club kayaks stored?", club.general))
     assert "harbour office" not in kayak
 
@@ -155,6 +162,7 @@ async def test_tagging_a_post_solved_later_adds_it(club: Club) -> None:
     await emulator.inject_message(club.bob, ANSWER, channel=first["id"])
     await emulator.set_tags(club.keeper, first["id"], [club.solved()])
     await club.run(club.mod_a, "source add", channel=club.forum, **{"solved-tag": "solved"})
+    mark = len(emulator.calls)
     later, _ = await emulator.create_forum_post(club.carol, club.forum, "Kayak storage",
                                                 "Where are the club kayaks kept over the winter months?")
     reply_message = await emulator.inject_message(club.keeper, KAYAK, channel=later["id"])
@@ -163,6 +171,9 @@ async def test_tagging_a_post_solved_later_adds_it(club: Club) -> None:
                                   lambda t: "harbour office" in t)
     assert f"/{later['id']}/{reply_message['id']}" in text
     assert "keeper, moderator" in text  # a moderator's answer is credited to them
+    read = [call.path for call in emulator.calls[mark:] if call.method == "GET"]
+    assert f"/channels/{later['id']}/messages" in read and not any(  # only the touched post was read
+        "/threads/archived" in path or path.startswith(f"/channels/{first['id']}/") for path in read), read
     library = club.bot.get_cog("SourcesCog").library  # type: ignore[union-attr]
     log = library.registry.audit_log(guild_base_name(club.a))
     add, sync = (next(e for e in log if e.action == action and e.result == "ok") for action in ("add", "sync"))
@@ -269,3 +280,89 @@ async def test_only_moderators_add_channels_and_bad_input_changes_nothing(club: 
     empty = await club.run(club.mod_a, "source add", channel=club.faq)
     assert reply(empty).startswith("❌") and "nothing to take" in reply(empty)
     assert registry_row(club, "faq") is None
+
+
+async def test_a_renamed_solved_tag_changes_nothing_and_a_deleted_one_keeps_the_posts(
+        club: Club, caplog: pytest.LogCaptureFixture) -> None:
+    emulator = club.emulator
+    post, _ = await emulator.create_forum_post(club.member_a, club.forum, "Lantern portal password reset", QUESTION)
+    await emulator.inject_message(club.bob, ANSWER, channel=post["id"])
+    await emulator.set_tags(club.keeper, post["id"], [club.solved()])
+    added = await club.run(club.mod_a, "source add", channel=club.forum, **{"solved-tag": "solved"})
+    assert reply(added).startswith("✅"), reply(added)
+    cog = club.bot.get_cog("ChannelSourcesCog")
+    base = guild_base_name(club.a)
+
+    tags = club.emulator.channels[club.forum]["available_tags"]
+    await emulator.set_forum_tags(club.forum, [{**t, "name": "resolved"} if t["name"] == "solved" else t for t in tags])
+    await cog.sweep()  # type: ignore[union-attr]
+    assert "Reset password" in (await club.ask(club.carol, ASK, club.general))["content"]
+
+    await emulator.set_forum_tags(club.forum, [t for t in tags if t["name"] != "solved"])
+    with caplog.at_level(logging.WARNING):
+        assert await cog.sync(base, "help") is None  # type: ignore[union-attr]
+    assert "no tag `solved` any more" in caplog.text
+    assert "Reset password" in (await club.ask(club.carol, ASK, club.general))["content"]  # still serving
+    assert registry_row(club, "help").pages == 1
+
+
+async def test_a_channel_made_private_stops_answering_elsewhere_at_once_even_while_the_base_is_busy(club: Club) -> None:
+    emulator = club.emulator
+    canoe = await emulator.inject_message(club.member_a, CANOE, channel=club.faq)
+    await emulator.pin(club.keeper, canoe)
+    assert reply(await club.run(club.mod_a, "source add", channel=club.faq)).startswith("✅")
+    asked = "When can members borrow the club canoe?"
+    assert "logbook" in (await club.ask(club.bob, asked, club.general))["content"]
+
+    library = club.bot.get_cog("SourcesCog").library  # type: ignore[union-attr]
+    held, release = threading.Event(), threading.Event()
+
+    def busy() -> None:  # a long re-index of the base holds its ingest lock
+        with library._locked(guild_base_name(club.a)):
+            held.set()
+            release.wait(30)
+
+    worker = threading.Thread(target=busy)
+    worker.start()
+    try:
+        assert await asyncio.to_thread(held.wait, 10)
+        emulator.set_overwrite(club.faq, club.a, deny=VIEW_CHANNEL)  # @everyone may no longer view #faq
+        await eventually(lambda: Visibility.of(registry_row(club, "faq")) == Visibility.channels([int(club.faq)]),
+                         timeout=5)
+        assert "logbook" not in json.dumps(await club.ask(club.bob, asked, club.general))
+        # Opened again, then @everyone's role loses View Channel: the same, at once.
+        emulator.set_overwrite(club.faq, club.a)
+        await eventually(lambda: Visibility.of(registry_row(club, "faq")) == Visibility.everyone(), timeout=5)
+        await emulator.set_role_permissions(club.a, club.a, P.EVERYONE_PERMISSIONS & ~VIEW_CHANNEL)
+        await eventually(lambda: Visibility.of(registry_row(club, "faq")) == Visibility.channels([int(club.faq)]),
+                         timeout=5)
+        assert "logbook" not in json.dumps(await club.ask(club.bob, asked, club.general))
+    finally:
+        release.set()
+        await asyncio.to_thread(worker.join)
+
+
+async def test_questions_the_bot_answered_in_an_auto_answer_channel_are_never_taken(club: Club) -> None:
+    emulator = club.emulator
+    await emulator.inject_message(club.bob, KAYAK, channel=club.faq)
+    interaction = await emulator.inject_slash(club.mod_a, "config auto-answer", channel=club.faq)
+    await emulator.wait_for_response(interaction)
+    mark = len(emulator.calls)
+    question = await emulator.inject_message(club.carol, "Where do I find the boathouse alarm code for tonight?",
+                                             channel=club.faq)  # asked without a mention: the bot answers it
+    await emulator.wait_for_call("POST", rf"/channels/{club.faq}/messages", after=mark, timeout=30,
+                                 where=lambda call: str((call.body.get("message_reference") or {}).get("message_id"))
+                                 == question["id"])
+    threaded = await emulator.inject_message(club.sam, "Who keeps the spare keys of the club minibus these days?",
+                                             channel=club.faq)
+    emulator._thread_on(emulator.messages[threaded["id"]], emulator.channels[club.faq], emulator.app_id,
+                        "spare keys", 1440)  # answered in a thread the bot opened on it (answer_in_thread)
+    await emulator.settle()
+    added = await club.run(club.mod_a, "source add", channel=club.faq, take="all", name="club faq")
+    assert reply(added).startswith("✅"), reply(added)
+    files = " ".join(registry_row(club, "club faq").options["authors"])
+    assert question["id"] not in files  # the bot replied to it
+    assert threaded["id"] not in files  # the bot answered it in a thread it opened on it
+    assert "kayaks" in files
+    text = json.dumps(await club.ask(club.bob, "Where is the boathouse alarm code?", club.general))
+    assert "tonight" not in text

@@ -9,10 +9,14 @@ What is taken (`take`):
   document: its opening message (the question) and title as its headings, its accepted
   answer as its text.
   Discord has no "accepted answer", so the rule is the one Q&A sites use, votes: among the
-  replies by members other than the post's author, the one with the most reactions; a tie goes
-  to a moderator's reply, then to the latest. A post with no such reply is not taken.
+  replies by members other than the post's author, the one with the most positive reactions
+  (POSITIVE: 👍 ✅ ✔️ ☑️ ❤️ 🎉 💯 🙏 ⬆️; a 👎 or ❌ is no vote); a tie goes to a moderator's reply,
+  then to the latest. A post with no such reply is not taken. (Who reacted is not read: that
+  is one more request per reaction.) The tag is matched by its id (stored when the source was
+  added; renaming it changes nothing); when it is deleted the sync fails and keeps what is stored.
 
 Never taken: messages of bots and webhooks, messages that mention a bot (questions to it),
+messages a bot replied to or started a thread on (questions asked in an auto-answer channel),
 system messages (pins, joins), messages under MIN_CHARS characters ("thanks!"), and messages
 of members who ran /forget-me (`left_out`);
 a forum post whose question is theirs is left out whole. Member mentions become "@member".
@@ -45,6 +49,8 @@ _MENTION = re.compile(r"<@!?\d+>")
 _ROLE_MENTION = re.compile(r"<@&\d+>")
 _TEXT_TYPES = (discord.MessageType.default, discord.MessageType.reply)
 LeftOut = Callable[[int], bool]
+_VS16 = "\ufe0f"  # the variation selector some emoji carry (✔️ is ✔ + it)
+POSITIVE = frozenset(e.replace(_VS16, "") for e in ("👍", "✅", "✔️", "☑️", "❤️", "🎉", "💯", "🙏", "⬆️"))
 
 
 @dataclass(frozen=True)
@@ -55,15 +61,19 @@ class ChannelSpec:
     channel_id: int
     take: str
     solved_tag: str | None = None
+    solved_tag_id: int | None = None  # None: a source stored before ids were kept (matched by name)
 
     def option(self) -> dict[str, Any]:
         return {"guild_id": str(self.guild_id), "id": str(self.channel_id), "take": self.take,
-                "solved_tag": self.solved_tag}
+                "solved_tag": self.solved_tag,
+                "solved_tag_id": str(self.solved_tag_id) if self.solved_tag_id is not None else None}
 
     @classmethod
     def of(cls, row: SourceRow) -> ChannelSpec:
         spec = row.options.get(CHANNEL_OPTION) or {}
-        return cls(int(spec["guild_id"]), int(spec["id"]), str(spec["take"]), spec.get("solved_tag"))
+        tag_id = spec.get("solved_tag_id")
+        return cls(int(spec["guild_id"]), int(spec["id"]), str(spec["take"]), spec.get("solved_tag"),
+                   int(tag_id) if tag_id else None)
 
 
 def jump_link(guild_id: int, channel_id: int, message_id: int | None = None) -> str:
@@ -78,8 +88,8 @@ def channel_visibility(channel: discord.abc.GuildChannel) -> Visibility:
     return Visibility.channels([channel.id])
 
 
-def check_take(channel: discord.abc.GuildChannel, take: str | None, solved_tag: str | None) -> tuple[str, str | None]:
-    """The `take` to use (default: "solved" in a forum, "pinned" elsewhere), or SourceError saying what is wrong."""
+def check_take(channel: discord.abc.GuildChannel, take: str | None, solved_tag: str | None) -> ChannelSpec:
+    """What to read (`take` default: "solved" in a forum, "pinned" elsewhere), or SourceError saying what is wrong."""
     forum = isinstance(channel, discord.ForumChannel)
     take = take or ("solved" if forum else "pinned")
     if take not in TAKES:
@@ -90,19 +100,52 @@ def check_take(channel: discord.abc.GuildChannel, take: str | None, solved_tag: 
         raise SourceError("`take:solved` is for a forum; in a text channel take `pinned` or `all` messages.")
     if forum and not solved_tag:
         raise SourceError("name the forum tag that marks a post solved: `solved-tag:NAME`.")
-    if forum and _tag(channel, solved_tag) is None:  # type: ignore[arg-type]
+    tag = _tag(channel, solved_tag, None) if forum else None  # type: ignore[arg-type]
+    if forum and tag is None:
         tags = ", ".join(t.name for t in channel.available_tags) or "none"  # type: ignore[attr-defined]
         raise SourceError(f"{channel.mention} has no tag called `{solved_tag}` (its tags: {tags}).")
     me = channel.guild.me
     permissions = channel.permissions_for(me)
     if not (permissions.view_channel and permissions.read_message_history):
         raise SourceError(f"I can't read {channel.mention}: give me View Channel and Read Message History there.")
-    return take, solved_tag if forum else None
+    return ChannelSpec(channel.guild.id, channel.id, take, tag.name if tag else None, tag.id if tag else None)
 
 
-def _tag(forum: discord.ForumChannel, name: str | None) -> discord.ForumTag | None:
+def _tag(forum: discord.ForumChannel, name: str | None, tag_id: int | None) -> discord.ForumTag | None:
+    if tag_id is not None:
+        return forum.get_tag(tag_id)
     wanted = (name or "").strip().casefold()
     return next((t for t in forum.available_tags if t.name.casefold() == wanted), None)
+
+
+def _solved_tag(forum: discord.ForumChannel, spec: ChannelSpec) -> discord.ForumTag:
+    """The source's solved tag; when deleted, SourceError: failing keeps the stored posts serving
+    (not "nothing is solved any more")."""
+    tag = _tag(forum, spec.solved_tag, spec.solved_tag_id)
+    if tag is None:
+        raise SourceError(f"{forum.mention} has no tag `{spec.solved_tag}` any more (deleted?): the posts "
+                          "stored keep serving; add the forum again with the tag that now marks a post solved.")
+    return tag
+
+
+def _votes(message: discord.Message) -> int:
+    """The positive reactions on a message (see POSITIVE)."""
+    return sum(r.count for r in message.reactions
+               if isinstance(r.emoji, str) and r.emoji.replace(_VS16, "") in POSITIVE)
+
+
+def _bot_thread(message: discord.Message) -> bool:
+    """Whether a bot started a thread on the message (to answer it there)."""
+    thread = message.thread
+    if thread is None or message.guild is None:
+        return False
+    return thread.owner_id == message.guild.me.id or (thread.owner is not None and thread.owner.bot)
+
+
+def _answered(message: discord.Message) -> int | None:
+    """The message a bot's message answers (a reply to it), or None."""
+    ref = message.reference
+    return ref.message_id if message.author.bot and ref is not None and ref.channel_id == message.channel.id else None
 
 
 def _clean(text: str) -> str:
@@ -135,12 +178,17 @@ class ChannelReader:
 
     async def read(self, channel: discord.abc.GuildChannel, spec: ChannelSpec, left_out: LeftOut) -> list[ChannelDocument]:
         if spec.take == "solved" and isinstance(channel, discord.ForumChannel):
-            return await self._solved(channel, spec.solved_tag, left_out)
+            return await self._solved(channel, spec, left_out)
         if not isinstance(channel, discord.TextChannel | discord.VoiceChannel | discord.StageChannel):
             raise SourceError("that channel cannot be read as a source.")
         documents: list[ChannelDocument] = []
         read = channel.pins if spec.take == "pinned" else channel.history
+        answered: set[int] = set()  # questions a bot replied to: a reply is newer, so read first
         async for message in read(limit=self.limit * READ_FACTOR):  # newest first
+            if (question := _answered(message)) is not None:
+                answered.add(question)
+            if message.id in answered or _bot_thread(message):
+                continue
             if _usable(message, left_out):
                 documents.append(self._message(channel, message))
                 if len(documents) == self.limit:
@@ -152,10 +200,8 @@ class ChannelReader:
         return ChannelDocument(_file(text, message.id), text + "\n", message.jump_url,
                                self._title(f"#{channel.name}", message.author, "written"), (message.author.id,))
 
-    async def _solved(self, forum: discord.ForumChannel, tag_name: str | None, left_out: LeftOut) -> list[ChannelDocument]:
-        tag = _tag(forum, tag_name)
-        if tag is None:
-            return []  # the tag was deleted: nothing is marked solved any more
+    async def _solved(self, forum: discord.ForumChannel, spec: ChannelSpec, left_out: LeftOut) -> list[ChannelDocument]:
+        tag = _solved_tag(forum, spec)
         threads = {t.id: t for t in forum.threads}
         async for thread in forum.archived_threads(limit=self.limit):
             threads.setdefault(thread.id, thread)
@@ -163,6 +209,25 @@ class ChannelReader:
         documents = []
         for thread in solved[:self.limit]:
             if (doc := await self._post(forum, thread, left_out)) is not None:
+                documents.append(doc)
+        return documents
+
+    async def read_posts(self, forum: discord.ForumChannel, spec: ChannelSpec, posts: Collection[int],
+                         left_out: LeftOut) -> list[ChannelDocument]:
+        """Only these posts of a forum source (an event touched them): each one's document, or
+        none when it is gone, no longer solved or has no answer. (The sweep's full read keeps the
+        newest `limit`.)"""
+        tag = _solved_tag(forum, spec)
+        documents = []
+        for post in posts:
+            thread = forum.get_thread(post)
+            if thread is None:
+                try:
+                    thread = await forum.guild.fetch_channel(post)
+                except discord.NotFound:
+                    continue  # deleted
+            if (isinstance(thread, discord.Thread) and thread.parent_id == forum.id and tag in thread.applied_tags
+                    and (doc := await self._post(forum, thread, left_out)) is not None):
                 documents.append(doc)
         return documents
 
@@ -175,7 +240,7 @@ class ChannelReader:
         replies = [m for m in messages if m.id != thread.id and m.author.id != starter.author.id and _usable(m, left_out)]
         if not replies:
             return None
-        answer = max(replies, key=lambda m: (sum(r.count for r in m.reactions), self._moderator(m.author), m.id))
+        answer = max(replies, key=lambda m: (_votes(m), self._moderator(m.author), m.id))
         question = " ".join(_clean(starter.content).split())[:QUESTION_CHARS] or thread.name
         # The question leads the heading path (retrieval reads it; an answer never quotes it), the
         # title ends it (what the citation shows), the accepted answer is the text.

@@ -14,7 +14,8 @@ removing a forgotten member's files from every channel source. Reading Discord i
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+import threading
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,8 +27,9 @@ from bot.rag.library_steps import IN_FLIGHT, LibrarySteps, SourceChange, _chunks
 from bot.state import SourceRow
 
 KIND = "discord"
-CHANNEL_OPTION = "channel"  # {"id", "guild_id", "take", "solved_tag"}: what to read again on a sync
+CHANNEL_OPTION = "channel"  # {"id", "guild_id", "take", "solved_tag", "solved_tag_id"}: what to read again on a sync
 SYNC_ACTOR = ("discord", "channel sync")  # who the audit names for a sync or a /forget-me
+_OPTIONS = threading.Lock()  # a channel source's options are read, changed and written under it
 
 
 @dataclass(frozen=True)
@@ -75,38 +77,61 @@ class ChannelSources(LibrarySteps):
     def channel_sources(self, base: str) -> list[SourceRow]:
         return [row for row in self.registry.list(base) if row.kind == KIND and row.error != IN_FLIGHT]
 
-    def sync_channel(self, base: str, name: str, documents: list[ChannelDocument] | None,
-                     visibility: Visibility) -> SourceChange | None:
+    def set_channel_visibility(self, base: str, name: str, visibility: Visibility) -> bool:
+        """The visibility the channel has now, at once: a registry-only update (options are read
+        per question, nothing is re-indexed), never waiting for the base's ingest lock, so a
+        channel made private stops answering elsewhere on the next question. True: it changed."""
+        with _OPTIONS:
+            row = self.registry.get(base, name)
+            if row is None or row.kind != KIND or Visibility.of(row) == visibility:
+                return False
+            self.registry.set_options(base, row.name, visibility.with_options(row.options))
+        self._audit(base, "visibility", row.name, SYNC_ACTOR, "ok", f"follows the channel: {visibility.describe()}")
+        return True
+
+    def sync_channel(self, base: str, name: str, documents: list[ChannelDocument],
+                     left_out: Callable[[], Callable[[int], bool]] | None = None,
+                     posts: Collection[int] | None = None) -> SourceChange | None:
         """Bring a channel source in step with what its channel holds now: new and edited
-        messages written, deleted ones removed, the visibility the channel's now (`documents`
-        None: the visibility only). None: nothing changed (or the source is gone)."""
+        messages written, deleted ones removed (its visibility is `set_channel_visibility`'s and
+        kept as it is then). `left_out`, asked under the lock: who ran /forget-me by now (their
+        documents are dropped even if read before). `posts`: only these forum posts were read
+        (their files, named `…-<post id>.md`, are the only ones written or removed). None:
+        nothing changed (or the source is gone)."""
         with self._locked(base):
             row = self.registry.get(base, name)
             if row is None or row.kind != KIND or row.error == IN_FLIGHT:
                 return None
-            if documents is None:
-                files: Files = {}
-                final = visibility.with_options(row.options)
-            else:
-                files = self._changed_files(base, row, documents)
-                final = visibility.with_options({**row.options, AUTHORS_OPTION: _authors(documents)})
-            if not files and final == row.options:
+            if left_out is not None:
+                forgotten = left_out()
+                documents = [doc for doc in documents if not any(forgotten(a) for a in doc.authors)]
+            files = self._changed_files(base, row, documents, posts)
+            authors = _authors(documents)
+            if posts is not None:  # the other posts' authors stay
+                ends = tuple(f"-{post}.md" for post in posts)
+                authors = {**{f: ids for f, ids in (row.options.get(AUTHORS_OPTION) or {}).items()
+                              if not f.endswith(ends)}, **authors}
+            if not files and authors == (row.options.get(AUTHORS_OPTION) or {}):
                 return None
-            # Privacy first: the new visibility, and the authors of both versions, hold while it is indexed.
-            merged = {**(row.options.get(AUTHORS_OPTION) or {}), **final[AUTHORS_OPTION]}
-            self.registry.set_options(base, row.name, {**final, AUTHORS_OPTION: merged})
+            # Privacy first: the authors of both versions hold while it is indexed.
+            self._set_authors(base, row.name, {**(row.options.get(AUTHORS_OPTION) or {}), **authors})
             report, chunks = self._apply_files(base, row, files)
-            self.registry.set_options(base, row.name, final)
+            self._set_authors(base, row.name, authors)
             if report is not None:
-                self._save(self.registry.get(base, row.name) or row, chunks=chunks, pages=len(documents or ()),
+                self._save(self.registry.get(base, row.name) or row, chunks=chunks, pages=len(authors),
                            status="ready", error=None)
         gone = sum(1 for item in files.values() if item is None)
         detail = f"{len(files) - gone} message(s) new or edited, {gone} removed"
-        if not files:
-            detail = f"visibility follows the channel: {visibility.describe()}"
         self._audit(base, "sync", row.name, SYNC_ACTOR, "ok", detail, report)
         return SourceChange("sync", base, row.name, KIND, f"synced `{row.name}`: {detail}", report,
                             self.log_channel(base), chunks)
+
+    def _set_authors(self, base: str, name: str, authors: Mapping[str, list[str]]) -> None:
+        """The authors option alone, over the options as they are now (a visibility set
+        meanwhile is kept)."""
+        with _OPTIONS:
+            if (row := self.registry.get(base, name)) is not None:
+                self.registry.set_options(base, name, {**row.options, AUTHORS_OPTION: dict(authors)})
 
     def forget_author(self, user_id: int) -> list[str]:
         """Remove every document holding a message of `user_id` from every channel source of
@@ -121,7 +146,7 @@ class ChannelSources(LibrarySteps):
                     authors = {f: ids for f, ids in (row.options.get(AUTHORS_OPTION) or {}).items()
                                if f"{row.name}/{f}" not in mine}
                     report, chunks = self._apply_files(base, row, dict.fromkeys(sorted(mine)))
-                    self.registry.set_options(base, row.name, {**row.options, AUTHORS_OPTION: authors})
+                    self._set_authors(base, row.name, authors)
                     self._save(self.registry.get(base, row.name) or row, chunks=chunks, pages=len(authors))
                     self._audit(base, "forget", row.name, SYNC_ACTOR, "ok",
                                 f"{len(mine)} document(s) of a member who ran /forget-me removed", report)
@@ -129,8 +154,10 @@ class ChannelSources(LibrarySteps):
         return changed
 
     # --- the folder ---------------------------------------------------------------------------
-    def _changed_files(self, base: str, row: SourceRow, documents: list[ChannelDocument]) -> Files:
-        """The writes (new or changed text or title) and deletions that make the folder hold `documents`."""
+    def _changed_files(self, base: str, row: SourceRow, documents: list[ChannelDocument],
+                       posts: Collection[int] | None = None) -> Files:
+        """The writes (new or changed text or title) and deletions that make the folder hold
+        `documents` (of the files of `posts` only, when given)."""
         folder = self.folder(base) / row.name
         files: Files = {}
         for doc in documents:
@@ -143,6 +170,8 @@ class ChannelSources(LibrarySteps):
                 files[f"{row.name}/{doc.file}"] = (data, meta)
         wanted = {doc.file for doc in documents}
         stored = [p.name for p in folder.glob("*.md")] if folder.is_dir() else []
+        if posts is not None:
+            stored = [name for name in stored if name.endswith(tuple(f"-{post}.md" for post in posts))]
         files.update({f"{row.name}/{name}": None for name in sorted(stored) if name not in wanted})
         return files
 

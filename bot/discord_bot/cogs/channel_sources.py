@@ -1,9 +1,15 @@
 """Discord channels as sources, kept in step: a channel source (added with `/source add
 channel:`) is read again a few seconds (CHANNEL_SYNC_DELAY) after anything that may change what
 it takes — a message posted, edited or deleted, a pin, a forum post's tags or title, the
-channel's permissions (its visibility) — with the changes of that time read together, and every
+channel's permissions (its visibility) — with the changes of that time read together (in a forum,
+only the posts touched; the full read keeps the newest CHANNEL_SOURCE_LIMIT), and every
 CHANNEL_SWEEP_MINUTES (and on start) for what the bot missed while it was offline. `/forget-me`
 removes the member's messages from every channel source and keeps them out from then on.
+
+A channel's visibility (its permissions, or @everyone's role losing View Channel) is applied at
+once as a registry-only change, never behind a re-index. One lock per source is held across
+the read and the write of every sync (debounced, sweep) and of /forget-me, so an older read is
+never written over a newer one.
 
 Owns the watching (which channel ids belong to which source), the debounce and the sweep;
 reading Discord is `ChannelReader`'s, storing and indexing `SourceLibrary`'s (in a thread).
@@ -51,6 +57,8 @@ class ChannelSourcesCog(commands.Cog):
         self.watched: dict[int, tuple[Key, str]] = {}  # channel id -> its source, and what it takes
         self._pending: dict[Key, asyncio.Task[None]] = {}
         self._again: set[Key] = set()
+        self._posts: dict[Key, set[int] | None] = {}  # the forum posts touched since the last read (None: all)
+        self._locks: dict[Key, asyncio.Lock] = {}  # one per source: a read and its write go together
 
     async def cog_load(self) -> None:
         self.sweep.change_interval(minutes=self.bot.settings.channel_sweep_minutes)
@@ -71,8 +79,7 @@ class ChannelSourcesCog(commands.Cog):
         if others:
             raise SourceError("a `channel` is a source on its own: no attachment, url, crawl, replace or visible-to "
                               "(it is seen where the channel is seen).")
-        take, solved_tag = check_take(channel, take, solved_tag)
-        spec = ChannelSpec(channel.guild.id, channel.id, take, solved_tag)
+        spec = check_take(channel, take, solved_tag)
         progress(f"Reading {channel.mention}…")
         documents = await self.reader.read(channel, spec, await self._left_out())
         base = guild_base_name(channel.guild.id)
@@ -80,7 +87,7 @@ class ChannelSourcesCog(commands.Cog):
             self.library.add_channel, base, name=name or channel.name, origin=jump_link(channel.guild.id, channel.id),
             channel=spec.option(), documents=documents, visibility=channel_visibility(channel), actor_id=str(actor.id),
             actor_name=str(actor), progress=progress)
-        self.watched[channel.id] = ((base, change.name), take)
+        self.watched[channel.id] = ((base, change.name), spec.take)
         return change
 
     # --- gateway events: what may change a source ------------------------------------------------
@@ -117,12 +124,27 @@ class ChannelSourcesCog(commands.Cog):
 
     @commands.Cog.listener()
     async def on_guild_channel_update(self, before: discord.abc.GuildChannel, after: discord.abc.GuildChannel) -> None:
-        """Its permissions may have changed: the source's visibility follows at once (privacy does
-        not wait for the debounce), then the channel is read again."""
+        """Its permissions may have changed: the source's visibility follows at once (privacy waits
+        neither for the debounce nor for a re-index), then the channel is read again."""
         if (found := self.watched.get(after.id)) is not None:
-            with contextlib.suppress(RagError):
-                await asyncio.to_thread(self.library.sync_channel, *found[0], None, channel_visibility(after))
+            await self._follow_visibility(found[0], after)
         self._touched(after.id)
+
+    @commands.Cog.listener()
+    async def on_guild_role_update(self, before: discord.Role, after: discord.Role) -> None:
+        """@everyone (or a role a channel's overwrites name) changed: every channel source of the
+        server follows its channel's visibility at once."""
+        base = guild_base_name(after.guild.id)
+        for channel_id, (key, _) in list(self.watched.items()):
+            if key[0] == base and (channel := after.guild.get_channel(channel_id)) is not None:
+                await self._follow_visibility(key, channel)
+
+    async def _follow_visibility(self, key: Key, channel: discord.abc.GuildChannel) -> None:
+        """The source's visibility, the channel's as it is when the registry is written (registry only)."""
+        try:
+            await asyncio.to_thread(lambda: self.library.set_channel_visibility(*key, channel_visibility(channel)))
+        except RagError as exc:
+            log.warning("%s: channel source %s: its visibility was not updated: %s", *key, exc)
 
     @commands.Cog.listener()
     async def on_guild_channel_delete(self, channel: discord.abc.GuildChannel) -> None:
@@ -138,7 +160,10 @@ class ChannelSourcesCog(commands.Cog):
         """/forget-me: the member's messages leave every channel source now and stay out."""
         try:
             await asyncio.to_thread(lambda: self.forgotten.forget(self.bot.conversations.user_hash(user_id)))
-            changed = await asyncio.to_thread(self.library.forget_author, user_id)
+            async with contextlib.AsyncExitStack() as held:  # no sync of ours reads or writes meanwhile
+                for key in sorted({key for key, _ in self.watched.values()} | set(self._locks)):
+                    await held.enter_async_context(self._lock(key))
+                changed = await asyncio.to_thread(self.library.forget_author, user_id)
         except RagError as exc:
             log.warning("forget-me: channel sources not updated: %s", exc)
             return
@@ -148,12 +173,17 @@ class ChannelSourcesCog(commands.Cog):
     def _touched(self, channel_id: int, parent_id: int | None = None, *, new_message: bool = False) -> None:
         if parent_id is None and (channel := self.bot.get_channel(channel_id)) is not None:
             parent_id = getattr(channel, "parent_id", None)
-        found = self.watched.get(channel_id) or (self.watched.get(parent_id) if parent_id else None)
+        found = self.watched.get(channel_id)
+        post = None
+        if found is None and parent_id and (found := self.watched.get(parent_id)) is not None and found[1] == "solved":
+            post = channel_id  # a forum post: only it is read again
         if found is not None and not (new_message and found[1] == "pinned"):  # a new message is not pinned yet
-            self._schedule(found[0])
+            self._schedule(found[0], post)
 
     # --- debounced syncs ----------------------------------------------------------------------
-    def _schedule(self, key: Key) -> None:
+    def _schedule(self, key: Key, post: int | None = None) -> None:
+        posts = self._posts.get(key, set())
+        self._posts[key] = None if post is None or posts is None else {*posts, post}
         task = self._pending.get(key)
         if task is not None and not task.done():
             self._again.add(key)  # read once more when the pending read is over
@@ -164,12 +194,21 @@ class ChannelSourcesCog(commands.Cog):
         while True:
             await asyncio.sleep(self.bot.settings.channel_sync_delay)
             self._again.discard(key)
-            await self._sync_logged(*key)
+            await self._sync_logged(*key, self._posts.pop(key, None))
             if key not in self._again:
                 return
 
-    async def sync(self, base: str, name: str) -> SourceChange | None:
-        """Read one channel source again and store what changed (None: nothing did, or it could not be read)."""
+    def _lock(self, key: Key) -> asyncio.Lock:
+        return self._locks.setdefault(key, asyncio.Lock())
+
+    async def sync(self, base: str, name: str, posts: set[int] | None = None) -> SourceChange | None:
+        """Read one channel source again (`posts`: only these posts of a forum) and store what
+        changed (None: nothing did, or it could not be read), holding the source's lock from the
+        read to the write."""
+        async with self._lock((base, name)):
+            return await self._sync(base, name, posts)
+
+    async def _sync(self, base: str, name: str, posts: set[int] | None) -> SourceChange | None:
         try:
             row = await asyncio.to_thread(self.library.registry.get, base, name)
             if row is None or row.kind != "discord":
@@ -184,11 +223,18 @@ class ChannelSourcesCog(commands.Cog):
                 return None  # another process (shard) serves that server
             channel = guild.get_channel(spec.channel_id)
             if channel is None:  # deleted: so are its messages; no one reads it any more
-                documents, visibility = [], Visibility.channels([spec.channel_id])
+                documents = []
+                await asyncio.to_thread(self.library.set_channel_visibility, base, name,
+                                        Visibility.channels([spec.channel_id]))
             else:
-                documents = await self.reader.read(channel, spec, await self._left_out())
-                visibility = channel_visibility(channel)
-            change = await asyncio.to_thread(self.library.sync_channel, base, name, documents, visibility)
+                await self._follow_visibility((base, name), channel)  # missed while offline, say
+                if posts is None or not isinstance(channel, discord.ForumChannel):
+                    posts = None
+                    documents = await self.reader.read(channel, spec, await self._left_out())
+                else:
+                    documents = await self.reader.read_posts(channel, spec, posts, await self._left_out())
+            change = await asyncio.to_thread(self.library.sync_channel, base, name, documents, self._forgotten_now,
+                                             posts)
         except (discord.HTTPException, RagError) as exc:
             log.warning("%s: channel source %s not synced (it keeps serving as it was): %s", base, name, exc)
             return None
@@ -196,10 +242,10 @@ class ChannelSourcesCog(commands.Cog):
             log.info("%s: %s", base, change.result)
         return change
 
-    async def _sync_logged(self, base: str, name: str) -> None:
+    async def _sync_logged(self, base: str, name: str, posts: set[int] | None = None) -> None:
         """`sync`, with anything unexpected logged: one source's bug stops neither the sweep nor the others."""
         try:
-            await self.sync(base, name)
+            await self.sync(base, name, posts)
         except Exception:  # noqa: BLE001 - logged with its traceback
             log.exception("%s: channel source %s: the sync failed", base, name)
 
@@ -234,11 +280,15 @@ class ChannelSourcesCog(commands.Cog):
 
     async def _left_out(self) -> LeftOut:
         """Whether an author asked to be forgotten (their messages are never taken)."""
-        hashes = await asyncio.to_thread(self.forgotten.hashes)
+        return await asyncio.to_thread(self._forgotten_now)
+
+    def _forgotten_now(self) -> LeftOut:
+        """`_left_out`, read now (in a worker thread: the write of a sync asks it under its lock)."""
+        hashes = self.forgotten.hashes()
         if not hashes:
             return lambda _: False
         user_hash = self.bot.conversations.user_hash
-        await asyncio.to_thread(user_hash, 0)  # reads the salt once, off the event loop
+        user_hash(0)  # reads the salt once
         return lambda user_id: user_hash(user_id) in hashes
 
 
