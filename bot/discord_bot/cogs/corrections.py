@@ -25,7 +25,6 @@ from bot.discord_bot.render import NO_MENTIONS
 from bot.rag.curated import QUESTION_LIMIT, Correction
 from bot.rag.errors import RagError
 from bot.rag.library import SourceLibrary
-from bot.state import Database, StateUnavailableError, database_url
 from bot.state.corrections import QueueTopic
 
 if TYPE_CHECKING:
@@ -92,11 +91,10 @@ class CorrectionsCog(commands.Cog):
 
 
 async def setup(bot: SourceBot) -> None:
-    """The cog over the state database; without it there is nothing to correct into (logged)."""
-    try:
-        db = Database(database_url(bot.settings))
-        await asyncio.to_thread(db.create_schema)
-    except StateUnavailableError as exc:
-        log.error("corrections are unavailable: %s", exc)
+    """Over the source library the /source cog built (one per process); without it (no state
+    database) there is nothing to correct into (logged)."""
+    library = getattr(bot.get_cog("SourcesCog"), "library", None)
+    if not isinstance(library, SourceLibrary):
+        log.error("corrections are unavailable: /source is unavailable")
         return
-    await bot.add_cog(CorrectionsCog(bot, Corrector(bot, SourceLibrary(bot.settings, bot.service.bases, db))))
+    await bot.add_cog(CorrectionsCog(bot, Corrector(bot, library)))
