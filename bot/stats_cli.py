@@ -68,9 +68,8 @@ def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
     for topic in report.queue:
         print(f"  {topic.topic} ({len(topic.items)})")
         for item in topic.items:
-            what = "refused" if item.refused else f"👎 {item.down}"
             why = "; ".join(item.reasons)
-            print(f"    [{item.answer_id}] {what}\t{' '.join(item.question.split())}" + (f"\t— {why}" if why else ""))
+            print(f"    [{item.answer_id}] {item.why}\t{' '.join(item.question.split())}" + (f"\t— {why}" if why else ""))
     if report.queue:
         print("correct one with the \"Correct this answer\" action on the answer in Discord, or from /stats")
     if args.chart is not None:

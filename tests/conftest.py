@@ -16,8 +16,10 @@ import yarl
 
 from bot.discord_bot.app import SourceBot
 from bot.rag.embeddings import MiniLMEmbeddings
+from bot.rag.library import SourceLibrary
 from bot.rag.service import RagService
 from bot.settings import Settings
+from bot.state import Database, database_url
 from tests.discord_client import start_client  # noqa: F401  (a fixture: a plain client for the emulator tests)
 from tests.discord_emulator import MANAGE_GUILD, DiscordEmulator, Member
 from tests.helpers import ARTICLE, StartBot, connect, disconnect_all
@@ -75,6 +77,16 @@ def stories_service(make_settings: Callable[..., Settings], tmp_path: Path, embe
     service = RagService(make_settings(sources_dir=folder), embeddings=embeddings)
     service.start()
     return service
+
+
+@pytest.fixture
+def server_library(service: RagService, settings: Settings) -> Iterator[SourceLibrary]:
+    """The source library over `service`'s bases (started) and the settings' state database."""
+    service.start()
+    db = Database(database_url(settings))
+    db.create_schema()
+    yield SourceLibrary(settings, service.bases, db)
+    db.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ from bot.rag.index.registry import guild_base_name
 from bot.rag.library import SourceLibrary
 from bot.rag.service import RagService
 from bot.settings import Settings
-from bot.state import Database, SourceRegistry, database_url
+from bot.state import SourceRegistry
 
 GUILD, HELP_CHANNEL, OTHER_CHANNEL = 222, 701, 702
 FAQ = "# Ferry FAQ\n\nThe ferry to Skerry Island leaves at nine every morning from the south pier.\n"
@@ -30,14 +30,9 @@ ACTOR = {"actor_id": "42", "actor_name": "mod"}
 
 
 @pytest.fixture
-def world(service: RagService, settings: Settings) -> Iterator[tuple[RagService, SourceLibrary]]:
-    service.start()
-    db = Database(database_url(settings))
-    db.create_schema()
-    library = SourceLibrary(settings, service.bases, db)
-    library.add_file(guild_base_name(GUILD), "faq.md", FAQ.encode(), **ACTOR)
-    yield service, library
-    db.dispose()
+def world(service: RagService, server_library: SourceLibrary) -> Iterator[tuple[RagService, SourceLibrary]]:
+    server_library.add_file(guild_base_name(GUILD), "faq.md", FAQ.encode(), **ACTOR)
+    yield service, server_library
 
 
 def test_a_correction_answers_the_question_and_a_paraphrase_first(world: tuple[RagService, SourceLibrary]) -> None:

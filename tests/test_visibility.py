@@ -17,7 +17,6 @@ from bot.rag.library import SourceLibrary
 from bot.rag.library_channels import ChannelDocument
 from bot.rag.service import RagService
 from bot.settings import Settings
-from bot.state import Database, database_url
 from bot.state.conversations import Turn
 from tests.helpers import run_cli
 
@@ -40,11 +39,8 @@ QUESTIONS = [
 
 
 @pytest.fixture
-def world(service: RagService, settings: Settings) -> Iterator[tuple[RagService, SourceLibrary]]:
-    service.start()
-    db = Database(database_url(settings))
-    db.create_schema()
-    library = SourceLibrary(settings, service.bases, db)
+def world(service: RagService, server_library: SourceLibrary) -> Iterator[tuple[RagService, SourceLibrary]]:
+    library = server_library
     base = guild_base_name(GUILD)
     actor = {"actor_id": "tester", "actor_name": "tester"}
     library.add_file(base, "faq.md", FAQ.encode(), **actor)
@@ -53,7 +49,6 @@ def world(service: RagService, settings: Settings) -> Iterator[tuple[RagService,
     library.add_file(base, "mod-notes.md", NOTES.encode(),
                      visibility=Visibility("channels", frozenset({MODS_CHANNEL})), **actor)
     yield service, library
-    db.dispose()
 
 
 def _shown_json(line: str) -> str:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import discord
 
+from bot.discord_bot.channel_reader import jump_link
 from bot.discord_bot.render import NO_MENTIONS, trim
 from bot.discord_bot.source_replies import announce
 from bot.rag.access import NO_ROLE, Visibility
@@ -38,12 +39,6 @@ ANSWER_FIELD_ID, SOURCES_FIELD_ID = "sourcebot:correct:answer", "sourcebot:corre
 QUEUE_SELECT_ID = "sourcebot:queue:correct"
 MODERATORS_ONLY = Visibility.roles({NO_ROLE})  # a role no member holds: moderators see every source
 SELECT_LIMIT = 25  # options of one select menu
-
-
-def jump_link(guild_id: int | str | None, channel_id: int | str | None, message_id: int | str | None) -> str | None:
-    if guild_id is None or channel_id is None or message_id is None:
-        return None
-    return f"https://discord.com/channels/{guild_id}/{channel_id}/{message_id}"
 
 
 def describe(visibility: Visibility) -> str:
@@ -146,6 +141,8 @@ class QueueView(discord.ui.View):
         topic = self.topics[int(select.values[0])]
         first = topic.items[0]
         place = await self.corrector.place_of(first)
-        link = None if first.private else jump_link(first.guild_id, first.channel_id, first.message_id)
+        link = None
+        if not first.private and first.guild_id and first.channel_id and first.message_id:
+            link = jump_link(int(first.guild_id), int(first.channel_id), int(first.message_id))
         await interaction.response.send_modal(
             CorrectionModal(self.corrector, first.question, topic.answer_ids, place, link, private=place is None))

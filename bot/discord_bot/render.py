@@ -219,9 +219,8 @@ def render_queue(topics: list[QueueTopic]) -> discord.Embed | None:
     for n, topic in enumerate(topics[:EMBED_FIELD_LIMIT], start=1):
         lines = []
         for item in topic.items[:5]:
-            what = "refused" if item.refused and not item.down else f"👎 {item.down}"
             why = "; ".join(trim(r, 80) for r in item.reasons[:2])
-            lines.append(f"• “{discord.utils.escape_markdown(trim(item.question, 120))}” — {what}"
+            lines.append(f"• “{discord.utils.escape_markdown(trim(item.question, 120))}” — {item.why}"
                          + (f": {discord.utils.escape_markdown(why)}" if why else ""))
         if len(topic.items) > 5:
             lines.append(f"…and {len(topic.items) - 5} more")

@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -37,6 +38,23 @@ from bot.settings import Settings
 from bot.state import SourceRegistry, SourceRow
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What one reply may use: the chain that answers it and the names of the sources its
+    readers may see."""
+
+    chain: Runnable[str, Answer]
+    readable: frozenset[str]
+
+    def readable_history(self, history: Sequence[Turn]) -> list[Turn]:
+        """The turns whose answers cite only sources the readers may see now: after a source
+        is hidden, or a member loses a role, its answers no longer reach a follow-up (nor a
+        model's condense step)."""
+        return [turn for turn in history if self.readable.issuperset(turn.cited)]
+
+
 SUMMARY_CACHE_SIZE = 64
 E = TypeVar("E")
 
@@ -115,15 +133,21 @@ class RagService:
         """The chain that answers in a server: from its own base and the shared one (the
         shared base alone in DMs, or while the server has added no sources), without the
         server's sources the reply's readers (`audience`) may not see."""
+        return self.scope(guild_id, audience).chain
+
+    def scope(self, guild_id: int | None = None, audience: Audience = EVERYONE) -> Scope:
+        """What one reply may use (its chain, and the source names it may cite), from one read
+        of the server's visibilities."""
         shared = self.start()
         own, hidden, rows = self._own_rows(guild_id, audience)
         if own is None:
-            return shared.chain
+            return Scope(shared.chain, shared.version.source_names)
         chain = scoped_chain([own, shared], self.components.answerer, self.settings.top_k, [hidden])
         curated = [CuratedEntry(row.name, correction) for row in rows if row.kind == CURATED
                    and row.name in own.version.source_names and row.name not in hidden
                    and (correction := Correction.of(row.options)) is not None]
-        return CuratedFirst(chain, curated, self.components.curated, own) if curated else chain
+        return Scope(CuratedFirst(chain, curated, self.components.curated, own) if curated else chain,
+                     shared.version.source_names | (own.version.source_names - hidden))
 
     def _own(self, guild_id: int | None, audience: Audience) -> tuple[LiveIndex | None, frozenset[str]]:
         """The server's own live index (None: none, or nothing in it the readers may see) and
@@ -158,14 +182,8 @@ class RagService:
         return None if unused else SourceRegistry(db)
 
     def readable_history(self, history: Sequence[Turn], guild_id: int | None, audience: Audience) -> list[Turn]:
-        """The turns whose answers cite only sources the readers may see now: after a source
-        is hidden, or a member loses a role, its answers no longer reach a follow-up (nor a
-        model's condense step)."""
-        if not history:
-            return []
-        own, hidden = self._own(guild_id, audience)
-        readable = self.start().version.source_names | (own.version.source_names - hidden if own else frozenset())
-        return [turn for turn in history if readable.issuperset(turn.cited)]
+        """`Scope.readable_history` of the reply's scope."""
+        return self.scope(guild_id, audience).readable_history(history)
 
     def ask(self, question: str, user: int | str | None = None, guild_id: int | None = None,
             history: Sequence[Turn] = (), audience: Audience = EVERYONE) -> Answer:
@@ -174,25 +192,25 @@ class RagService:
         (the conversation's earlier turns) makes a follow-up standalone first; `audience` (who
         can read the reply) keeps out the server's sources they may not see."""
         cleaned = self.validate_question(question)
-        history = self.readable_history(history, guild_id, audience)
         with self._recording(user) as record:
-            followups = self.components.followups
+            scope, followups = self.scope(guild_id, audience), self.components.followups
+            history = scope.readable_history(history)
             if history and not followups.rewrites:
-                return record(followups.answer_offline(cleaned, history, self.chain(guild_id, audience).invoke))
-            return record(self.chain(guild_id, audience).invoke(followups.standalone(cleaned, history)))
+                return record(followups.answer_offline(cleaned, history, scope.chain.invoke))
+            return record(scope.chain.invoke(followups.standalone(cleaned, history)))
 
     def stream(self, question: str, user: int | str | None = None, guild_id: int | None = None,
                history: Sequence[Turn] = (), audience: Audience = EVERYONE) -> Iterator[AnswerEvent]:
         """Like `ask`, but yields the answer text as it is written (back-ends that can
         stream), always ending with the final Answer."""
         cleaned = self.validate_question(question)
-        history = self.readable_history(history, guild_id, audience)
         with self._recording(user) as record:
-            followups = self.components.followups
+            scope, followups = self.scope(guild_id, audience), self.components.followups
+            history = scope.readable_history(history)
             if history and not followups.rewrites:  # the offline answer is whole at once anyway
-                yield record(followups.answer_offline(cleaned, history, self.chain(guild_id, audience).invoke))
+                yield record(followups.answer_offline(cleaned, history, scope.chain.invoke))
                 return
-            for event in self.chain(guild_id, audience).stream(followups.standalone(cleaned, history)):
+            for event in scope.chain.stream(followups.standalone(cleaned, history)):
                 yield record(event)
 
     async def astream(
@@ -201,16 +219,14 @@ class RagService:
     ) -> AsyncIterator[AnswerEvent]:
         """`stream` for the event loop (the Discord bot): the same chain's `astream`."""
         cleaned = self.validate_question(question)
-        history = await asyncio.to_thread(self.readable_history, history, guild_id, audience)
         with self._recording(user) as record:
-            followups = self.components.followups
+            scope, followups = await asyncio.to_thread(self.scope, guild_id, audience), self.components.followups
+            history = scope.readable_history(history)
             if history and not followups.rewrites:
-                chain = await asyncio.to_thread(self.chain, guild_id, audience)
-                yield record(await asyncio.to_thread(followups.answer_offline, cleaned, history, chain.invoke))
+                yield record(await asyncio.to_thread(followups.answer_offline, cleaned, history, scope.chain.invoke))
                 return
             standalone = await followups.astandalone(cleaned, history)
-            chain = await asyncio.to_thread(self.chain, guild_id, audience)
-            async for event in chain.astream(standalone):
+            async for event in scope.chain.astream(standalone):
                 yield record(event)
 
     @contextlib.contextmanager

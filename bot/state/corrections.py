@@ -45,6 +45,18 @@ class QueueItem:
     channel_id: str | None  # where it was posted (None: not known)
     private: bool = False  # an ephemeral reply only the asker saw
 
+    @property
+    def why(self) -> str:
+        """Why it is in the queue, as /stats and the CLI show it."""
+        return "refused" if self.refused and not self.down else f"👎 {self.down}"
+
+    @classmethod
+    def of(cls, record: AnswerRecord, place: AnswerPlace | None, down: int, reasons: Sequence[str]) -> QueueItem:
+        """The item of one recorded answer, its place (None: recorded before places were) and its 👎 votes."""
+        return cls(record.id, record.question or "", record.answer, not record.answered, down, tuple(reasons),
+                   record.asked_at, record.guild_id, record.message_id,
+                   place.channel_id if place else record.thread_id, place.private if place else False)
+
 
 @dataclass(frozen=True)
 class QueueTopic:
@@ -90,9 +102,7 @@ def feedback(session: Session, rows: Sequence[AnswerRecord], votes: Sequence[tup
     for a, v, reason, _ in votes:
         if v < 0 and reason:
             reasons.setdefault(a, []).append(reason)
-    items = [QueueItem(r.id, r.question, r.answer, not r.answered, down[r.id], tuple(reasons.get(r.id, ())), r.asked_at,
-                       r.guild_id, r.message_id, places[r.id].channel_id if r.id in places else r.thread_id,
-                       places[r.id].private if r.id in places else False)
+    items = [QueueItem.of(r, places.get(r.id), down[r.id], reasons.get(r.id, ()))
              for r in rows if r.question and r.id not in resolved and (not r.answered or down[r.id])]
     newest = sorted(items, key=lambda it: it.asked_at, reverse=True)[:QUEUE_LIMIT]  # grouping compares pairs
     return Feedback(group_by_topic(newest), daily_counts(rows, votes, since))
@@ -173,10 +183,7 @@ class Corrections:
     def _item(session: Session, record: AnswerRecord) -> QueueItem:
         place = session.get(AnswerPlace, record.id)
         votes = session.execute(select(VoteRecord.value, VoteRecord.reason).where(VoteRecord.answer_id == record.id)).all()
-        return QueueItem(record.id, record.question or "", record.answer, not record.answered,
-                         sum(v < 0 for v, _ in votes), tuple(r for v, r in votes if v < 0 and r), record.asked_at,
-                         record.guild_id, record.message_id, place.channel_id if place else record.thread_id,
-                         place.private if place else False)
+        return QueueItem.of(record, place, sum(v < 0 for v, _ in votes), [r for v, r in votes if v < 0 and r])
 
     def resolve(self, answer_ids: Sequence[int], *, guild_id: int | str | None, source_name: str,
                 by: int | str | None) -> int:

@@ -182,8 +182,8 @@ class IndexVersion:
     def __post_init__(self) -> None:
         self.chunks = ChunkMap(self.collection, self.catalogue)
         self._texts: LRUCache[str, str] = LRUCache(maxsize=32)  # source texts rebuilt lately
-        self._texts_lock = threading.Lock()
         self._hidden: LRUCache[frozenset[str], frozenset[str]] = LRUCache(maxsize=32)  # chunk ids of source sets
+        self._cache_lock = threading.Lock()  # over both caches
 
     @cached_property
     def sources(self) -> dict[str, SourceInfo]:
@@ -205,11 +205,11 @@ class IndexVersion:
         reply's readers may not see repeat from one question to the next)."""
         if not sources:
             return frozenset()
-        with self._texts_lock:
+        with self._cache_lock:
             found = self._hidden.get(sources)
         if found is None:
             found = frozenset(cid for source in sources for cid in self.chunk_ids_of_source(source))
-            with self._texts_lock:
+            with self._cache_lock:
                 self._hidden[sources] = found
         return found
 
@@ -220,7 +220,7 @@ class IndexVersion:
         """The source's normalised text, rebuilt from its chunks (they cover every sentence;
         what lies between two chunks is whitespace, given back as line breaks so headings
         stay on lines of their own)."""
-        with self._texts_lock:
+        with self._cache_lock:
             cached = self._texts.get(source)
         if cached is None:
             pieces = sorted(self.chunks_of_source(source), key=lambda c: c.start)
@@ -228,7 +228,7 @@ class IndexVersion:
             for chunk in pieces:
                 buffer[chunk.start:chunk.end] = chunk.text
             cached = "".join(buffer)
-            with self._texts_lock:
+            with self._cache_lock:
                 self._texts[source] = cached
         return cached
 
